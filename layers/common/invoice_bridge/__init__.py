@@ -1,0 +1,1 @@
+"""invoice-bridge: BuildNexion documents into Quipu, tuimprenta.digital and FacturaDirecta, exactly once."""

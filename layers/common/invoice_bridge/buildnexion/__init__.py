@@ -1,0 +1,1 @@
+"""BuildNexion, the source side: webhook signatures, event envelopes and objects."""

@@ -1,0 +1,100 @@
+"""Settings: one model per function, read from the environment once, errors naming the variable."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError
+
+from invoice_bridge.errors import ConfigurationError
+
+EVENT_TYPE_PATTERN = r"^[a-z][a-z_]*\.[a-z][a-z_]*$"
+
+
+class Destination(StrEnum):
+    """The invoicing platforms an event can be routed to."""
+
+    QUIPU = "quipu"
+    TUIMPRENTA = "tuimprenta"
+    FACTURADIRECTA = "facturadirecta"
+
+
+EventType = Annotated[str, Field(pattern=EVENT_TYPE_PATTERN)]
+RoutingTable = dict[EventType, Destination]
+
+DEFAULT_ROUTING: RoutingTable = {
+    "invoice.created": Destination.QUIPU,
+    "invoice.updated": Destination.QUIPU,
+    "invoice.voided": Destination.QUIPU,
+    "sales_invoice.created": Destination.TUIMPRENTA,
+    "sales_invoice.canceled": Destination.TUIMPRENTA,
+    "purchase_order.created": Destination.FACTURADIRECTA,
+    "purchase_order.updated": Destination.FACTURADIRECTA,
+    "purchase_order.canceled": Destination.FACTURADIRECTA,
+}
+
+
+def describe_validation_error(exc: ValidationError) -> tuple[str, str]:
+    """The first error of a validation as (dotted field path, message), without the offending input."""
+    first = exc.errors(include_input=False, include_url=False)[0]
+    parts: list[str] = []
+    for part in first["loc"]:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        elif "." in part:
+            parts.append(f'["{part}"]')
+        else:
+            parts.append(f".{part}" if parts else part)
+    message = first["msg"]
+    if first["type"] == "enum":
+        message = f"unknown destination; known: {', '.join(d.value for d in Destination)}"
+    return "".join(parts) or "(root)", message
+
+
+class EnvSettings(BaseModel):
+    """Base of the settings models: fields are aliased to their environment variable."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Self:
+        """Validate the environment (or the mapping given); raise ConfigurationError naming the variable."""
+        source = os.environ if environ is None else environ
+        try:
+            return cls.model_validate(dict(source))
+        except ValidationError as exc:
+            field, message = describe_validation_error(exc)
+            raise ConfigurationError(field, message) from None
+
+
+QueueUrl = Annotated[str, Field(pattern=r"^https?://\S+/\S+$")]
+Name = Annotated[str, Field(min_length=1)]
+
+
+class ReceiverSettings(EnvSettings):
+    """WebhookReceiverFunction's settings."""
+
+    routing_table: Json[RoutingTable] = Field(alias="ROUTING_TABLE")
+    quipu_queue_url: QueueUrl = Field(alias="QUIPU_QUEUE_URL")
+    tuimprenta_queue_url: QueueUrl = Field(alias="TUIMPRENTA_QUEUE_URL")
+    facturadirecta_queue_url: QueueUrl = Field(alias="FACTURADIRECTA_QUEUE_URL")
+    idempotency_table_name: Name = Field(alias="IDEMPOTENCY_TABLE_NAME")
+    state_table_name: Name = Field(alias="STATE_TABLE_NAME")
+    buildnexion_secret_id: Name = Field(alias="BUILDNEXION_SECRET_ARN")
+    tuimprenta_secret_id: Name = Field(alias="TUIMPRENTA_SECRET_ARN")
+    secrets_max_age_seconds: int = Field(default=60, ge=0, le=3600, alias="SECRETS_MAX_AGE_SECONDS")
+    # BuildNexion's retry window is not published; a week outlasts any sane one (tuimprenta's is 24 h).
+    idempotency_ttl_seconds: int = Field(
+        default=7 * 24 * 3600, ge=3600, le=30 * 24 * 3600, alias="IDEMPOTENCY_TTL_SECONDS"
+    )
+
+    def queue_urls(self) -> dict[Destination, str]:
+        """The queue each destination's worker consumes."""
+        return {
+            Destination.QUIPU: self.quipu_queue_url,
+            Destination.TUIMPRENTA: self.tuimprenta_queue_url,
+            Destination.FACTURADIRECTA: self.facturadirecta_queue_url,
+        }

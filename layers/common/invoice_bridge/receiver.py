@@ -1,0 +1,227 @@
+"""The webhook receiver: verify, dedupe, route, enqueue. No invoicing platform is called here."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import boto3
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
+from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ValidationError
+
+from invoice_bridge.aws import AwsClients
+from invoice_bridge.buildnexion import signature as buildnexion_signature
+from invoice_bridge.buildnexion.models import EventHead, WebhookEvent
+from invoice_bridge.config import ReceiverSettings, describe_validation_error
+from invoice_bridge.errors import InvalidPayload, PayloadTooLarge
+from invoice_bridge.observability import count, logger
+from invoice_bridge.queues import QueuePublisher
+from invoice_bridge.secrets import BuildNexionSecret, SecretReader, TuimprentaSecret
+from invoice_bridge.store import StateStore, TuimprentaEventItem
+from invoice_bridge.tuimprenta import webhook as tuimprenta_webhook
+from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
+
+MAX_BODY_BYTES = 256 * 1024
+
+Outcome = Literal["accepted", "duplicate", "ignored", "recorded"]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What became of one webhook delivery."""
+
+    outcome: Outcome
+    event_id: str
+    destination: str | None = None
+
+    def as_body(self) -> dict[str, str]:
+        """The JSON answer: enough for the sender's logs, nothing from the event's content."""
+        body = {"status": self.outcome, "event_id": self.event_id}
+        if self.destination:
+            body["destination"] = self.destination
+        return body
+
+
+def raw_body(body: str | None, is_base64_encoded: bool) -> bytes:
+    """The request body exactly as sent, which is what the signatures cover."""
+    if body is None:
+        return b""
+    if not is_base64_encoded:
+        return body.encode("utf-8")
+    try:
+        return base64.b64decode(body, validate=True)
+    except binascii.Error:
+        raise InvalidPayload("body", "is not valid base64") from None
+
+
+def check_size(body: bytes) -> None:
+    """Refuse a body over the limit before anything reads it."""
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(len(body), MAX_BODY_BYTES)
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or InvalidPayload."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidPayload("body", "is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidPayload("body", "must be a JSON object")
+    return document
+
+
+def _validated[ModelT: BaseModel](model: type[ModelT], document: dict[str, Any]) -> ModelT:
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        raise InvalidPayload(*describe_validation_error(exc)) from None
+
+
+def parse_buildnexion_head(document: dict[str, Any]) -> EventHead:
+    """The envelope's id, type and created, validated; InvalidPayload names the bad field."""
+    return _validated(EventHead, document)
+
+
+def parse_buildnexion_event(document: dict[str, Any]) -> WebhookEvent:
+    """A routed envelope, validated down to its object's kind, id and version."""
+    event = _validated(WebhookEvent, document)
+    if event.data.object.object != event.object_kind():
+        raise InvalidPayload("data.object.object", f"must be '{event.object_kind()}' for a {event.type} event")
+    return event
+
+
+def parse_tuimprenta_event(body: bytes) -> TuimprentaEvent:
+    """tuimprenta's event, validated; InvalidPayload names the first bad field."""
+    return _validated(TuimprentaEvent, parse_json_object(body))
+
+
+def _mark_duplicate(response: Any, record: DataRecord) -> Any:
+    # Called by Powertools only when it answers from a completed record: the event was enqueued before.
+    return {**response, "duplicate": True} if isinstance(response, dict) else response
+
+
+class WebhookReceiver:
+    """Turns verified webhook deliveries into queue messages (BuildNexion) or poller hints (tuimprenta)."""
+
+    def __init__(
+        self,
+        *,
+        settings: ReceiverSettings,
+        secrets: SecretReader,
+        publisher: QueuePublisher,
+        state: StateStore,
+        persistence_store: BasePersistenceLayer,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._secrets = secrets
+        self._publisher = publisher
+        self._state = state
+        self._clock = clock
+        self._idempotency = IdempotencyConfig(
+            event_key_jmespath="id",
+            raise_on_no_idempotency_key=True,
+            expires_after_seconds=settings.idempotency_ttl_seconds,
+            response_hook=_mark_duplicate,
+        )
+        self._enqueue_once = idempotent_function(
+            self._enqueue,
+            data_keyword_argument="delivery",
+            persistence_store=persistence_store,
+            config=self._idempotency,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: ReceiverSettings, clients: AwsClients | None = None) -> WebhookReceiver:
+        """The receiver wired to real AWS clients."""
+        clients = clients or AwsClients(boto3.session.Session())
+        dynamodb = clients.dynamodb()
+        return cls(
+            settings=settings,
+            secrets=SecretReader(
+                SecretsProvider(boto3_client=clients.secretsmanager()), settings.secrets_max_age_seconds
+            ),
+            publisher=QueuePublisher(clients.sqs(), settings.queue_urls()),
+            state=StateStore(dynamodb, settings.state_table_name),
+            persistence_store=DynamoDBPersistenceLayer(
+                table_name=settings.idempotency_table_name, boto3_client=dynamodb
+            ),
+        )
+
+    def register_lambda_context(self, context: LambdaContext) -> None:
+        """Bound an in-progress dedupe record to this invocation, so a crashed one does not block retries."""
+        self._idempotency.register_lambda_context(context)
+
+    def receive_buildnexion(self, signature: str | None, body: bytes) -> Receipt:
+        """Verify a BuildNexion delivery and enqueue its event once; unknown types are ignored."""
+        count("WebhookReceived")
+        check_size(body)
+        secret = self._secrets.read(self._settings.buildnexion_secret_id, BuildNexionSecret, "buildnexion")
+        buildnexion_signature.verify_signature(
+            signature, body, [s.get_secret_value() for s in secret.webhook_secrets], now=self._clock()
+        )
+        document = parse_json_object(body)
+        head = parse_buildnexion_head(document)
+        logger.set_correlation_id(head.id)
+        logger.append_keys(event_type=head.type)
+        destination = self._settings.routing_table.get(head.type)
+        if destination is None:
+            # Answered 200 so BuildNexion does not retry an event this bundle will never handle.
+            logger.info("event type not routed; ignored")
+            count("WebhookIgnored")
+            return Receipt("ignored", head.id)
+        event = parse_buildnexion_event(document)
+        logger.append_keys(object_id=event.data.object.id)
+        try:
+            result = self._enqueue_once(delivery={"id": event.id}, event=event, body=body.decode("utf-8"))
+        except IdempotencyAlreadyInProgressError:
+            # A concurrent delivery of the same event holds the record; it enqueues, or fails and is retried.
+            logger.info("event is being enqueued by a concurrent delivery")
+            count("WebhookDuplicate")
+            return Receipt("duplicate", event.id, destination.value)
+        if result.get("duplicate"):
+            logger.info("event already enqueued")
+            count("WebhookDuplicate")
+            return Receipt("duplicate", event.id, destination.value)
+        logger.info("event enqueued", extra={"destination": destination.value})
+        count("WebhookAccepted", {"destination": destination.value})
+        return Receipt("accepted", event.id, destination.value)
+
+    def _enqueue(self, *, delivery: Mapping[str, str], event: WebhookEvent, body: str) -> dict[str, str]:
+        destination = self._settings.routing_table[event.type]
+        message_id = self._publisher.publish(destination, event, body)
+        return {"destination": destination.value, "message_id": message_id}
+
+    def receive_tuimprenta(self, signature: str | None, body: bytes) -> Receipt:
+        """Verify a tuimprenta delivery and record it for the batch poller."""
+        count("WebhookReceived")
+        check_size(body)
+        secret = self._secrets.read(self._settings.tuimprenta_secret_id, TuimprentaSecret, "tuimprenta")
+        tuimprenta_webhook.verify_signature(signature, body, secret.webhook_secret.get_secret_value())
+        event = parse_tuimprenta_event(body)
+        logger.set_correlation_id(event.id)
+        logger.append_keys(event_type=event.type)
+        received_at = datetime.fromtimestamp(self._clock(), tz=UTC)
+        if not self._state.record_tuimprenta_event(TuimprentaEventItem.from_event(event, received_at)):
+            logger.info("tuimprenta event already recorded")
+            count("TuimprentaEventDuplicate")
+            return Receipt("duplicate", event.id)
+        logger.info("tuimprenta event recorded for the poller")
+        count("TuimprentaEventRecorded")
+        return Receipt("recorded", event.id)

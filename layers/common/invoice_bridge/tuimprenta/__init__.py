@@ -1,0 +1,1 @@
+"""tuimprenta.digital: fiscal invoices issued in batches."""

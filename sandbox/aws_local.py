@@ -1,0 +1,209 @@
+"""moto in server mode plays SQS, DynamoDB and Secrets Manager; resources come from template.yaml."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+from sandbox.cfn import ACCOUNT_ID, REGION, Intrinsics, Template, TemplateError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto accepts any credentials
+    "AWS_SESSION_TOKEN": "local",
+    "AWS_REGION": REGION,
+    "AWS_DEFAULT_REGION": REGION,
+}
+STACK = "invoice-bridge-local"
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """A queue made from the template."""
+
+    logical_id: str
+    url: str
+    arn: str
+    name: str
+    fifo: bool
+    dead_letter: str | None  # logical id of its DLQ
+
+
+@dataclass
+class Provisioned:
+    """What the template became locally: values for Ref and Fn::GetAtt, and the queues."""
+
+    refs: dict[str, str] = field(default_factory=dict)
+    attributes: dict[tuple[str, str], str] = field(default_factory=dict)
+    queues: dict[str, QueueInfo] = field(default_factory=dict)
+    tables: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+
+
+class LocalAws:
+    """An in-process moto server on a loopback port, and clients pointed at it."""
+
+    def __init__(self) -> None:
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.endpoint = ""
+
+    def start(self) -> None:
+        """Start moto and remember its endpoint."""
+        # moto's server logs every request through werkzeug; the stack reports what matters instead.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        """Stop moto."""
+        self._server.stop()
+
+    def environment(self) -> dict[str, str]:
+        """Environment that points any boto3 client (the handlers' included) at this moto."""
+        return {**FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": self.endpoint}
+
+    def session(self) -> boto3.session.Session:
+        """A boto3 session with the fake credentials."""
+        return boto3.session.Session(
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
+            region_name=REGION,
+        )
+
+    def sqs(self) -> SQSClient:
+        """An SQS client on this moto."""
+        return self.session().client("sqs", endpoint_url=self.endpoint)
+
+    def dynamodb(self) -> DynamoDBClient:
+        """A DynamoDB client on this moto."""
+        return self.session().client("dynamodb", endpoint_url=self.endpoint)
+
+    def secretsmanager(self) -> SecretsManagerClient:
+        """A Secrets Manager client on this moto."""
+        return self.session().client("secretsmanager", endpoint_url=self.endpoint)
+
+    def provision(
+        self,
+        template: Template,
+        secret_values: Mapping[str, Mapping[str, Any]],
+    ) -> Provisioned:
+        """Create every queue, table and secret of the template; `secret_values` by logical id."""
+        out = Provisioned()
+        self._queues(template, out)
+        self._tables(template, out)
+        self._secrets(template, secret_values, out)
+        for logical_id, resource in template.resources.items():
+            if logical_id not in out.refs and resource["Type"] == "AWS::Serverless::Function":
+                out.refs[logical_id] = f"{STACK}-{logical_id}"
+        missing = sorted(set(secret_values) - set(out.secrets))
+        if missing:
+            raise TemplateError(f"secrets to seed are not in the template: {', '.join(missing)}")
+        return out
+
+    def _queues(self, template: Template, out: Provisioned) -> None:
+        queues = template.resources_of_type("AWS::SQS::Queue")
+        # Dead-letter queues first: the others name their ARN.
+        ordered = sorted(queues, key=lambda q: "RedrivePolicy" in (queues[q].get("Properties") or {}))
+        sqs = self.sqs()
+        for logical_id in ordered:
+            props = dict(queues[logical_id].get("Properties") or {})
+            fifo = bool(props.get("FifoQueue"))
+            name = f"{STACK}-{logical_id}" + (".fifo" if fifo else "")
+            attributes: dict[str, str] = {}
+            if fifo:
+                attributes["FifoQueue"] = "true"
+                attributes["ContentBasedDeduplication"] = str(bool(props.get("ContentBasedDeduplication"))).lower()
+            for prop in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds"):
+                if prop in props:
+                    attributes[prop] = str(props[prop])
+            dead_letter = None
+            if "RedrivePolicy" in props:
+                policy = props["RedrivePolicy"]
+                target = policy["deadLetterTargetArn"]
+                if not (isinstance(target, dict) and "Fn::GetAtt" in target):
+                    raise TemplateError(f"{logical_id}.RedrivePolicy: deadLetterTargetArn must be !GetAtt <Queue>.Arn")
+                dead_letter = target["Fn::GetAtt"][0]
+                attributes["RedrivePolicy"] = json.dumps(
+                    {"deadLetterTargetArn": out.attributes[(dead_letter, "Arn")],
+                     "maxReceiveCount": int(policy["maxReceiveCount"])}
+                )
+            url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]  # type: ignore[arg-type]
+            arn = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}"
+            out.refs[logical_id] = url
+            out.attributes[(logical_id, "Arn")] = arn
+            out.attributes[(logical_id, "QueueName")] = name
+            out.attributes[(logical_id, "QueueUrl")] = url
+            out.queues[logical_id] = QueueInfo(logical_id, url, arn, name, fifo, dead_letter)
+
+    def _tables(self, template: Template, out: Provisioned) -> None:
+        dynamodb = self.dynamodb()
+        for logical_id, resource in template.resources_of_type("AWS::DynamoDB::Table").items():
+            props = resource.get("Properties") or {}
+            name = f"{STACK}-{logical_id}"
+            dynamodb.create_table(
+                TableName=name,
+                AttributeDefinitions=props["AttributeDefinitions"],
+                KeySchema=props["KeySchema"],
+                BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+            )
+            ttl = props.get("TimeToLiveSpecification")
+            if ttl and ttl.get("Enabled"):
+                dynamodb.update_time_to_live(
+                    TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
+                )
+            out.refs[logical_id] = name
+            out.attributes[(logical_id, "Arn")] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"
+            out.tables[logical_id] = name
+
+    def _secrets(
+        self, template: Template, secret_values: Mapping[str, Mapping[str, Any]], out: Provisioned
+    ) -> None:
+        client = self.secretsmanager()
+        for logical_id, resource in template.resources_of_type("AWS::SecretsManager::Secret").items():
+            props = resource.get("Properties") or {}
+            value = secret_values.get(logical_id)
+            secret_string = json.dumps(value) if value is not None else str(props.get("SecretString", "{}"))
+            arn = client.create_secret(Name=f"{STACK}/{logical_id}", SecretString=secret_string)["ARN"]
+            out.refs[logical_id] = arn
+            out.secrets[logical_id] = arn
+
+
+def intrinsics_for(template: Template, parameters: Mapping[str, str], provisioned: Provisioned) -> Intrinsics:
+    """Resolver for the template's intrinsics against what was provisioned."""
+    conditions: dict[str, bool] = {}
+    resolver = Intrinsics(parameters, provisioned.refs, provisioned.attributes)
+    for name, expression in (template.document.get("Conditions") or {}).items():
+        conditions[name] = _evaluate_condition(resolver, expression)
+    return Intrinsics(parameters, provisioned.refs, provisioned.attributes, conditions)
+
+
+def _evaluate_condition(resolver: Intrinsics, expression: Any) -> bool:
+    (key, arg), = expression.items()
+    if key == "Fn::Equals":
+        return bool(resolver.resolve(arg[0]) == resolver.resolve(arg[1]))
+    if key == "Fn::Not":
+        return not _evaluate_condition(resolver, arg[0])
+    if key == "Fn::And":
+        return all(_evaluate_condition(resolver, a) for a in arg)
+    if key == "Fn::Or":
+        return any(_evaluate_condition(resolver, a) for a in arg)
+    raise TemplateError(f"condition function {key} is not supported locally")
+
+
+def process_environment_without_aws() -> dict[str, str]:
+    """This process's environment minus anything that could point a handler at a real AWS account."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BOTO"))}

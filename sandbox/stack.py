@@ -1,0 +1,212 @@
+"""The local stack: the real handlers, unchanged, on moto, behind a local gateway, runner and scheduler."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from invoice_bridge.store import StateStore
+from sandbox.aws_local import LocalAws, Provisioned, intrinsics_for, process_environment_without_aws
+from sandbox.buildnexion import BuildNexionPeer
+from sandbox.cfn import Template, TemplateError
+from sandbox.functions import FunctionPool, LogSink, function_environment
+from sandbox.gateway import route_to
+from sandbox.httpserver import LocalHttpServer, Reply, Request, Router
+from sandbox.runner import MIN_WORKERS, Scheduler, SqsMapping, SqsPoller
+from sandbox.settings import API_URL_PARAMETERS, LocalSettings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STATE_TABLE = "StateTable"
+
+
+def stderr_log_sink(function: str, line: str) -> None:
+    """Function log lines to stderr, prefixed with the function, as `sam logs` shows them."""
+    print(f"[{function}] {line}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class StackOptions:
+    """How to run the stack."""
+
+    root: Path = REPO_ROOT
+    port: int = 3000
+    environ: Mapping[str, str] | None = None
+    log_sink: LogSink = stderr_log_sink
+    workers_per_queue: int = MIN_WORKERS
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
+
+
+class LocalStack:
+    """Everything `invoice-bridge local serve` runs, startable from tests too."""
+
+    def __init__(self, options: StackOptions | None = None) -> None:
+        self.options = options or StackOptions()
+        self.settings = LocalSettings.from_env(self.options.environ)
+        self.template = Template.load(self.options.root / "template.yaml")
+        self.aws = LocalAws()
+        self.peers: dict[str, Any] = {}
+        self.api_urls: dict[str, str] = {}
+        self.pools: dict[str, FunctionPool] = {}
+        self.pollers: list[SqsPoller] = []
+        self.scheduler: Scheduler | None = None
+        self.provisioned = Provisioned()
+        self.routes: list[str] = []
+        self._server: LocalHttpServer | None = None
+        self._started = False
+        self._lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start moto, provision the template, start peers, functions, gateway, runner and scheduler."""
+        try:
+            self.aws.start()
+            self.provisioned = self.aws.provision(self.template, self.settings.secret_values())
+            self._start_peers()
+            parameters = {**self.template.parameter_defaults(), **self._url_parameters(),
+                          **self.options.parameter_overrides}
+            intrinsics = intrinsics_for(self.template, parameters, self.provisioned)
+            base_env = {**process_environment_without_aws(), **self.aws.environment()}
+            for spec in self.template.functions:
+                resolved = intrinsics.resolve(spec.environment)
+                env = function_environment(spec, resolved, base_env, self.options.root)
+                self.pools[spec.logical_id] = FunctionPool(spec, env, self.options.log_sink)
+            router = Router()
+            router.add("GET", "/local/status", self._status_route)
+            self._add_http_routes(router)
+            self._add_event_sources()
+            self._server = LocalHttpServer(router, port=self.options.port)
+            self._server.start()
+            for poller in self.pollers:
+                poller.start()
+            if self.scheduler:
+                self.scheduler.start()
+            self._started = True
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop everything that was started, in reverse order."""
+        if self.scheduler:
+            self.scheduler.stop()
+        for poller in self.pollers:
+            poller.stop()
+        if self._server:
+            self._server.stop()
+            self._server = None
+        for pool in self.pools.values():
+            pool.close()
+        for peer in self.peers.values():
+            peer.stop()
+        self.peers.clear()
+        if self.aws.endpoint:
+            self.aws.stop()
+            self.aws.endpoint = ""
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """The gateway's base URL."""
+        if not self._server:
+            raise RuntimeError("the stack is not running")
+        return self._server.url
+
+    # -- wiring ------------------------------------------------------------------------------------
+
+    def _start_peers(self) -> None:
+        for platform, url in self.settings.api_urls().items():
+            if url:
+                self.api_urls[platform] = url
+        if "buildnexion" not in self.api_urls:
+            peer = BuildNexionPeer(self.settings.buildnexion_api_key, self.settings.webhook_secrets())
+            peer.start()
+            self.peers["buildnexion"] = peer
+            self.api_urls["buildnexion"] = peer.base_url
+
+    def _url_parameters(self) -> dict[str, str]:
+        return {API_URL_PARAMETERS[platform]: url for platform, url in self.api_urls.items()}
+
+    def _add_http_routes(self, router: Router) -> None:
+        for spec in self.template.functions:
+            for name, event in spec.events_of_type("HttpApi").items():
+                props = event.get("Properties") or {}
+                method, path = str(props.get("Method", "")).upper(), props.get("Path")
+                if not path or method in {"", "ANY"} or "{" in str(path):
+                    raise TemplateError(f"{spec.logical_id}.{name}: only fixed paths and methods are played locally")
+                route_key = f"{method} {path}"
+                router.add(method, str(path), route_to(self.pools[spec.logical_id], route_key))
+                self.routes.append(route_key)
+
+    def _add_event_sources(self) -> None:
+        targets = []
+        for spec in self.template.functions:
+            pool = self.pools[spec.logical_id]
+            for name, event in spec.events_of_type("SQS").items():
+                props = event.get("Properties") or {}
+                queue_ref = props.get("Queue")
+                if not (isinstance(queue_ref, dict) and "Fn::GetAtt" in queue_ref):
+                    raise TemplateError(f"{spec.logical_id}.{name}: Queue must be !GetAtt <Queue>.Arn")
+                queue = self.provisioned.queues[queue_ref["Fn::GetAtt"][0]]
+                scaling = (props.get("ScalingConfig") or {}).get("MaximumConcurrency")
+                mapping = SqsMapping(
+                    queue=queue,
+                    batch_size=int(props.get("BatchSize") or 10),
+                    report_failures="ReportBatchItemFailures" in (props.get("FunctionResponseTypes") or []),
+                    # Lambda's MaximumConcurrency for SQS is never below 2; neither are the local workers.
+                    workers=max(MIN_WORKERS, min(self.options.workers_per_queue, int(scaling or 1000))),
+                )
+                self.pollers.append(SqsPoller(mapping, pool, self.aws.sqs(), self._log))
+            for name, _event in spec.events_of_type("Schedule", "ScheduleV2").items():
+                targets.append((f"{spec.logical_id}-{name}", pool))
+        self.scheduler = Scheduler(targets, self.settings.schedule_seconds, self._log)
+
+    def _log(self, line: str) -> None:
+        self.options.log_sink("local-stack", line)
+
+    # -- status ------------------------------------------------------------------------------------
+
+    def consumed_queues(self) -> set[str]:
+        """Queues that a wired function consumes."""
+        return {poller.mapping.queue.logical_id for poller in self.pollers}
+
+    def status(self) -> dict[str, Any]:
+        """`GET /local/status`: queue depths, open tuimprenta batches, and whether anything is left to do."""
+        sqs = self.aws.sqs()
+        queues: dict[str, dict[str, int]] = {}
+        pending_work = False
+        consumed = self.consumed_queues()
+        for logical_id, queue in self.provisioned.queues.items():
+            if queue.dead_letter is None:
+                continue  # dead-letter queues are reported with their source queue
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=queue.url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+            dlq = self.provisioned.queues[queue.dead_letter]
+            dlq_count = int(
+                sqs.get_queue_attributes(QueueUrl=dlq.url, AttributeNames=["ApproximateNumberOfMessages"])[
+                    "Attributes"
+                ]["ApproximateNumberOfMessages"]
+            )
+            visible = int(attributes["ApproximateNumberOfMessages"])
+            in_flight = int(attributes["ApproximateNumberOfMessagesNotVisible"])
+            queues[logical_id] = {"visible": visible, "in_flight": in_flight, "dlq": dlq_count}
+            if in_flight or (visible and logical_id in consumed):
+                pending_work = True
+        open_batches = StateStore(self.aws.dynamodb(), self.provisioned.tables[STATE_TABLE]).count_open_tuimprenta_batches()
+        running = any(pool.running for pool in self.pools.values()) or any(p.busy for p in self.pollers)
+        return {"idle": not (pending_work or running or open_batches), "queues": queues, "open_batches": open_batches}
+
+    def _status_route(self, _request: Request, _params: dict[str, str]) -> Reply:
+        return Reply.json(200, self.status())
