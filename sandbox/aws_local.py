@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto accepts any credentials
+    "AWS_SECRET_ACCESS_KEY": "local",
     "AWS_SESSION_TOKEN": "local",
     "AWS_REGION": REGION,
     "AWS_DEFAULT_REGION": REGION,
@@ -96,11 +96,20 @@ class LocalAws:
         """A Secrets Manager client on this moto."""
         return self.session().client("secretsmanager", endpoint_url=self.endpoint)
 
-    def provision(
-        self,
-        template: Template,
-        secret_values: Mapping[str, Mapping[str, Any]],
-    ) -> Provisioned:
+    def provision(self, template: Template, secret_values: Mapping[str, Mapping[str, Any]]) -> Provisioned:
+        """Create the template's resources on this moto."""
+        return Provisioner(self.sqs(), self.dynamodb(), self.secretsmanager()).provision(template, secret_values)
+
+
+class Provisioner:
+    """Creates a template's queues, tables and secrets through the given clients (moto server or mock_aws)."""
+
+    def __init__(self, sqs: SQSClient, dynamodb: DynamoDBClient, secretsmanager: SecretsManagerClient) -> None:
+        self._sqs = sqs
+        self._dynamodb = dynamodb
+        self._secretsmanager = secretsmanager
+
+    def provision(self, template: Template, secret_values: Mapping[str, Mapping[str, Any]]) -> Provisioned:
         """Create every queue, table and secret of the template; `secret_values` by logical id."""
         out = Provisioned()
         self._queues(template, out)
@@ -118,7 +127,7 @@ class LocalAws:
         queues = template.resources_of_type("AWS::SQS::Queue")
         # Dead-letter queues first: the others name their ARN.
         ordered = sorted(queues, key=lambda q: "RedrivePolicy" in (queues[q].get("Properties") or {}))
-        sqs = self.sqs()
+        sqs = self._sqs
         for logical_id in ordered:
             props = dict(queues[logical_id].get("Properties") or {})
             fifo = bool(props.get("FifoQueue"))
@@ -127,7 +136,12 @@ class LocalAws:
             if fifo:
                 attributes["FifoQueue"] = "true"
                 attributes["ContentBasedDeduplication"] = str(bool(props.get("ContentBasedDeduplication"))).lower()
-            for prop in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds", "ReceiveMessageWaitTimeSeconds"):
+            for prop in (
+                "VisibilityTimeout",
+                "MessageRetentionPeriod",
+                "DelaySeconds",
+                "ReceiveMessageWaitTimeSeconds",
+            ):
                 if prop in props:
                     attributes[prop] = str(props[prop])
             dead_letter = None
@@ -138,8 +152,10 @@ class LocalAws:
                     raise TemplateError(f"{logical_id}.RedrivePolicy: deadLetterTargetArn must be !GetAtt <Queue>.Arn")
                 dead_letter = target["Fn::GetAtt"][0]
                 attributes["RedrivePolicy"] = json.dumps(
-                    {"deadLetterTargetArn": out.attributes[(dead_letter, "Arn")],
-                     "maxReceiveCount": int(policy["maxReceiveCount"])}
+                    {
+                        "deadLetterTargetArn": out.attributes[(dead_letter, "Arn")],
+                        "maxReceiveCount": int(policy["maxReceiveCount"]),
+                    }
                 )
             url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]  # type: ignore[arg-type]
             arn = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}"
@@ -150,7 +166,7 @@ class LocalAws:
             out.queues[logical_id] = QueueInfo(logical_id, url, arn, name, fifo, dead_letter)
 
     def _tables(self, template: Template, out: Provisioned) -> None:
-        dynamodb = self.dynamodb()
+        dynamodb = self._dynamodb
         for logical_id, resource in template.resources_of_type("AWS::DynamoDB::Table").items():
             props = resource.get("Properties") or {}
             name = f"{STACK}-{logical_id}"
@@ -163,16 +179,15 @@ class LocalAws:
             ttl = props.get("TimeToLiveSpecification")
             if ttl and ttl.get("Enabled"):
                 dynamodb.update_time_to_live(
-                    TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True}
+                    TableName=name,
+                    TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
                 )
             out.refs[logical_id] = name
             out.attributes[(logical_id, "Arn")] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"
             out.tables[logical_id] = name
 
-    def _secrets(
-        self, template: Template, secret_values: Mapping[str, Mapping[str, Any]], out: Provisioned
-    ) -> None:
-        client = self.secretsmanager()
+    def _secrets(self, template: Template, secret_values: Mapping[str, Mapping[str, Any]], out: Provisioned) -> None:
+        client = self._secretsmanager
         for logical_id, resource in template.resources_of_type("AWS::SecretsManager::Secret").items():
             props = resource.get("Properties") or {}
             value = secret_values.get(logical_id)
@@ -192,7 +207,7 @@ def intrinsics_for(template: Template, parameters: Mapping[str, str], provisione
 
 
 def _evaluate_condition(resolver: Intrinsics, expression: Any) -> bool:
-    (key, arg), = expression.items()
+    ((key, arg),) = expression.items()
     if key == "Fn::Equals":
         return bool(resolver.resolve(arg[0]) == resolver.resolve(arg[1]))
     if key == "Fn::Not":

@@ -1,4 +1,4 @@
-"""Sandbox BuildNexion: the API of DESIGN.md's contract, and a sender that signs webhooks as BuildNexion does."""
+"""Sandbox BuildNexion: DESIGN.md's API contract, and a sender that signs webhooks as BuildNexion does."""
 
 from __future__ import annotations
 
@@ -24,8 +24,13 @@ DEFAULT_API_KEY = "bn_test_sandbox_api_key"
 DEFAULT_WEBHOOK_SECRET = "whsec_sandbox_local_only_0000000000"  # noqa: S105 - public sandbox default
 FIXTURES = Path(__file__).parent / "fixtures"
 SEND_TIMEOUT = (3.05, 10)
-COLLECTIONS = {"providers": "provider", "invoices": "invoice", "purchase_orders": "purchase_order",
-               "sales_invoices": "sales_invoice"}
+RETRY_BACKOFF_SECONDS = 0.2
+COLLECTIONS = {
+    "providers": "provider",
+    "invoices": "invoice",
+    "purchase_orders": "purchase_order",
+    "sales_invoices": "sales_invoice",
+}
 
 
 def sign_and_post(
@@ -143,19 +148,22 @@ class BuildNexionPeer:
     def _send(self, subscription: Subscription, event_id: str, body: bytes) -> Delivery:
         status: int | None = None
         document: Any = None
-        attempt = 0
-        for attempt in range(1, self._max_attempts + 1):
+        attempts = 0
+        while attempts < self._max_attempts:
+            if attempts:
+                time.sleep(RETRY_BACKOFF_SECONDS * 2 ** (attempts - 1))  # BuildNexion backs off between retries
+            attempts += 1
             try:
                 response = sign_and_post(subscription.url, body, self._webhook_secrets, session=self._session)
             except requests.RequestException:
                 status, document = None, None
-            else:
-                status = response.status_code
-                document = response.json() if response.content else None
-                # BuildNexion retries 5xx and network failures; anything else is the endpoint's final word.
-                if status < 500:
-                    break
-        return Delivery(subscription.id, event_id, status, attempt, document)
+                continue
+            status = response.status_code
+            document = response.json() if response.content else None
+            # BuildNexion retries 5xx and network failures; anything else is the endpoint's final word.
+            if status < 500:
+                break
+        return Delivery(subscription.id, event_id, status, attempts, document)
 
     def _authorized(self, request: Request) -> bool:
         expected = f"Bearer {self._api_key}"
@@ -202,8 +210,12 @@ class BuildNexionPeer:
         subscription = self.subscribe(parsed.url, parsed.events)
         return Reply.json(
             200,
-            {"id": subscription.id, "url": subscription.url, "events": list(subscription.events),
-             "secret": subscription.secret},
+            {
+                "id": subscription.id,
+                "url": subscription.url,
+                "events": list(subscription.events),
+                "secret": subscription.secret,
+            },
         )
 
 

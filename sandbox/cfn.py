@@ -93,10 +93,7 @@ class Template:
 
     def parameter_defaults(self) -> dict[str, str]:
         """Each parameter's default value."""
-        return {
-            name: str(spec.get("Default", ""))
-            for name, spec in (self.document.get("Parameters") or {}).items()
-        }
+        return {name: str(spec.get("Default", "")) for name, spec in (self.document.get("Parameters") or {}).items()}
 
     def _functions(self) -> list[FunctionSpec]:
         globals_ = (self.document.get("Globals") or {}).get("Function") or {}
@@ -156,7 +153,7 @@ class Intrinsics:
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self._lookup(arg)
             if key == "Fn::GetAtt":

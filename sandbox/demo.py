@@ -13,7 +13,11 @@ import requests
 from sandbox.buildnexion import BuildNexionPeer
 from sandbox.stack import LocalStack, StackOptions
 
-DESTINATION_QUEUES = {"quipu": "QuipuQueue", "tuimprenta": "TuimprentaQueue", "facturadirecta": "FacturaDirectaQueue"}
+DESTINATION_QUEUES = {
+    "quipu": "QuipuQueue",
+    "tuimprenta": "TuimprentaQueue",
+    "facturadirecta": "FacturaDirectaQueue",
+}
 IDLE_TIMEOUT_SECONDS = 120
 HTTP_TIMEOUT = (3.05, 10)
 
@@ -35,15 +39,21 @@ def run_demo(root: Path, events_dir: Path, port: int) -> int:
     log_dir.mkdir(exist_ok=True)
     log_path = log_dir / "demo-functions.log"
     started = time.monotonic()
-    with log_path.open("w", encoding="utf-8") as log, LocalStack(
-        StackOptions(root=root, port=port, log_sink=lambda fn, line: print(f"[{fn}] {line}", file=log, flush=True))
-    ) as stack:
+    with (
+        log_path.open("w", encoding="utf-8") as log,
+        LocalStack(
+            StackOptions(root=root, port=port, log_sink=lambda fn, line: print(f"[{fn}] {line}", file=log, flush=True))
+        ) as stack,
+    ):
         print(f"local stack up on {stack.url} in {time.monotonic() - started:.1f} s (function logs: {log_path})")
         peer: BuildNexionPeer = stack.peers["buildnexion"]
         routing: dict[str, str] = json.loads(stack.template.parameter_defaults()["RoutingTable"])
         registration = requests.post(
             f"{peer.base_url}/webhooks",
-            json={"url": f"{stack.url}/webhooks/buildnexion", "events": sorted(routing) + ["provider.updated"]},
+            json={
+                "url": f"{stack.url}/webhooks/buildnexion",
+                "events": [*sorted(routing), "provider.updated"],
+            },
             headers={"Authorization": f"Bearer {stack.settings.buildnexion_api_key}"},
             timeout=HTTP_TIMEOUT,
         )
@@ -71,7 +81,8 @@ def run_demo(root: Path, events_dir: Path, port: int) -> int:
 
         status = wait_until_idle(f"{stack.url}/local/status", IDLE_TIMEOUT_SECONDS)
         consumed = stack.consumed_queues()
-        print(f"\n{'destination':15} {'queue':20} {'sent':>4} {'on queue':>8} {'in flight':>9} {'dead-lettered':>13}  worker")
+        header = f"{'destination':15} {'queue':20} {'sent':>4} {'on queue':>8} {'in flight':>9} {'dead-lettered':>13}"
+        print(f"\n{header}  worker")
         for destination, queue in DESTINATION_QUEUES.items():
             depth = status["queues"][queue]
             worker = "consuming" if queue in consumed else "not wired yet (messages wait on the queue)"
@@ -83,8 +94,11 @@ def run_demo(root: Path, events_dir: Path, port: int) -> int:
                 failures.append(f"{queue}: expected {expected_on_queue[queue]} messages, found {depth['visible']}")
             if depth["dlq"]:
                 failures.append(f"{queue}: {depth['dlq']} message(s) dead-lettered")
-        print(f"\nBuildNexion API calls: {sum(peer.calls.values())}; open tuimprenta batches: {status['open_batches']}; "
-              f"idle: {status['idle']}; {time.monotonic() - started:.1f} s in all")
+        print(
+            f"\nBuildNexion API calls: {sum(peer.calls.values())}; "
+            f"open tuimprenta batches: {status['open_batches']}; idle: {status['idle']}; "
+            f"{time.monotonic() - started:.1f} s in all"
+        )
     if failures:
         print("\nDEMO FAILED:")
         for failure in failures:

@@ -40,8 +40,15 @@ class FunctionInstance:
     def __init__(self, spec: FunctionSpec, environment: Mapping[str, str], log_sink: LogSink) -> None:
         self.spec = spec
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.lambda_host", str(spec.code_dir), spec.handler, spec.logical_id,
-             str(spec.memory)],
+            [
+                sys.executable,
+                "-m",
+                "sandbox.lambda_host",
+                str(spec.code_dir),
+                spec.handler,
+                spec.logical_id,
+                str(spec.memory),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -50,10 +57,13 @@ class FunctionInstance:
             cwd=str(spec.code_dir),
         )
         self._replies: queue.Queue[str | None] = queue.Queue()
-        assert self._process.stdout is not None and self._process.stderr is not None
+        assert self._process.stdout is not None
+        assert self._process.stderr is not None
         threading.Thread(target=self._pump, args=(self._process.stdout, self._replies.put), daemon=True).start()
         threading.Thread(
-            target=self._pump, args=(self._process.stderr, lambda line: log_sink(spec.logical_id, line)), daemon=True
+            target=self._pump,
+            args=(self._process.stderr, lambda line: log_sink(spec.logical_id, line)),
+            daemon=True,
         ).start()
         ready = self._next_reply(timeout=60)
         if ready is None or not ready.get("ready"):
@@ -98,7 +108,9 @@ class FunctionInstance:
             return Invocation(False, error_type="Runtime.ExitError", error_message=message, duration_ms=elapsed)
         if reply["ok"]:
             return Invocation(True, result=reply["result"], duration_ms=elapsed)
-        return Invocation(False, error_type=reply["errorType"], error_message=reply["errorMessage"], duration_ms=elapsed)
+        return Invocation(
+            False, error_type=reply["errorType"], error_message=reply["errorMessage"], duration_ms=elapsed
+        )
 
     def kill(self) -> None:
         """End the process."""

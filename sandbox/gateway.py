@@ -61,8 +61,8 @@ def http_reply(result: Any) -> Reply:
     """The HTTP response API Gateway makes of a handler's return value (format 2.0 rules)."""
     if not isinstance(result, dict) or "statusCode" not in result:
         # Format 2.0 infers a 200 JSON response from anything that is not a response object.
-        body = result if isinstance(result, str) else json.dumps(result)
-        return Reply(200, body.encode(), {"Content-Type": "application/json"})
+        text = result if isinstance(result, str) else json.dumps(result)
+        return Reply(200, text.encode(), {"Content-Type": "application/json"})
     raw = result.get("body") or ""
     body = base64.b64decode(raw) if result.get("isBase64Encoded") else str(raw).encode()
     headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}

@@ -118,7 +118,7 @@ class LocalHttpServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 # Access logs would carry paths and ids on every request; the stack reports what matters.
                 return
 

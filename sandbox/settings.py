@@ -36,9 +36,7 @@ class LocalSettings(EnvSettings):
     tuimprenta_webhook_secret: str = Field(
         default="sandbox-tuimprenta-webhook-secret", min_length=1, alias="TUIMPRENTA_WEBHOOK_SECRET"
     )
-    facturadirecta_account: str = Field(
-        default="sandbox", pattern=r"^[A-Za-z0-9-]+$", alias="FACTURADIRECTA_ACCOUNT"
-    )
+    facturadirecta_account: str = Field(default="sandbox", pattern=r"^[A-Za-z0-9-]+$", alias="FACTURADIRECTA_ACCOUNT")
     facturadirecta_api_token: str = Field(
         default="sandbox-facturadirecta-token", min_length=1, alias="FACTURADIRECTA_API_TOKEN"
     )
@@ -60,7 +58,10 @@ class LocalSettings(EnvSettings):
     def secret_values(self) -> dict[str, dict[str, Any]]:
         """The value of each template secret, by logical id."""
         return {
-            "BuildNexionSecret": {"api_key": self.buildnexion_api_key, "webhook_secrets": self.webhook_secrets()},
+            "BuildNexionSecret": {
+                "api_key": self.buildnexion_api_key,
+                "webhook_secrets": self.webhook_secrets(),
+            },
             "QuipuSecret": {"app_id": self.quipu_app_id, "app_secret": self.quipu_app_secret},
             "TuimprentaSecret": {
                 "api_key": self.tuimprenta_api_key,

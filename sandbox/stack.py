@@ -67,8 +67,11 @@ class LocalStack:
             self.aws.start()
             self.provisioned = self.aws.provision(self.template, self.settings.secret_values())
             self._start_peers()
-            parameters = {**self.template.parameter_defaults(), **self._url_parameters(),
-                          **self.options.parameter_overrides}
+            parameters = {
+                **self.template.parameter_defaults(),
+                **self._url_parameters(),
+                **self.options.parameter_overrides,
+            }
             intrinsics = intrinsics_for(self.template, parameters, self.provisioned)
             base_env = {**process_environment_without_aws(), **self.aws.environment()}
             for spec in self.template.functions:
@@ -204,9 +207,15 @@ class LocalStack:
             queues[logical_id] = {"visible": visible, "in_flight": in_flight, "dlq": dlq_count}
             if in_flight or (visible and logical_id in consumed):
                 pending_work = True
-        open_batches = StateStore(self.aws.dynamodb(), self.provisioned.tables[STATE_TABLE]).count_open_tuimprenta_batches()
+        open_batches = StateStore(
+            self.aws.dynamodb(), self.provisioned.tables[STATE_TABLE]
+        ).count_open_tuimprenta_batches()
         running = any(pool.running for pool in self.pools.values()) or any(p.busy for p in self.pollers)
-        return {"idle": not (pending_work or running or open_batches), "queues": queues, "open_batches": open_batches}
+        return {
+            "idle": not (pending_work or running or open_batches),
+            "queues": queues,
+            "open_batches": open_batches,
+        }
 
     def _status_route(self, _request: Request, _params: dict[str, str]) -> Reply:
         return Reply.json(200, self.status())

@@ -36,14 +36,14 @@ def _ok(receipt: Receipt) -> Response[str]:
 @app.post("/webhooks/buildnexion")
 def buildnexion_webhook() -> Response[str]:
     event = app.current_event
-    body = raw_body(event.body, event.is_base64_encoded)
+    body = raw_body(event.body, bool(event.is_base64_encoded))
     return _ok(receiver().receive_buildnexion(event.headers.get(BUILDNEXION_SIGNATURE), body))
 
 
 @app.post("/webhooks/tuimprenta")
 def tuimprenta_webhook() -> Response[str]:
     event = app.current_event
-    body = raw_body(event.body, event.is_base64_encoded)
+    body = raw_body(event.body, bool(event.is_base64_encoded))
     return _ok(receiver().receive_tuimprenta(event.headers.get(TUIMPRENTA_SIGNATURE), body))
 
 

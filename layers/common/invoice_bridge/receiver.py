@@ -111,7 +111,7 @@ def parse_tuimprenta_event(body: bytes) -> TuimprentaEvent:
     return _validated(TuimprentaEvent, parse_json_object(body))
 
 
-def _mark_duplicate(response: Any, record: DataRecord) -> Any:
+def _mark_duplicate(response: Any, idempotent_data: DataRecord) -> Any:
     # Called by Powertools only when it answers from a completed record: the event was enqueued before.
     return {**response, "duplicate": True} if isinstance(response, dict) else response
 

@@ -17,14 +17,16 @@ from invoice_bridge.config import EVENT_TYPE_PATTERN
 def _decimal_string(value: Any) -> Any:
     # A JSON number here would already have been rounded by whoever produced it: refuse it.
     if not isinstance(value, str):
-        raise ValueError("must be a decimal string, e.g. \"12.5\"")
+        raise ValueError('must be a decimal string, e.g. "12.5"')
     return value
 
 
 DecimalString = Annotated[Decimal, BeforeValidator(_decimal_string), Field(allow_inf_nan=False)]
 Cents = StrictInt
 # SQS takes at most 128 characters for a group or deduplication id, from this alphabet.
-SqsId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]+$")]
+SqsId = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]+$")
+]
 
 
 class Contract(BaseModel):
