@@ -57,8 +57,7 @@ bench: .venv
 	$(BIN)/python -m bench
 
 deploy: build
-	@if [ -f .aws-sam/deployed ] || grep -q '^stack_name' samconfig.toml; then \
-	  $(BIN)/sam deploy; else $(BIN)/sam deploy --guided; fi
+	@if grep -q '^stack_name' samconfig.toml; then $(BIN)/sam deploy; else $(BIN)/sam deploy --guided; fi
 
 clean:
 	rm -rf $(VENV) .aws-sam .mypy_cache .pytest_cache .ruff_cache

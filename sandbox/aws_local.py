@@ -118,9 +118,6 @@ class Provisioner:
         for logical_id, resource in template.resources.items():
             if logical_id not in out.refs and resource["Type"] == "AWS::Serverless::Function":
                 out.refs[logical_id] = f"{STACK}-{logical_id}"
-        missing = sorted(set(secret_values) - set(out.secrets))
-        if missing:
-            raise TemplateError(f"secrets to seed are not in the template: {', '.join(missing)}")
         return out
 
     def _queues(self, template: Template, out: Provisioned) -> None:

@@ -1,0 +1,133 @@
+"""`invoice-bridge local serve` as another tool drives it: a process, signed webhooks over HTTP, /local/status."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from invoice_bridge.config import DEFAULT_ROUTING
+from invoice_bridge.tuimprenta.webhook import compute_signature
+from sandbox.buildnexion import sign_and_post
+from tests.conftest import BUILDNEXION_EVENTS, ROOT, load_event
+from tests.e2e.conftest import wait_for
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "whsec_e2e_only_abcdef"
+TUI_SECRET = "tui_e2e_only"
+QUEUES = {"quipu": "QuipuQueue", "tuimprenta": "TuimprentaQueue", "facturadirecta": "FacturaDirectaQueue"}
+TIMEOUT = (3.05, 20)
+
+
+@dataclass
+class Served:
+    url: str
+    process: subprocess.Popen[str]
+
+    def status(self) -> dict[str, object]:
+        response = requests.get(f"{self.url}/local/status", timeout=TIMEOUT)
+        assert response.status_code == 200
+        document: dict[str, object] = response.json()
+        return document
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Served]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update({"BUILDNEXION_WEBHOOK_SECRET": SECRET, "TUIMPRENTA_WEBHOOK_SECRET": TUI_SECRET})
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "invoice-bridge"), "local", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert process.stdout is not None
+    first_line = process.stdout.readline()  # the stack prints its address once it is ready
+    assert first_line.startswith("invoice-bridge local stack listening on "), first_line
+    yield Served(first_line.rsplit(" ", 1)[1].strip(), process)
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def post(served: Served, body: bytes, secrets: list[str] | None = None) -> requests.Response:
+    return sign_and_post(f"{served.url}/webhooks/buildnexion", body, [SECRET] if secrets is None else secrets)
+
+
+def test_status_has_exactly_the_documented_shape(served: Served) -> None:
+    status = served.status()
+    assert set(status) == {"idle", "queues", "open_batches"}
+    assert isinstance(status["idle"], bool)
+    assert status["open_batches"] == 0
+    queues = status["queues"]
+    assert isinstance(queues, dict)
+    assert set(queues) == set(QUEUES.values())
+    for depth in queues.values():
+        assert set(depth) == {"visible", "in_flight", "dlq"}
+        assert all(isinstance(n, int) for n in depth.values())
+
+
+def test_signed_webhooks_land_on_their_queues_once(served: Served) -> None:
+    before = served.status()["queues"]
+    assert isinstance(before, dict)
+    expected = {queue: before[queue]["visible"] for queue in QUEUES.values()}
+    for path in BUILDNEXION_EVENTS:
+        envelope = load_event(f"buildnexion/{path.name}")
+        response = post(served, path.read_bytes())
+        assert response.status_code == 200, response.text
+        destination = DEFAULT_ROUTING.get(envelope["type"])
+        assert response.json()["status"] == ("accepted" if destination else "ignored")
+        if destination:
+            expected[QUEUES[destination.value]] += 1
+    # A redelivery of every event changes nothing.
+    for path in BUILDNEXION_EVENTS:
+        assert post(served, path.read_bytes()).json()["status"] in {"duplicate", "ignored"}
+
+    status = wait_for(lambda: s if (s := served.status())["idle"] else None, 30, "the stack to be idle")
+    queues = status["queues"]
+    assert isinstance(queues, dict)
+    assert {queue: queues[queue]["visible"] for queue in QUEUES.values()} == expected
+    assert all(queues[q]["dlq"] == 0 and queues[q]["in_flight"] == 0 for q in QUEUES.values())
+
+
+def test_unsigned_or_wrongly_signed_webhooks_are_refused(served: Served) -> None:
+    body = (BUILDNEXION_EVENTS[0]).read_bytes()
+    unsigned = requests.post(f"{served.url}/webhooks/buildnexion", data=body, timeout=TIMEOUT)
+    assert (unsigned.status_code, unsigned.json()) == (401, {"message": "Unauthorized"})
+    assert post(served, body, secrets=["whsec_not_ours"]).status_code == 401
+
+
+def test_malformed_event_is_400_naming_the_field(served: Served) -> None:
+    response = post(served, json.dumps({"id": "evt_e2e_bad", "type": "invoice.created", "created": 1}).encode())
+    assert response.status_code == 400
+    assert response.json()["field"] == "data"
+
+
+def test_tuimprenta_webhook_is_recorded(served: Served) -> None:
+    body = json.dumps(load_event("tuimprenta/batch_completed.json")).encode()
+    headers = {"X-Tuimprenta-Signature": compute_signature(TUI_SECRET, body), "Content-Type": "application/json"}
+    response = requests.post(f"{served.url}/webhooks/tuimprenta", data=body, headers=headers, timeout=TIMEOUT)
+    assert (response.status_code, response.json()["status"]) == (200, "recorded")
+
+
+def test_unknown_route_is_404(served: Served) -> None:
+    assert requests.post(f"{served.url}/webhooks/holded", data=b"{}", timeout=TIMEOUT).status_code == 404
+
+
+def test_stops_cleanly_on_sigterm(served: Served) -> None:
+    served.process.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    assert served.process.wait(timeout=30) == 0
+    assert time.monotonic() - started < 30

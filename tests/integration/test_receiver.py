@@ -1,0 +1,245 @@
+"""The webhook receiver through its real handler and API Gateway v2 events, on the template's resources."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from invoice_bridge.config import DEFAULT_ROUTING
+from invoice_bridge.errors import ConfigurationError
+from invoice_bridge.receiver import MAX_BODY_BYTES
+from tests.conftest import BUILDNEXION_EVENTS, load_event
+from tests.integration.conftest import (
+    WEBHOOK_SECRETS,
+    Aws,
+    apigw_event,
+    context,
+    invoke,
+    signed_buildnexion,
+    signed_tuimprenta,
+)
+
+QUEUE_OF = {"quipu": "QuipuQueue", "tuimprenta": "TuimprentaQueue", "facturadirecta": "FacturaDirectaQueue"}
+ALL_QUEUES = tuple(QUEUE_OF.values())
+
+
+def body_of(name: str) -> bytes:
+    return json.dumps(load_event(f"buildnexion/{name}"), ensure_ascii=False).encode("utf-8")
+
+
+def total_depth(aws: Aws) -> int:
+    return sum(aws.depth(q) for q in ALL_QUEUES)
+
+
+@pytest.mark.parametrize("path", BUILDNEXION_EVENTS, ids=lambda p: Path(p).stem)
+def test_each_sample_event_is_routed_to_its_queue_in_order_groups(handler: ModuleType, aws: Aws, path: Path) -> None:
+    # Given a correctly signed sample event
+    envelope = load_event(f"buildnexion/{path.name}")
+    body = json.dumps(envelope, ensure_ascii=False).encode()
+    # When BuildNexion delivers it
+    status, answer = invoke(handler, signed_buildnexion(body))
+    # Then it is answered 200 and sits on the right queue, grouped by object and deduped by event id
+    assert status == 200
+    destination = DEFAULT_ROUTING.get(envelope["type"])
+    if destination is None:
+        assert answer == {"status": "ignored", "event_id": envelope["id"]}
+        assert total_depth(aws) == 0
+        return
+    assert answer == {"status": "accepted", "event_id": envelope["id"], "destination": destination.value}
+    queue = QUEUE_OF[destination.value]
+    (message,) = aws.queue_messages(queue)
+    assert json.loads(message["Body"]) == envelope
+    assert message["MessageAttributes"]["event_type"]["StringValue"] == envelope["type"]
+    if aws.provisioned.queues[queue].fifo:
+        assert message["Attributes"]["MessageGroupId"] == envelope["data"]["object"]["id"]
+        assert message["Attributes"]["MessageDeduplicationId"] == envelope["id"]
+    assert sum(aws.depth(q) for q in ALL_QUEUES if q != queue) == 0
+
+
+def test_redelivery_is_answered_200_and_enqueued_once(handler: ModuleType, aws: Aws) -> None:
+    body = body_of("01_invoice_created.json")
+    first = invoke(handler, signed_buildnexion(body))
+    # A later retry carries a new timestamp and signature, as BuildNexion's retries do.
+    second = invoke(handler, signed_buildnexion(body, timestamp=int(time.time()) + 5))
+    assert first == (200, {"status": "accepted", "event_id": "evt_01JDEMO0000000000000000001", "destination": "quipu"})
+    assert second == (
+        200,
+        {"status": "duplicate", "event_id": "evt_01JDEMO0000000000000000001", "destination": "quipu"},
+    )
+    assert aws.depth("QuipuQueue") == 1
+
+
+def test_events_of_one_object_share_a_group_and_keep_their_order(handler: ModuleType, aws: Aws) -> None:
+    for name in ("01_invoice_created.json", "02_invoice_updated.json", "03_invoice_created.json"):
+        assert invoke(handler, signed_buildnexion(body_of(name)))[0] == 200
+    messages = aws.queue_messages("QuipuQueue")
+    groups = [(m["Attributes"]["MessageGroupId"], json.loads(m["Body"])["type"]) for m in messages]
+    assert [g for g in groups if g[0] == "inv_8f3k2"] == [
+        ("inv_8f3k2", "invoice.created"),
+        ("inv_8f3k2", "invoice.updated"),
+    ]
+
+
+def test_rotation_either_secret_signs(handler: ModuleType, aws: Aws) -> None:
+    old = invoke(handler, signed_buildnexion(body_of("01_invoice_created.json"), secrets=WEBHOOK_SECRETS[:1]))
+    both = invoke(handler, signed_buildnexion(body_of("03_invoice_created.json"), secrets=WEBHOOK_SECRETS))
+    assert old[0] == both[0] == 200
+    assert aws.depth("QuipuQueue") == 2
+
+
+def test_base64_encoded_body_is_verified_on_its_raw_bytes(handler: ModuleType, aws: Aws) -> None:
+    body = body_of("08_purchase_order_created.json")
+    event = signed_buildnexion(body)
+    event["body"] = base64.b64encode(body).decode()
+    event["isBase64Encoded"] = True
+    assert invoke(handler, event)[0] == 200
+    assert aws.depth("FacturaDirectaQueue") == 1
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda e: e["headers"].pop("buildnexion-signature"), id="missing"),
+        pytest.param(lambda e: e["headers"].update({"buildnexion-signature": "nonsense"}), id="malformed"),
+        pytest.param(lambda e: e.update(body=e["body"].replace("F-2026-0042", "F-2026-0043")), id="tampered"),
+    ],
+)
+def test_bad_signatures_are_401_with_no_detail_and_nothing_enqueued(
+    handler: ModuleType, aws: Aws, mutate: object
+) -> None:
+    event = signed_buildnexion(body_of("01_invoice_created.json"))
+    mutate(event)  # type: ignore[operator]
+    assert invoke(handler, event) == (401, {"message": "Unauthorized"})
+    assert total_depth(aws) == 0
+
+
+@pytest.mark.parametrize("offset", [-301, 301])
+def test_stale_or_future_signatures_are_401(handler: ModuleType, aws: Aws, offset: int) -> None:
+    event = signed_buildnexion(body_of("01_invoice_created.json"), timestamp=int(time.time()) + offset)
+    assert invoke(handler, event) == (401, {"message": "Unauthorized"})
+    assert total_depth(aws) == 0
+
+
+def test_a_secret_not_in_the_list_is_401(handler: ModuleType) -> None:
+    event = signed_buildnexion(body_of("01_invoice_created.json"), secrets=["whsec_someone_else"])
+    assert invoke(handler, event)[0] == 401
+
+
+def test_body_over_256_kib_is_413_before_the_signature_is_looked_at(handler: ModuleType, aws: Aws) -> None:
+    body = b'{"id": "evt_big", "pad": "' + b"x" * MAX_BODY_BYTES + b'"}'
+    event = apigw_event("/webhooks/buildnexion", body, {})  # not even signed
+    assert invoke(handler, event) == (413, {"message": "Payload Too Large"})
+    assert total_depth(aws) == 0
+
+
+def test_body_of_exactly_256_kib_is_not_refused_for_size(handler: ModuleType) -> None:
+    envelope = load_event("buildnexion/01_invoice_created.json")
+    envelope["data"]["object"]["notes"] = ""
+    base = len(json.dumps(envelope).encode())
+    envelope["data"]["object"]["notes"] = "x" * (MAX_BODY_BYTES - base)
+    body = json.dumps(envelope).encode()
+    assert len(body) == MAX_BODY_BYTES
+    assert invoke(handler, signed_buildnexion(body))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{not json", "body"),
+        (b"[1, 2]", "body"),
+        (b'{"type": "invoice.created", "created": 1}', "id"),
+        (b'{"id": "evt_1", "type": "invoice.created", "created": 1}', "data"),
+        (
+            b'{"id": "evt_1", "type": "invoice.created", "created": 1, "data": {"object": {"object": "invoice"}}}',
+            "data.object.id",
+        ),
+    ],
+)
+def test_malformed_payloads_are_400_naming_the_field(handler: ModuleType, aws: Aws, body: bytes, field: str) -> None:
+    status, answer = invoke(handler, signed_buildnexion(body))
+    assert status == 400
+    assert answer["field"] == field
+    assert answer["message"]
+    assert total_depth(aws) == 0
+
+
+def test_unknown_event_type_is_200_and_ignored(handler: ModuleType, aws: Aws) -> None:
+    body = b'{"id": "evt_new_kind", "type": "timesheet.approved", "created": 1763719200, "data": {"object": {}}}'
+    assert invoke(handler, signed_buildnexion(body)) == (200, {"status": "ignored", "event_id": "evt_new_kind"})
+    assert total_depth(aws) == 0
+
+
+def test_logs_carry_the_event_id_and_no_body_or_secret(handler: ModuleType, aws: Aws, log_stream: io.StringIO) -> None:
+    invoke(handler, signed_buildnexion(body_of("05_sales_invoice_created.json")))
+    invoke(handler, signed_buildnexion(body_of("05_sales_invoice_created.json"), secrets=["wrong"]))
+    output = log_stream.getvalue()
+    logs = [json.loads(line) for line in output.splitlines()]
+    assert logs
+    assert any(log.get("correlation_id") == "evt_01JDEMO0000000000000000005" for log in logs)
+    assert any(log.get("reason") == "signature_mismatch" for log in logs)
+    for leaked in ("Inversiones ABC", "admin@abc.com", "J-12345678-9", *WEBHOOK_SECRETS):
+        assert leaked not in output
+
+
+def test_metrics_count_each_outcome(handler: ModuleType, aws: Aws, capfd: pytest.CaptureFixture[str]) -> None:
+    body = body_of("01_invoice_created.json")
+    invoke(handler, signed_buildnexion(body))
+    invoke(handler, signed_buildnexion(body))
+    invoke(handler, signed_buildnexion(body, secrets=["wrong"]))
+    invoke(handler, signed_buildnexion(body_of("12_provider_updated.json")))
+    metrics = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    names = [d["Name"] for m in metrics for d in m["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    for name in ("WebhookAccepted", "WebhookDuplicate", "WebhookRejected", "WebhookIgnored"):
+        assert name in names
+    rejected = next(m for m in metrics if "WebhookRejected" in m)
+    assert rejected["reason"] == "signature_mismatch"
+    accepted = next(m for m in metrics if "WebhookAccepted" in m)
+    assert accepted["destination"] == "quipu"
+
+
+def test_tuimprenta_webhook_is_recorded_once_for_the_poller(handler: ModuleType, aws: Aws) -> None:
+    body = json.dumps(load_event("tuimprenta/invoice_issued.json")).encode()
+    assert invoke(handler, signed_tuimprenta(body)) == (200, {"status": "recorded", "event_id": "evt_tui_0002"})
+    assert invoke(handler, signed_tuimprenta(body)) == (200, {"status": "duplicate", "event_id": "evt_tui_0002"})
+    items = aws.session.client("dynamodb").scan(TableName=aws.provisioned.tables["StateTable"])["Items"]
+    assert len(items) == 1
+    assert items[0]["pk"]["S"] == "tuimprenta#webhook-events"
+    assert items[0]["invoice_id"]["S"] == "inv_123"
+    assert "total" not in items[0]
+    assert total_depth(aws) == 0
+
+
+def test_tuimprenta_webhook_with_a_bad_signature_is_401(handler: ModuleType, aws: Aws) -> None:
+    body = json.dumps(load_event("tuimprenta/batch_completed.json")).encode()
+    assert invoke(handler, signed_tuimprenta(body, secret="wrong")) == (401, {"message": "Unauthorized"})
+    assert aws.session.client("dynamodb").scan(TableName=aws.provisioned.tables["StateTable"])["Count"] == 0
+
+
+def test_tuimprenta_malformed_event_names_the_field(handler: ModuleType) -> None:
+    status, answer = invoke(handler, signed_tuimprenta(b'{"id": "evt_x", "type": "batch.completed", "data": {}}'))
+    assert (status, answer["field"]) == (400, "created_at")
+
+
+def test_unknown_destination_in_the_routing_table_fails_the_cold_start(
+    handler: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ROUTING_TABLE", json.dumps({"invoice.created": "holded"}))
+    with pytest.raises(ConfigurationError, match=r'ROUTING_TABLE\["invoice.created"\]: unknown destination'):
+        handler.lambda_handler(signed_buildnexion(body_of("01_invoice_created.json")), context())
+
+
+def test_empty_secret_fails_the_invocation_naming_the_field_only(handler: ModuleType, aws: Aws) -> None:
+    # The template creates the secret with empty fields until the operator fills it.
+    aws.session.client("secretsmanager").put_secret_value(
+        SecretId=aws.provisioned.secrets["BuildNexionSecret"], SecretString='{"api_key": "", "webhook_secrets": []}'
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        handler.lambda_handler(signed_buildnexion(body_of("01_invoice_created.json")), context())
+    assert caught.value.name == "secret buildnexion field api_key"
+    assert total_depth(aws) == 0

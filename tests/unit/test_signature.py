@@ -1,0 +1,129 @@
+"""BuildNexion and tuimprenta signature checks against vectors computed independently (openssl)."""
+
+from __future__ import annotations
+
+import pytest
+
+from invoice_bridge.buildnexion.signature import compute_signature, signature_header, verify_signature
+from invoice_bridge.errors import SignatureError
+from invoice_bridge.tuimprenta import webhook as tuimprenta
+
+BODY = b'{"id":"evt_1","type":"invoice.created"}'
+T = 1763719200
+# printf '%s' '1763719200.{body}' | openssl dgst -sha256 -hmac 'whsec_test_1'
+SIG_1 = "fb8b033db7ec59f91f2e612e1bce9d3fc461e6aa2b5286e6f56a46b977890040"
+SIG_2 = "93d9fdec0f5a1f4753d7344a5baf89d0b71be4b64d336a6f82ad3fe367b74739"
+SECRET_1 = "whsec_test_1"
+SECRET_2 = "whsec_test_2"
+
+
+def reason_of(header: str | None, body: bytes = BODY, secrets: list[str] | None = None, now: float = T) -> str:
+    with pytest.raises(SignatureError) as caught:
+        verify_signature(header, body, secrets or [SECRET_1], now=now)
+    return caught.value.reason
+
+
+def test_computes_the_reference_vectors() -> None:
+    assert compute_signature(SECRET_1, T, BODY) == SIG_1
+    assert compute_signature(SECRET_2, T, BODY) == SIG_2
+
+
+def test_header_carries_one_entry_per_secret() -> None:
+    assert signature_header([SECRET_1, SECRET_2], T, BODY) == f"t={T},v1={SIG_1},v1={SIG_2}"
+
+
+def test_valid_signature_passes_and_returns_its_timestamp() -> None:
+    assert verify_signature(f"t={T},v1={SIG_1}", BODY, [SECRET_1], now=T) == T
+
+
+@pytest.mark.parametrize(
+    ("header", "secrets"),
+    [
+        (f"t={T},v1={SIG_1},v1={SIG_2}", [SECRET_2]),  # sender signs with old and new, we hold the new one
+        (f"t={T},v1={SIG_2}", [SECRET_1, SECRET_2]),  # we hold both during rotation, sender moved on
+        (f"t={T},v1=deadbeef,v1={SIG_1}", [SECRET_1]),  # any entry may match
+        (f"t={T},v0=ignored,v1={SIG_1}", [SECRET_1]),  # other schemes are skipped
+        (f" t={T} , v1={SIG_1.upper()} ", [SECRET_1]),  # white space and hex case do not matter
+    ],
+)
+def test_rotation_and_tolerated_variants_pass(header: str, secrets: list[str]) -> None:
+    assert verify_signature(header, BODY, secrets, now=T) == T
+
+
+@pytest.mark.parametrize("offset", [-300, 300])
+def test_timestamps_at_the_tolerance_pass(offset: int) -> None:
+    assert verify_signature(f"t={T},v1={SIG_1}", BODY, [SECRET_1], now=T + offset) == T
+
+
+@pytest.mark.parametrize("offset", [-301, 301, 86400])
+def test_timestamps_beyond_300_seconds_either_way_are_stale(offset: int) -> None:
+    assert reason_of(f"t={T},v1={SIG_1}", now=T + offset) == "signature_stale"
+
+
+@pytest.mark.parametrize("header", [None, ""])
+def test_missing_header(header: str | None) -> None:
+    assert reason_of(header) == "signature_missing"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"v1={SIG_1}",  # no timestamp
+        f"t={T}",  # no signature
+        f"t=abc,v1={SIG_1}",  # timestamp not a number
+        f"t={T},t={T},v1={SIG_1}",  # repeated timestamp
+        f"t={T},{SIG_1}",  # entry without '='
+        "garbage",
+    ],
+)
+def test_malformed_headers(header: str) -> None:
+    assert reason_of(header) == "signature_malformed"
+
+
+@pytest.mark.parametrize(
+    ("header", "body", "secrets"),
+    [
+        (f"t={T},v1={SIG_1}", BODY + b" ", [SECRET_1]),  # body changed by one byte
+        (f"t={T + 1},v1={SIG_1}", BODY, [SECRET_1]),  # timestamp changed
+        (f"t={T},v1={SIG_1}", BODY, [SECRET_2]),  # wrong secret
+        (f"t={T},v1={SIG_1[:-1]}", BODY, [SECRET_1]),  # truncated signature
+    ],
+)
+def test_mismatches(header: str, body: bytes, secrets: list[str]) -> None:
+    assert reason_of(header, body, secrets, now=T) == "signature_mismatch"
+
+
+def test_error_text_reveals_neither_secret_nor_expected_signature() -> None:
+    with pytest.raises(SignatureError) as caught:
+        verify_signature(f"t={T},v1={'0' * 64}", BODY, [SECRET_1], now=T)
+    assert SECRET_1 not in str(caught.value)
+    assert SIG_1 not in str(caught.value)
+
+
+# printf '%s' '{"id":"evt_123","type":"invoice.issued"}' | openssl dgst -sha256 -hmac 'tui_secret'
+TUI_BODY = b'{"id":"evt_123","type":"invoice.issued"}'
+TUI_SIG = "sha256=e1634198ca0fe35041a2fc7664729ea2102ea3d7be67c62c62ed5f4bb442d2a2"
+
+
+def test_tuimprenta_reference_vector() -> None:
+    assert tuimprenta.compute_signature("tui_secret", TUI_BODY) == TUI_SIG
+    tuimprenta.verify_signature(TUI_SIG, TUI_BODY, "tui_secret")
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (None, "signature_missing"),
+        (TUI_SIG.removeprefix("sha256="), "signature_malformed"),
+        (TUI_SIG[:-2] + "00", "signature_mismatch"),
+    ],
+)
+def test_tuimprenta_rejections(header: str | None, reason: str) -> None:
+    with pytest.raises(SignatureError) as caught:
+        tuimprenta.verify_signature(header, TUI_BODY, "tui_secret")
+    assert caught.value.reason == reason
+
+
+def test_tuimprenta_wrong_secret() -> None:
+    with pytest.raises(SignatureError):
+        tuimprenta.verify_signature(TUI_SIG, TUI_BODY, "another")

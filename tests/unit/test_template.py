@@ -1,0 +1,160 @@
+"""template.yaml against the code: handlers import, settings are all set, resources are as the issue asks."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from invoice_bridge.config import EnvSettings
+from sandbox.cfn import FunctionSpec, Template
+from tests.conftest import ROOT, load_handler_module
+
+TEMPLATE = Template.load(ROOT / "template.yaml")
+FUNCTIONS = TEMPLATE.functions
+
+
+def function_ids(spec: FunctionSpec) -> str:
+    return spec.logical_id
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=function_ids)
+def test_every_handler_imports_without_settings_or_clients(spec: FunctionSpec, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Import must succeed with no configuration at all: settings and clients come at the first invocation.
+    for name in list(spec.environment):
+        monkeypatch.delenv(name, raising=False)
+    module_name, _, attribute = spec.handler.rpartition(".")
+    module = load_handler_module(spec.code_dir, f"imported_{spec.logical_id}")
+    assert module_name == "app"
+    assert callable(getattr(module, attribute))
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=function_ids)
+def test_every_setting_the_function_reads_is_set_by_the_template(spec: FunctionSpec) -> None:
+    module = load_handler_module(spec.code_dir, f"settings_{spec.logical_id}")
+    models = [
+        v for v in vars(module).values() if isinstance(v, type) and issubclass(v, EnvSettings) and v is not EnvSettings
+    ]
+    assert models, f"{spec.logical_id} uses no settings model"
+    read = {str(field.alias) for model in models for field in model.model_fields.values()}
+    assert read <= set(spec.environment), f"not set by template.yaml: {sorted(read - set(spec.environment))}"
+
+
+def test_only_the_settings_module_reads_the_environment() -> None:
+    offenders = []
+    for path in [*(ROOT / "layers/common/invoice_bridge").rglob("*.py"), *(ROOT / "functions").rglob("*.py")]:
+        if path.name == "config.py":
+            continue
+        if re.search(r"os\.environ|os\.getenv|getenv\(", path.read_text(encoding="utf-8")):
+            offenders.append(str(path.relative_to(ROOT)))
+    assert offenders == []
+
+
+def test_layer_requirements_match_the_project_runtime_dependencies() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    lines = (ROOT / "layers/common/requirements.txt").read_text(encoding="utf-8").splitlines()
+    layer = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    assert sorted(layer) == sorted(project["dependencies"])
+
+
+def resources(kind: str) -> dict[str, dict[str, Any]]:
+    return TEMPLATE.resources_of_type(kind)
+
+
+def test_runtime_and_architecture() -> None:
+    function_globals = TEMPLATE.document["Globals"]["Function"]
+    assert function_globals["Runtime"] == "python3.12"
+    assert function_globals["Architectures"] == ["arm64"]
+    layer = TEMPLATE.resources["CommonLayer"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+
+
+def test_http_api_routes() -> None:
+    routes = {
+        (e["Properties"]["Method"], e["Properties"]["Path"])
+        for spec in FUNCTIONS
+        for e in spec.events_of_type("HttpApi").values()
+    }
+    assert routes == {("POST", "/webhooks/buildnexion"), ("POST", "/webhooks/tuimprenta")}
+
+
+def test_queues_fifo_where_order_matters_and_each_with_a_dead_letter_queue() -> None:
+    queues = resources("AWS::SQS::Queue")
+    fifo = {name for name, q in queues.items() if q["Properties"].get("FifoQueue")}
+    assert {"QuipuQueue", "FacturaDirectaQueue"} <= fifo
+    assert "TuimprentaQueue" not in fifo
+    for name in ("QuipuQueue", "TuimprentaQueue", "FacturaDirectaQueue"):
+        props = queues[name]["Properties"]
+        dlq = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        assert props["RedrivePolicy"]["maxReceiveCount"] == 5
+        assert bool(queues[dlq]["Properties"].get("FifoQueue")) == (name in fifo)
+        assert props["VisibilityTimeout"] >= 60
+
+
+def test_every_dead_letter_queue_has_an_alarm_and_so_do_receiver_errors() -> None:
+    alarms = resources("AWS::CloudWatch::Alarm").values()
+    watched = {
+        d["Value"]["Fn::GetAtt"][0] for a in alarms for d in a["Properties"]["Dimensions"] if "Fn::GetAtt" in d["Value"]
+    }
+    assert watched == {"QuipuDeadLetterQueue", "TuimprentaDeadLetterQueue", "FacturaDirectaDeadLetterQueue"}
+    assert any(
+        a["Properties"]["MetricName"] == "Errors"
+        and a["Properties"]["Dimensions"][0]["Value"] == {"Ref": "WebhookReceiverFunction"}
+        for a in alarms
+    )
+
+
+def test_tables_on_demand_with_ttl_and_point_in_time_recovery() -> None:
+    tables = resources("AWS::DynamoDB::Table")
+    assert set(tables) == {"IdempotencyTable", "StateTable"}
+    for table in tables.values():
+        props = table["Properties"]
+        assert props["BillingMode"] == "PAY_PER_REQUEST"
+        assert props["TimeToLiveSpecification"]["Enabled"] is True
+        assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert [k["AttributeName"] for k in tables["StateTable"]["Properties"]["KeySchema"]] == ["pk", "sk"]
+
+
+def test_one_secret_per_platform() -> None:
+    assert set(resources("AWS::SecretsManager::Secret")) == {
+        "BuildNexionSecret",
+        "QuipuSecret",
+        "TuimprentaSecret",
+        "FacturaDirectaSecret",
+    }
+
+
+def _statements(policies: list[Any]) -> list[dict[str, Any]]:
+    found = []
+    for policy in policies:
+        if isinstance(policy, dict) and "Statement" in policy:
+            found.extend(policy["Statement"])
+    return found
+
+
+@pytest.mark.parametrize("spec", FUNCTIONS, ids=function_ids)
+def test_policies_name_their_resources(spec: FunctionSpec) -> None:
+    policies = TEMPLATE.resources[spec.logical_id]["Properties"]["Policies"]
+    for policy in policies:
+        assert isinstance(policy, dict), f"managed policy {policy!r} is not least privilege"
+    for statement in _statements(policies):
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert all("*" not in action for action in actions)
+        assert statement["Resource"] != "*"
+    for policy in policies:
+        for name, args in policy.items():
+            if name != "Statement":
+                assert all(v != "*" for v in args.values()), f"{name} is not scoped"
+
+
+def test_outputs() -> None:
+    outputs = set(TEMPLATE.document["Outputs"])
+    assert {"WebhookUrl", "QuipuQueueUrl", "TuimprentaQueueUrl", "FacturaDirectaQueueUrl"} <= outputs
+    assert {"IdempotencyTableName", "StateTableName"} <= outputs
+
+
+def test_samconfig_exists_for_deploys() -> None:
+    assert (Path(ROOT) / "samconfig.toml").is_file()
