@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import signal
 import sys
 import threading
@@ -87,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
     except (ConfigurationError, TemplateError) as exc:
         print(f"invoice-bridge: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(f"invoice-bridge: port {args.port} is in use; choose another with --port", file=sys.stderr)
         return 2
     return code
 

@@ -66,6 +66,8 @@ class LocalStack:
         try:
             self.aws.start()
             self.provisioned = self.aws.provision(self.template, self.settings.secret_values())
+            self._status_sqs = self.aws.sqs()
+            self._state = StateStore(self.aws.dynamodb(), self.provisioned.tables[STATE_TABLE])
             self._start_peers()
             parameters = {
                 **self.template.parameter_defaults(),
@@ -185,7 +187,7 @@ class LocalStack:
 
     def status(self) -> dict[str, Any]:
         """`GET /local/status`: queue depths, open tuimprenta batches, and whether anything is left to do."""
-        sqs = self.aws.sqs()
+        sqs = self._status_sqs
         queues: dict[str, dict[str, int]] = {}
         pending_work = False
         consumed = self.consumed_queues()
@@ -207,9 +209,7 @@ class LocalStack:
             queues[logical_id] = {"visible": visible, "in_flight": in_flight, "dlq": dlq_count}
             if in_flight or (visible and logical_id in consumed):
                 pending_work = True
-        open_batches = StateStore(
-            self.aws.dynamodb(), self.provisioned.tables[STATE_TABLE]
-        ).count_open_tuimprenta_batches()
+        open_batches = self._state.count_open_tuimprenta_batches()
         running = any(pool.running for pool in self.pools.values()) or any(p.busy for p in self.pollers)
         return {
             "idle": not (pending_work or running or open_batches),

@@ -145,6 +145,8 @@ class WebhookReceiver:
             data_keyword_argument="delivery",
             persistence_store=persistence_store,
             config=self._idempotency,
+            # Fixed, so renaming code never changes the keys of events already seen.
+            key_prefix="buildnexion-event",
         )
 
     @classmethod
@@ -204,6 +206,7 @@ class WebhookReceiver:
         return Receipt("accepted", event.id, destination.value)
 
     def _enqueue(self, *, delivery: Mapping[str, str], event: WebhookEvent, body: str) -> dict[str, str]:
+        # `delivery` carries the idempotency key ({"id": event id}); Powertools reads it, the body does not.
         destination = self._settings.routing_table[event.type]
         message_id = self._publisher.publish(destination, event, body)
         return {"destination": destination.value, "message_id": message_id}
