@@ -136,6 +136,7 @@ class Provisioner:
             for prop in (
                 "VisibilityTimeout",
                 "MessageRetentionPeriod",
+                "MaximumMessageSize",
                 "DelaySeconds",
                 "ReceiveMessageWaitTimeSeconds",
             ):

@@ -59,7 +59,12 @@ class FunctionInstance:
         self._replies: queue.Queue[str | None] = queue.Queue()
         assert self._process.stdout is not None
         assert self._process.stderr is not None
-        threading.Thread(target=self._pump, args=(self._process.stdout, self._replies.put), daemon=True).start()
+        # The reply pump signals the end of the process with None, so a waiting invoke stops waiting.
+        threading.Thread(
+            target=self._pump,
+            args=(self._process.stdout, self._replies.put, lambda: self._replies.put(None)),
+            daemon=True,
+        ).start()
         threading.Thread(
             target=self._pump,
             args=(self._process.stderr, lambda line: log_sink(spec.logical_id, line)),
@@ -71,10 +76,11 @@ class FunctionInstance:
             raise FunctionError(f"{spec.logical_id}: the instance did not start")
 
     @staticmethod
-    def _pump(stream: IO[str], sink: Callable[[Any], None]) -> None:
+    def _pump(stream: IO[str], sink: Callable[[str], None], on_close: Callable[[], None] | None = None) -> None:
         for line in stream:
             sink(line.rstrip("\n"))
-        sink(None)
+        if on_close:
+            on_close()
 
     def _next_reply(self, timeout: float) -> dict[str, Any] | None:
         try:

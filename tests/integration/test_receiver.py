@@ -119,7 +119,8 @@ def test_bad_signatures_are_401_with_no_detail_and_nothing_enqueued(
     assert total_depth(aws) == 0
 
 
-@pytest.mark.parametrize("offset", [-301, 301])
+# The exact 300 s boundary is tested with a fixed clock in tests/unit; here a margin covers test run time.
+@pytest.mark.parametrize("offset", [-330, 330])
 def test_stale_or_future_signatures_are_401(handler: ModuleType, aws: Aws, offset: int) -> None:
     event = signed_buildnexion(body_of("01_invoice_created.json"), timestamp=int(time.time()) + offset)
     assert invoke(handler, event) == (401, {"message": "Unauthorized"})

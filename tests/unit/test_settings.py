@@ -70,6 +70,16 @@ def test_routing_entry_to_an_unknown_destination_names_the_entry_and_the_choices
     )
 
 
+def test_routing_an_object_the_destination_cannot_take_is_refused() -> None:
+    error = error_for({**VALID, "ROUTING_TABLE": json.dumps({"provider.updated": "quipu"})})
+    assert str(error) == 'ROUTING_TABLE: "provider.updated" cannot go to quipu, which takes invoice events only'
+
+
+def test_routing_table_may_leave_event_types_out() -> None:
+    settings = ReceiverSettings.from_env({**VALID, "ROUTING_TABLE": json.dumps({"invoice.created": "quipu"})})
+    assert list(settings.routing_table) == ["invoice.created"]
+
+
 def test_routing_key_that_is_not_an_event_type() -> None:
     error = error_for({**VALID, "ROUTING_TABLE": json.dumps({"Invoice Created": "quipu"})})
     assert error.name.startswith("ROUTING_TABLE")

@@ -124,6 +124,10 @@ def test_tuimprenta_rejections(header: str | None, reason: str) -> None:
     assert caught.value.reason == reason
 
 
+def test_tuimprenta_prefix_and_hex_case_do_not_matter() -> None:
+    tuimprenta.verify_signature(TUI_SIG.upper(), TUI_BODY, "tui_secret")
+
+
 def test_tuimprenta_wrong_secret() -> None:
     with pytest.raises(SignatureError):
         tuimprenta.verify_signature(TUI_SIG, TUI_BODY, "another")

@@ -92,14 +92,21 @@ def test_queues_fifo_where_order_matters_and_each_with_a_dead_letter_queue() -> 
         assert props["RedrivePolicy"]["maxReceiveCount"] == 5
         assert bool(queues[dlq]["Properties"].get("FifoQueue")) == (name in fifo)
         assert props["VisibilityTimeout"] >= 60
+        # A 256 KiB webhook body plus its message attributes must fit, on the queue and in its DLQ.
+        assert props["MaximumMessageSize"] > 256 * 1024
+        assert queues[dlq]["Properties"]["MaximumMessageSize"] >= props["MaximumMessageSize"]
 
 
 def test_every_dead_letter_queue_has_an_alarm_and_so_do_receiver_errors() -> None:
     alarms = resources("AWS::CloudWatch::Alarm").values()
-    watched = {
-        d["Value"]["Fn::GetAtt"][0] for a in alarms for d in a["Properties"]["Dimensions"] if "Fn::GetAtt" in d["Value"]
-    }
-    assert watched == {"QuipuDeadLetterQueue", "TuimprentaDeadLetterQueue", "FacturaDirectaDeadLetterQueue"}
+    by_metric: dict[str, set[str]] = {}
+    for alarm in alarms:
+        for dimension in alarm["Properties"]["Dimensions"]:
+            if "Fn::GetAtt" in dimension["Value"]:
+                by_metric.setdefault(alarm["Properties"]["MetricName"], set()).add(dimension["Value"]["Fn::GetAtt"][0])
+    dead_letter_queues = {"QuipuDeadLetterQueue", "TuimprentaDeadLetterQueue", "FacturaDirectaDeadLetterQueue"}
+    assert by_metric["ApproximateNumberOfMessagesVisible"] == dead_letter_queues
+    assert by_metric["ApproximateAgeOfOldestMessage"] == {"QuipuQueue", "TuimprentaQueue", "FacturaDirectaQueue"}
     assert any(
         a["Properties"]["MetricName"] == "Errors"
         and a["Properties"]["Dimensions"][0]["Value"] == {"Ref": "WebhookReceiverFunction"}

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Annotated, Self
 
-from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError, field_validator
 
 from invoice_bridge.errors import ConfigurationError
 
@@ -21,6 +21,13 @@ class Destination(StrEnum):
     TUIMPRENTA = "tuimprenta"
     FACTURADIRECTA = "facturadirecta"
 
+
+# The BuildNexion object each destination's worker turns into a document there.
+DESTINATION_OBJECTS: dict[Destination, str] = {
+    Destination.QUIPU: "invoice",
+    Destination.TUIMPRENTA: "sales_invoice",
+    Destination.FACTURADIRECTA: "purchase_order",
+}
 
 EventType = Annotated[str, Field(pattern=EVENT_TYPE_PATTERN)]
 RoutingTable = dict[EventType, Destination]
@@ -48,7 +55,7 @@ def describe_validation_error(exc: ValidationError) -> tuple[str, str]:
             parts.append(f'["{part}"]')
         else:
             parts.append(f".{part}" if parts else part)
-    message = first["msg"]
+    message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "enum":
         message = f"unknown destination; known: {', '.join(d.value for d in Destination)}"
     return "".join(parts) or "(root)", message
@@ -90,6 +97,18 @@ class ReceiverSettings(EnvSettings):
     idempotency_ttl_seconds: int = Field(
         default=7 * 24 * 3600, ge=3600, le=30 * 24 * 3600, alias="IDEMPOTENCY_TTL_SECONDS"
     )
+
+    @field_validator("routing_table")
+    @classmethod
+    def _destination_takes_the_object(cls, table: RoutingTable) -> RoutingTable:
+        for event_type, destination in table.items():
+            kind = event_type.partition(".")[0]
+            if kind != DESTINATION_OBJECTS[destination]:
+                raise ValueError(
+                    f'"{event_type}" cannot go to {destination.value}, which takes '
+                    f"{DESTINATION_OBJECTS[destination]} events only"
+                )
+        return table
 
     def queue_urls(self) -> dict[Destination, str]:
         """The queue each destination's worker consumes."""

@@ -23,9 +23,10 @@ def verify_signature(header: str | None, body: bytes, secret: str) -> None:
     """Raise SignatureError unless `header` is the signature of `body` under `secret`."""
     if not header:
         raise SignatureError("signature_missing", "no signature header")
-    if not header.startswith(PREFIX):
+    candidate = header.strip().lower()
+    if not candidate.startswith(PREFIX):
         raise SignatureError("signature_malformed", "signature without the sha256= prefix")
-    if not hmac.compare_digest(compute_signature(secret, body), header.strip().lower()):
+    if not hmac.compare_digest(compute_signature(secret, body), candidate):
         raise SignatureError("signature_mismatch", "signature does not match")
 
 
