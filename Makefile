@@ -22,11 +22,14 @@ help:
 	@echo "make bench   print the benchmark figures"
 	@echo "make deploy  sam deploy (guided the first time)"
 
+# Incremental: a changed pyproject.toml re-runs pip in the existing venv (fast when nothing changed);
+# the venv is only created when missing or not Python 3.12, never deleted under running processes.
 $(VENV)/.installed: pyproject.toml layers/common/requirements.txt
-	@test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it (e.g. 'pyenv install 3.12') or set PYTHON312=/path/to/python3.12" >&2; exit 1; }
-	@echo "creating $(VENV) with $(PYTHON312)"
-	rm -rf $(VENV)
-	"$(PYTHON312)" -m venv $(VENV)
+	@if ! $(BIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then \
+	  test -n "$(PYTHON312)" || { echo "Python 3.12 not found: install it (e.g. 'pyenv install 3.12') or set PYTHON312=/path/to/python3.12" >&2; exit 1; }; \
+	  echo "creating $(VENV) with $(PYTHON312)"; \
+	  rm -rf $(VENV) && "$(PYTHON312)" -m venv $(VENV); \
+	fi
 	@echo "installing the project and its development tools into $(VENV) (a minute or two on a fresh machine)"
 	$(BIN)/python -m pip install -qq --upgrade pip
 	$(BIN)/python -m pip install -qq -e '.[dev]'

@@ -1,0 +1,1 @@
+"""Benchmarks of the bundle's hot paths, run by `make bench` (`python -m bench`); figures only, no pass or fail."""
