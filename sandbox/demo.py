@@ -46,7 +46,10 @@ def run_demo(root: Path, events_dir: Path, port: int) -> int:
         ) as stack,
     ):
         print(f"local stack up on {stack.url} in {time.monotonic() - started:.1f} s (function logs: {log_path})")
-        peer: BuildNexionPeer = stack.peers["buildnexion"]
+        peer: BuildNexionPeer | None = stack.peers.get("buildnexion")
+        if peer is None:
+            print("the demo sends its events through the sandbox BuildNexion: unset BUILDNEXION_API_URL")
+            return 2
         routing: dict[str, str] = json.loads(stack.template.parameter_defaults()["RoutingTable"])
         registration = requests.post(
             f"{peer.base_url}/webhooks",

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoice_bridge.store import StateStore
 from sandbox.aws_local import LocalAws, Provisioned, intrinsics_for, process_environment_without_aws
@@ -18,6 +18,9 @@ from sandbox.gateway import route_to
 from sandbox.httpserver import LocalHttpServer, Reply, Request, Router
 from sandbox.runner import MIN_WORKERS, Scheduler, SqsMapping, SqsPoller
 from sandbox.settings import API_URL_PARAMETERS, LocalSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STATE_TABLE = "StateTable"
@@ -56,7 +59,8 @@ class LocalStack:
         self.provisioned = Provisioned()
         self.routes: list[str] = []
         self._server: LocalHttpServer | None = None
-        self._started = False
+        self._status_sqs: SQSClient | None = None
+        self._state: StateStore | None = None
         self._lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -90,7 +94,6 @@ class LocalStack:
                 poller.start()
             if self.scheduler:
                 self.scheduler.start()
-            self._started = True
         except BaseException:
             self.stop()
             raise
@@ -187,6 +190,8 @@ class LocalStack:
 
     def status(self) -> dict[str, Any]:
         """`GET /local/status`: queue depths, open tuimprenta batches, and whether anything is left to do."""
+        if self._status_sqs is None or self._state is None:
+            raise RuntimeError("the stack is not running")
         sqs = self._status_sqs
         queues: dict[str, dict[str, int]] = {}
         pending_work = False
