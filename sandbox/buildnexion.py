@@ -159,7 +159,10 @@ class BuildNexionPeer:
                 status, document = None, None
                 continue
             status = response.status_code
-            document = response.json() if response.content else None
+            try:
+                document = response.json() if response.content else None
+            except ValueError:
+                document = response.text  # an endpoint (or a proxy before it) that answered with no JSON
             # BuildNexion retries 5xx and network failures; anything else is the endpoint's final word.
             if status < 500:
                 break

@@ -72,7 +72,8 @@ def run_demo(root: Path, events_dir: Path, port: int) -> int:
         for envelope, resend in sends:
             destination = routing.get(envelope["type"])
             (delivery,) = peer.deliver(envelope)
-            result = (delivery.response or {}).get("status", "-")
+            answer = delivery.response
+            result = str(answer.get("status", "-")) if isinstance(answer, dict) else "-"
             expected = "ignored" if destination is None else ("duplicate" if resend else "accepted")
             queue = DESTINATION_QUEUES[destination] if destination else "-"
             label = ("(again) " if resend else "") + envelope["id"]

@@ -106,11 +106,13 @@ class LocalHttpServer:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop serving and release the port."""
-        self._server.shutdown()
-        self._server.server_close()
+        """Stop serving (if it started) and release the port."""
         if self._thread:
+            # shutdown() waits for serve_forever to notice; on a server never started it would wait forever.
+            self._server.shutdown()
             self._thread.join()
+            self._thread = None
+        self._server.server_close()
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         router, max_body = self._router, self._max_body

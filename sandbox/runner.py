@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from sandbox.aws_local import QueueInfo
 from sandbox.cfn import ACCOUNT_ID, REGION
-from sandbox.functions import FunctionPool, Invocation
+from sandbox.functions import FunctionError, FunctionPool, Invocation
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -127,6 +127,10 @@ class SqsPoller:
             except (BotoCoreError, ClientError) as exc:
                 self._log(f"{self.mapping.queue.logical_id}: SQS error {exc}; retrying")
                 self._stop.wait(1)
+            except FunctionError as exc:
+                # As on Lambda, the batch stays on the queue and returns after its visibility timeout.
+                self._log(f"{self.mapping.queue.logical_id}: {exc}; the batch will be received again")
+                self._stop.wait(1)
 
     def poll_once(self, wait_seconds: int = 0) -> int:
         """Receive one batch, invoke, delete the successes; return how many messages came."""
@@ -204,7 +208,11 @@ class Scheduler:
     def tick(self) -> None:
         """Invoke every scheduled function once."""
         for rule_name, pool in self._targets:
-            invocation = pool.invoke(scheduled_event(rule_name))
+            try:
+                invocation = pool.invoke(scheduled_event(rule_name))
+            except FunctionError as exc:
+                self._log(f"{rule_name}: {exc}; the next tick tries again")
+                continue
             if not invocation.ok:
                 self._log(f"{pool.spec.logical_id}: {invocation.error_type}: {invocation.error_message}")
         self.ticks += 1

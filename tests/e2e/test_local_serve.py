@@ -17,7 +17,8 @@ import requests
 
 from invoice_bridge.config import DEFAULT_ROUTING
 from invoice_bridge.tuimprenta.webhook import compute_signature
-from sandbox.buildnexion import sign_and_post
+from sandbox.buildnexion import BuildNexionPeer, sign_and_post
+from sandbox.httpserver import LocalHttpServer, Reply, Router
 from tests.conftest import BUILDNEXION_EVENTS, ROOT, load_event
 from tests.e2e.conftest import wait_for
 
@@ -131,3 +132,25 @@ def test_stops_cleanly_on_sigterm(served: Served) -> None:
     started = time.monotonic()
     assert served.process.wait(timeout=30) == 0
     assert time.monotonic() - started < 30
+
+
+def test_sandbox_buildnexion_records_an_answer_that_is_not_json() -> None:
+    # Given an endpoint (say, a proxy) that answers 502 in plain text
+    router = Router()
+    router.add("POST", "/hook", lambda request, params: Reply(502, b"Bad Gateway", {"Content-Type": "text/plain"}))
+    endpoint = LocalHttpServer(router)
+    endpoint.start()
+    peer = BuildNexionPeer("bn_key", [SECRET], max_attempts=2)
+    try:
+        peer.subscribe(f"{endpoint.url}/hook", ["invoice.created"])
+        # When the sandbox BuildNexion delivers an event there
+        (delivery,) = peer.deliver(load_event("buildnexion/01_invoice_created.json"))
+    finally:
+        endpoint.stop()
+        peer.stop()
+    # Then it retried the 5xx and kept the final answer instead of failing on it
+    assert (delivery.status, delivery.attempts, delivery.response) == (502, 2, "Bad Gateway")
+
+
+def test_a_server_that_never_started_stops_at_once() -> None:
+    LocalHttpServer(Router()).stop()  # shutdown() on a server never started used to wait forever

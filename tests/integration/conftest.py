@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -116,8 +117,11 @@ def apigw_event(path: str, body: bytes, headers: dict[str, str]) -> dict[str, An
     event["routeKey"] = event["requestContext"]["routeKey"] = f"POST {path}"
     base_headers = {k: v for k, v in event["headers"].items() if not k.endswith("-signature")}
     event["headers"] = {**base_headers, **{k.lower(): v for k, v in headers.items()}}
-    event["body"] = body.decode("utf-8")
-    event["isBase64Encoded"] = False
+    try:
+        event["body"], event["isBase64Encoded"] = body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        # API Gateway hands a body that is not UTF-8 text to the function base64-encoded.
+        event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
     return event
 
 

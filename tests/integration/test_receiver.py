@@ -153,6 +153,7 @@ def test_body_of_exactly_256_kib_is_not_refused_for_size(handler: ModuleType) ->
     ("body", "field"),
     [
         (b"{not json", "body"),
+        ('{"id": "evt_utf16", "type": "invoice.created", "created": 1}'.encode("utf-16"), "body"),
         (b"[1, 2]", "body"),
         (b'{"type": "invoice.created", "created": 1}', "id"),
         (b'{"id": "evt_1", "type": "invoice.created", "created": 1}', "data"),

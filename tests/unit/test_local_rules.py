@@ -10,10 +10,10 @@ import pytest
 
 from sandbox.aws_local import QueueInfo
 from sandbox.cfn import Intrinsics, TemplateError
-from sandbox.functions import Invocation
+from sandbox.functions import FunctionError, Invocation
 from sandbox.gateway import http_api_event, http_reply
 from sandbox.httpserver import Request, Router
-from sandbox.runner import failed_message_ids, lambda_sqs_event
+from sandbox.runner import SqsMapping, SqsPoller, failed_message_ids, lambda_sqs_event
 
 
 def test_intrinsics_resolve_ref_getatt_sub_join_if() -> None:
@@ -106,3 +106,42 @@ def test_sqs_event_shape() -> None:
 )
 def test_partial_batch_response_rules(invocation: Invocation, report: bool, failed: set[str]) -> None:
     assert failed_message_ids(MESSAGES, invocation, report) == failed
+
+
+class _OneBatchSqs:
+    """Hands out one message, then nothing; records how often it was asked."""
+
+    def __init__(self) -> None:
+        self.receives = 0
+
+    def receive_message(self, **_: Any) -> dict[str, Any]:
+        self.receives += 1
+        return {"Messages": MESSAGES[:1]} if self.receives == 1 else {}
+
+
+class _UnstartablePool:
+    spec = type("Spec", (), {"logical_id": "Broken"})()
+
+    def invoke(self, event: Any) -> Invocation:
+        raise FunctionError("Broken: the instance did not start")
+
+
+def test_a_worker_survives_a_function_that_cannot_start() -> None:
+    # Given a function whose instances fail to start, and a queue with one message
+    sqs = _OneBatchSqs()
+    logged: list[str] = []
+    mapping = SqsMapping(queue=QUEUE, batch_size=10, report_failures=True, workers=1)
+    poller = SqsPoller(mapping, _UnstartablePool(), sqs, logged.append)  # type: ignore[arg-type]
+    # When the worker loop runs until it has polled again after the failure
+    original_wait = poller._stop.wait
+
+    def stop_after_retry(timeout: float | None = None) -> bool:
+        poller._stop.set()
+        return original_wait(0)
+
+    poller._stop.wait = stop_after_retry  # type: ignore[method-assign]
+    poller._work()
+    # Then the failure is reported, the message is left for SQS to return, and the worker waits instead of dying
+    assert logged == ["Q: Broken: the instance did not start; the batch will be received again"]
+    assert sqs.receives == 1
+    assert poller.busy == 0

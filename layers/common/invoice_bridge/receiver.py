@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from invoice_bridge.aws import AwsClients
 from invoice_bridge.buildnexion import signature as buildnexion_signature
 from invoice_bridge.buildnexion.models import EventHead, WebhookEvent
-from invoice_bridge.config import ReceiverSettings, describe_validation_error
+from invoice_bridge.config import Destination, ReceiverSettings, describe_validation_error
 from invoice_bridge.errors import InvalidPayload, PayloadTooLarge
 from invoice_bridge.observability import count, logger
 from invoice_bridge.queues import QueuePublisher
@@ -75,11 +75,19 @@ def check_size(body: bytes) -> None:
         raise PayloadTooLarge(len(body), MAX_BODY_BYTES)
 
 
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or InvalidPayload."""
+def decode_body(body: bytes) -> str:
+    """The body as text: webhooks are UTF-8 JSON, and the queue message carries exactly this text."""
     try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidPayload("body", "is not UTF-8 text") from None
+
+
+def parse_json_object(text: str) -> dict[str, Any]:
+    """The text as a JSON object, or InvalidPayload."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
         raise InvalidPayload("body", "is not valid JSON") from None
     if not isinstance(document, dict):
         raise InvalidPayload("body", "must be a JSON object")
@@ -108,7 +116,7 @@ def parse_buildnexion_event(document: dict[str, Any]) -> WebhookEvent:
 
 def parse_tuimprenta_event(body: bytes) -> TuimprentaEvent:
     """tuimprenta's event, validated; InvalidPayload names the first bad field."""
-    return _validated(TuimprentaEvent, parse_json_object(body))
+    return _validated(TuimprentaEvent, parse_json_object(decode_body(body)))
 
 
 def _mark_duplicate(response: Any, idempotent_data: DataRecord) -> Any:
@@ -178,7 +186,8 @@ class WebhookReceiver:
         buildnexion_signature.verify_signature(
             signature, body, [s.get_secret_value() for s in secret.webhook_secrets], now=self._clock()
         )
-        document = parse_json_object(body)
+        text = decode_body(body)
+        document = parse_json_object(text)
         head = parse_buildnexion_head(document)
         logger.set_correlation_id(head.id)
         logger.append_keys(event_type=head.type)
@@ -191,7 +200,7 @@ class WebhookReceiver:
         event = parse_buildnexion_event(document)
         logger.append_keys(object_id=event.data.object.id)
         try:
-            result = self._enqueue_once(delivery={"id": event.id}, event=event, body=body.decode("utf-8"))
+            result = self._enqueue_once(delivery={"id": event.id}, destination=destination, event=event, body=text)
         except IdempotencyAlreadyInProgressError:
             # A concurrent delivery of the same event holds the record; it enqueues, or fails and is retried.
             logger.info("event is being enqueued by a concurrent delivery")
@@ -205,9 +214,10 @@ class WebhookReceiver:
         count("WebhookAccepted", {"destination": destination.value})
         return Receipt("accepted", event.id, destination.value)
 
-    def _enqueue(self, *, delivery: Mapping[str, str], event: WebhookEvent, body: str) -> dict[str, str]:
+    def _enqueue(
+        self, *, delivery: Mapping[str, str], destination: Destination, event: WebhookEvent, body: str
+    ) -> dict[str, str]:
         # `delivery` carries the idempotency key ({"id": event id}); Powertools reads it, the body does not.
-        destination = self._settings.routing_table[event.type]
         message_id = self._publisher.publish(destination, event, body)
         return {"destination": destination.value, "message_id": message_id}
 
