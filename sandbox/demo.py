@@ -22,14 +22,21 @@ IDLE_TIMEOUT_SECONDS = 120
 HTTP_TIMEOUT = (3.05, 10)
 
 
-def wait_until_idle(status_url: str, timeout: float) -> dict[str, Any]:
-    """Poll `/local/status` until it reports idle; the last status either way."""
+def wait_until_idle(status_url: str, timeout: float) -> tuple[dict[str, Any], dict[str, float]]:
+    """Poll `/local/status` until it reports idle; the last status, and when each queue last had work."""
     deadline = time.monotonic() + timeout
+    last_busy: dict[str, float] = {}
     with requests.Session() as session:
         while True:
             status: dict[str, Any] = session.get(status_url, timeout=HTTP_TIMEOUT).json()
-            if status["idle"] or time.monotonic() > deadline:
-                return status
+            now = time.monotonic()
+            for queue, depth in status["queues"].items():
+                if depth["visible"] or depth["in_flight"]:
+                    last_busy[queue] = now
+            if status["open_batches"]:
+                last_busy["TuimprentaQueue"] = now
+            if status["idle"] or now > deadline:
+                return status, last_busy
             time.sleep(0.2)  # a poll interval, not a synchronisation: the loop waits on the status itself
 
 
@@ -68,6 +75,7 @@ def run_demo(root: Path, events_dir: Path, port: int) -> int:
         failures: list[str] = []
         expected_on_queue: Counter[str] = Counter()
         print(f"{'event':38} {'type':24} {'HTTP':>4}  {'result':9} queue")
+        sending_started = time.monotonic()
         sends = [(e, False) for e in envelopes] + ([(envelopes[0], True)] if envelopes else [])
         for envelope, resend in sends:
             destination = routing.get(envelope["type"])
@@ -83,30 +91,48 @@ def run_demo(root: Path, events_dir: Path, port: int) -> int:
             if destination and not resend:
                 expected_on_queue[DESTINATION_QUEUES[destination]] += 1
 
-        status = wait_until_idle(f"{stack.url}/local/status", IDLE_TIMEOUT_SECONDS)
+        status, last_busy = wait_until_idle(f"{stack.url}/local/status", IDLE_TIMEOUT_SECONDS)
         consumed = stack.consumed_queues()
-        header = f"{'destination':15} {'queue':20} {'sent':>4} {'on queue':>8} {'in flight':>9} {'dead-lettered':>13}"
-        print(f"\n{header}  worker")
+        print(
+            f"\n{'destination':15} {'sent':>4} {'synced':>6} {'failed':>6} {'dead-lettered':>13} "
+            f"{'API calls':>9} {'seconds':>7}  worker"
+        )
         for destination, queue in DESTINATION_QUEUES.items():
             depth = status["queues"][queue]
-            worker = "consuming" if queue in consumed else "not wired yet (messages wait on the queue)"
+            sent = [e for e in envelopes if routing.get(e["type"]) == destination]
+            target = stack.peers.get(destination)
+            if queue not in consumed or target is None:
+                print(
+                    f"{destination:15} {len(sent):>4} {'-':>6} {'-':>6} {depth['dlq']:>13} {'-':>9} {'-':>7}  "
+                    f"not wired yet ({depth['visible']} waiting on {queue})"
+                )
+                if depth["visible"] != expected_on_queue[queue]:
+                    failures.append(f"{queue}: expected {expected_on_queue[queue]} messages, found {depth['visible']}")
+                if depth["dlq"]:
+                    failures.append(f"{queue}: {depth['dlq']} message(s) dead-lettered")
+                continue
+            check = target.demo_check(peer, sent)
+            seconds = last_busy.get(queue, sending_started) - sending_started
             print(
-                f"{destination:15} {queue:20} {expected_on_queue[queue]:>4} {depth['visible']:>8} "
-                f"{depth['in_flight']:>9} {depth['dlq']:>13}  {worker}"
+                f"{destination:15} {len(sent):>4} {check.synced:>6} {check.failed:>6} {depth['dlq']:>13} "
+                f"{sum(target.calls.values()):>9} {seconds:>7.1f}  consuming"
             )
-            if queue not in consumed and depth["visible"] != expected_on_queue[queue]:
-                failures.append(f"{queue}: expected {expected_on_queue[queue]} messages, found {depth['visible']}")
-            if depth["dlq"]:
-                failures.append(f"{queue}: {depth['dlq']} message(s) dead-lettered")
+            failures.extend(f"{destination}: {problem}" for problem in check.problems)
+            if depth["dlq"] != check.failed:
+                failures.append(f"{queue}: {depth['dlq']} dead-lettered, {check.failed} expected to fail")
+            if depth["visible"] or depth["in_flight"]:
+                failures.append(f"{queue}: {depth['visible'] + depth['in_flight']} message(s) not processed")
         print(
             f"\nBuildNexion API calls: {sum(peer.calls.values())}; "
             f"open tuimprenta batches: {status['open_batches']}; idle: {status['idle']}; "
             f"{time.monotonic() - started:.1f} s in all"
         )
+        if not status["idle"]:
+            failures.append(f"the stack was not idle after {IDLE_TIMEOUT_SECONDS} s")
     if failures:
         print("\nDEMO FAILED:")
         for failure in failures:
             print(f"  - {failure}")
         return 1
-    print("\nevery routed event was accepted once and sits on its destination's queue")
+    print("\nevery routed event was accepted once and every wired destination holds what BuildNexion sent")
     return 0

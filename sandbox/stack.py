@@ -16,6 +16,7 @@ from sandbox.cfn import Template, TemplateError
 from sandbox.functions import FunctionPool, LogSink, function_environment
 from sandbox.gateway import route_to
 from sandbox.httpserver import LocalHttpServer, Reply, Request, Router
+from sandbox.peers import PEER_MODULES, create_peer
 from sandbox.runner import MIN_WORKERS, Scheduler, SqsMapping, SqsPoller
 from sandbox.settings import API_URL_PARAMETERS, LocalSettings
 
@@ -141,6 +142,15 @@ class LocalStack:
             peer.start()
             self.peers["buildnexion"] = peer
             self.api_urls["buildnexion"] = peer.base_url
+        for platform in PEER_MODULES:
+            if platform in self.api_urls:
+                continue
+            destination_peer = create_peer(platform, self.settings)
+            if destination_peer is None:
+                continue
+            destination_peer.start()
+            self.peers[platform] = destination_peer
+            self.api_urls[platform] = destination_peer.base_url
 
     def _url_parameters(self) -> dict[str, str]:
         return {API_URL_PARAMETERS[platform]: url for platform, url in self.api_urls.items()}

@@ -117,3 +117,17 @@ class ReceiverSettings(EnvSettings):
             Destination.TUIMPRENTA: self.tuimprenta_queue_url,
             Destination.FACTURADIRECTA: self.facturadirecta_queue_url,
         }
+
+
+HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+
+
+class WorkerSettings(EnvSettings):
+    """What every worker reads: the state table, its dead-letter queue and BuildNexion's API."""
+
+    state_table_name: Name = Field(alias="STATE_TABLE_NAME")
+    queue_url: QueueUrl = Field(alias="QUEUE_URL")
+    dead_letter_queue_url: QueueUrl = Field(alias="DEAD_LETTER_QUEUE_URL")
+    buildnexion_api_url: HttpUrl = Field(alias="BUILDNEXION_API_URL")
+    buildnexion_secret_id: Name = Field(alias="BUILDNEXION_SECRET_ARN")
+    secrets_max_age_seconds: int = Field(default=60, ge=0, le=3600, alias="SECRETS_MAX_AGE_SECONDS")

@@ -63,3 +63,70 @@ class InvalidPayload(WebhookRejected):
         self.field = field
         self.message = message
         super().__init__("malformed", f"{field}: {message}")
+
+
+class SyncError(InvoiceBridgeError):
+    """A document could not be synced now; `retryable` decides between the queue and the dead-letter queue.
+
+    Every error a worker's record handler lets through is one of these (or a DependencyUnavailable, which
+    is retryable); the batch edge (`invoice_bridge.worker`) is the one place that acts on the flag.
+    """
+
+    retryable: bool = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.message = message
+        self.code = code
+        self.retry_after = retry_after
+        if retryable is not None:
+            self.retryable = retryable
+        super().__init__(message)
+
+
+class PermanentSyncError(SyncError):
+    """The document can never be synced as it is (bad data, a platform's validation): dead-lettered at once."""
+
+    retryable = False
+
+
+class RetryLater(SyncError):
+    """Nothing is wrong, but the work must wait (a rate-limit slot, a lease held elsewhere, a batch still open)."""
+
+    retryable = True
+
+
+class PlatformError(SyncError):
+    """An invoicing platform (or BuildNexion) answered with an error, or could not be reached.
+
+    Carries what an operator needs (platform, HTTP status, request id, the platform's code and message, a
+    bounded excerpt of the body) and never a credential: request headers are not kept.
+    """
+
+    def __init__(
+        self,
+        platform: str,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        body: str = "",
+        retryable: bool,
+        retry_after: float | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.platform = platform
+        self.status = status
+        self.request_id = request_id
+        self.body = body[:2000]
+        self.field = field
+        where = f"{platform} {status}" if status is not None else platform
+        super().__init__(f"{where}: {message}", code=code, retryable=retryable, retry_after=retry_after)
+        self.message = message

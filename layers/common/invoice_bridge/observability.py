@@ -26,3 +26,16 @@ def count(name: str, dimensions: Mapping[str, str] | None = None) -> None:
     ) as metric:
         for key, value in dimensions.items():
             metric.add_dimension(name=key, value=value)
+
+
+def observe(name: str, value: float, dimensions: Mapping[str, str] | None = None) -> None:
+    """Record a duration in milliseconds under `name` (flushed on its own with its dimensions)."""
+    with single_metric(
+        name=name,
+        unit=MetricUnit.Milliseconds,
+        value=value,
+        namespace=metrics.namespace,
+        default_dimensions=metrics.default_dimensions,
+    ) as metric:
+        for key, item in (dimensions or {}).items():
+            metric.add_dimension(name=key, value=item)

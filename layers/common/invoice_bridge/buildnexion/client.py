@@ -1,0 +1,67 @@
+"""BuildNexion's API: the latest state of an object, its provider and its PDF (DESIGN.md, "BuildNexion contract")."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import SecretStr, ValidationError
+
+from invoice_bridge.buildnexion.models import Invoice, Provider, PurchaseOrder, SalesInvoice
+from invoice_bridge.config import describe_validation_error
+from invoice_bridge.errors import PermanentSyncError
+from invoice_bridge.http import ApiClient, Deadline
+
+
+class BuildNexionClient(ApiClient):
+    """`Authorization: Bearer <api key>` on `BUILDNEXION_API_URL`."""
+
+    platform: ClassVar[str] = "buildnexion"
+
+    def __init__(self, base_url: str, api_key: SecretStr, **kwargs: Any) -> None:
+        super().__init__(base_url, **kwargs)
+        self._api_key = api_key
+
+    def auth_headers(self) -> dict[str, str]:
+        """The API key as a bearer token."""
+        return {"Authorization": f"Bearer {self._api_key.get_secret_value()}"}
+
+    def default_headers(self) -> dict[str, str]:
+        """JSON in and out."""
+        return {"Accept": "application/json"}
+
+    def _get[T: (Provider, Invoice, PurchaseOrder, SalesInvoice)](
+        self, model: type[T], path: str, deadline: Deadline
+    ) -> T:
+        response = self.request("GET", path, deadline=deadline)
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            field, message = describe_validation_error(exc)
+            raise PermanentSyncError(f"BuildNexion {path}: {field}: {message}", code="invalid_source") from None
+
+    def provider(self, provider_id: str, deadline: Deadline) -> Provider:
+        """`GET /providers/{id}`."""
+        return self._get(Provider, f"/providers/{provider_id}", deadline)
+
+    def invoice(self, invoice_id: str, deadline: Deadline) -> Invoice:
+        """`GET /invoices/{id}`."""
+        return self._get(Invoice, f"/invoices/{invoice_id}", deadline)
+
+    def purchase_order(self, order_id: str, deadline: Deadline) -> PurchaseOrder:
+        """`GET /purchase_orders/{id}`."""
+        return self._get(PurchaseOrder, f"/purchase_orders/{order_id}", deadline)
+
+    def sales_invoice(self, invoice_id: str, deadline: Deadline) -> SalesInvoice:
+        """`GET /sales_invoices/{id}`."""
+        return self._get(SalesInvoice, f"/sales_invoices/{invoice_id}", deadline)
+
+    def invoice_pdf(self, invoice_id: str, deadline: Deadline) -> bytes:
+        """`GET /invoices/{id}/pdf`, the bytes of the PDF."""
+        response = self.request(
+            "GET",
+            f"/invoices/{invoice_id}/pdf",
+            deadline=deadline,
+            headers={"Accept": "application/pdf"},
+            timeout=(3.05, 20.0),
+        )
+        return response.content

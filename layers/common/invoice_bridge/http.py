@@ -1,0 +1,350 @@
+"""The HTTP client base every platform client extends: one session, explicit timeouts, typed errors, one
+retry decision that honours `Retry-After` and the rate-limit headers, and a shared rate limiter.
+
+A platform client says only what is its own: its name, auth headers, how its error bodies read, and which
+statuses are retryable if they differ from the table here.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, NoReturn, Protocol
+
+import requests
+
+from invoice_bridge.errors import PlatformError, RetryLater
+from invoice_bridge.observability import count, logger
+
+# (connect, read) in seconds: far under the shortest worker timeout, so a hung platform fails the call,
+# not the invocation. Platforms may pass longer reads (PDF downloads) per call.
+DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 10.0)
+# Time kept back from a deadline for the work after a call (ledger write, SQS calls).
+DEADLINE_RESERVE_SECONDS = 3.0
+MAX_BACKOFF_SECONDS = 8.0
+
+# Status → retryable. Anything 5xx not listed is retryable; anything else not listed is permanent.
+DEFAULT_STATUS_RETRYABLE: Mapping[int, bool] = {
+    400: False,
+    401: True,  # an expired or revoked token: renewed by the client, or fixed by an operator
+    402: False,
+    403: False,
+    404: False,
+    405: False,
+    406: False,
+    409: False,
+    410: False,
+    413: False,
+    415: False,
+    422: False,
+    423: True,
+    425: True,
+    429: True,
+}
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+class Deadline:
+    """When the current invocation must be done; work that cannot finish before it is not started."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._expires = clock() + seconds
+
+    @classmethod
+    def from_context(cls, context: Any, reserve_seconds: float = DEADLINE_RESERVE_SECONDS) -> Deadline:
+        """The Lambda context's remaining time, less a reserve for the bookkeeping after the last call."""
+        return cls(max(0.0, context.get_remaining_time_in_millis() / 1000 - reserve_seconds))
+
+    @classmethod
+    def unlimited(cls) -> Deadline:
+        """No deadline (tools and tests)."""
+        return cls(float("inf"))
+
+    def remaining(self) -> float:
+        """Seconds left (never negative)."""
+        return max(0.0, self._expires - self._clock())
+
+    def allows(self, seconds: float) -> bool:
+        """Whether `seconds` of waiting or work still fit."""
+        return seconds <= self.remaining()
+
+
+class RateLimiter(Protocol):
+    """What the client needs of a limiter shared by every Lambda using one credential."""
+
+    def acquire(self, deadline: Deadline) -> None:
+        """Wait for a slot; raise RetryLater when none comes before the deadline."""
+
+    def pause_until(self, epoch_seconds: float) -> None:
+        """Hold every user of the credential until then (the platform said so)."""
+
+
+@dataclass(frozen=True)
+class ErrorDetail:
+    """What a platform's error body says."""
+
+    message: str
+    code: str | None = None
+    field: str | None = None
+
+
+def jitter(delay: float, spread: float = 0.2) -> float:
+    """`delay` spread by ±`spread` (a fraction), so retrying workers do not move in lockstep."""
+    return max(0.0, delay * (1 + random.uniform(-spread, spread)))  # noqa: S311 - not cryptographic
+
+
+def backoff(attempt: int, base: float = 0.5, cap: float = MAX_BACKOFF_SECONDS) -> float:
+    """Exponential backoff for the `attempt`-th retry (1-based), capped, with jitter."""
+    return jitter(min(cap, base * 2 ** (attempt - 1)))
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
+    """How long the platform asked us to wait: Retry-After (seconds or HTTP date), else the RateLimit reset.
+
+    `RateLimit-Reset` (IETF draft) is a delta in seconds; `X-RateLimit-Reset` is a delta too unless it is
+    clearly an epoch timestamp (some platforms send one).
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    value = lowered.get("retry-after")
+    if value is not None:
+        value = value.strip()
+        if value.replace(".", "", 1).isdigit():
+            return max(0.0, float(value))
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+        except (TypeError, ValueError):
+            pass
+    for name in ("ratelimit-reset", "x-ratelimit-reset"):
+        reset = _number(lowered.get(name))
+        if reset is not None:
+            return max(0.0, reset - now) if reset > 1_000_000_000 else reset
+    return None
+
+
+def exhausted_until(headers: Mapping[str, str], now: float) -> float | None:
+    """When a successful answer says no request is left in the window: the earliest the window can reset.
+
+    A delta reset is whole seconds rounded up, so the true reset lies up to a second sooner: the pause
+    takes that lower bound, never waiting longer than the platform needs (our own limiter spaces the rest).
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for prefix in ("ratelimit", "x-ratelimit"):
+        remaining = _number(lowered.get(f"{prefix}-remaining"))
+        reset = _number(lowered.get(f"{prefix}-reset"))
+        if remaining is None or remaining > 0 or reset is None:
+            continue
+        if reset > 1_000_000_000:
+            return reset
+        return now + max(0.0, reset - 1)
+    return None
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value.strip().split(",")[0])
+    except ValueError:
+        return None
+
+
+class ApiClient:
+    """Base of the platform clients: every outside call of the bundle goes through `request`."""
+
+    platform: ClassVar[str] = "platform"
+    status_retryable: ClassVar[Mapping[int, bool]] = DEFAULT_STATUS_RETRYABLE
+    request_id_headers: ClassVar[tuple[str, ...]] = ("x-request-id", "request-id", "x-amzn-requestid")
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
+        limiter: RateLimiter | None = None,
+        max_attempts: int = 3,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = session or requests.Session()
+        self.timeout = timeout
+        self.limiter = limiter
+        self.max_attempts = max_attempts
+        self._clock = clock
+        self._sleep = sleep
+        self.calls = 0
+
+    # -- what a platform overrides -------------------------------------------------------------------
+
+    def auth_headers(self) -> dict[str, str]:
+        """Credentials for one request (never logged)."""
+        return {}
+
+    def default_headers(self) -> dict[str, str]:
+        """Headers every request carries (media types)."""
+        return {}
+
+    def parse_error(self, response: requests.Response) -> ErrorDetail:
+        """What the error body says; the base reads `{"error": {"message", "code"|"type", "field"}}`."""
+        try:
+            document = response.json()
+        except ValueError:
+            return ErrorDetail(message=response.reason or f"HTTP {response.status_code}")
+        error = document.get("error") if isinstance(document, dict) else None
+        if isinstance(error, dict):
+            return ErrorDetail(
+                message=str(error.get("message") or response.reason),
+                code=_text(error.get("code") or error.get("type")),
+                field=_text(error.get("field") or error.get("param")),
+            )
+        return ErrorDetail(message=response.reason or f"HTTP {response.status_code}")
+
+    def on_unauthorized(self) -> bool:
+        """A 401 came back: drop cached credentials and return True to try once more (Quipu's token)."""
+        return False
+
+    # -- the one place that calls out ----------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        deadline: Deadline,
+        params: Mapping[str, Any] | None = None,
+        json_text: str | None = None,
+        data: bytes | str | Mapping[str, str] | None = None,
+        files: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: tuple[float, float] | None = None,
+        retry_safe: bool | None = None,
+        authenticate: bool = True,
+        expected: tuple[int, ...] = (),
+    ) -> requests.Response:
+        """Send one request (retrying where safe); the response when 2xx or in `expected`, else PlatformError.
+
+        `retry_safe` says whether the request may be sent again after a timeout or 5xx, whose effect is
+        unknown: by default only for idempotent methods. A 429 is always retried (it had no effect).
+        """
+        method = method.upper()
+        safe = method in IDEMPOTENT_METHODS if retry_safe is None else retry_safe
+        url = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+        reauthenticated = False
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.limiter is not None:
+                self.limiter.acquire(deadline)
+            read_timeout = min((timeout or self.timeout)[1], max(1.0, deadline.remaining()))
+            all_headers = {**self.default_headers(), **(headers or {})}
+            if json_text is not None:
+                all_headers.setdefault("Content-Type", "application/json")
+            if authenticate:
+                all_headers.update(self.auth_headers())
+            started = time.perf_counter()
+            self.calls += 1
+            try:
+                response = self.session.request(
+                    method,
+                    url,
+                    params=params,
+                    data=json_text.encode("utf-8") if json_text is not None else data,
+                    files=files,
+                    headers=all_headers,
+                    timeout=((timeout or self.timeout)[0], read_timeout),
+                    allow_redirects=False,
+                )
+            except requests.Timeout:
+                error = PlatformError(self.platform, f"{method} {path} timed out", retryable=True, code="timeout")
+            except requests.ConnectionError:
+                error = PlatformError(self.platform, f"{method} {path}: cannot connect", retryable=True, code="network")
+            else:
+                self._log(method, path, response, started)
+                self._observe_limits(response)
+                if response.ok or response.status_code in expected:
+                    return response
+                if response.status_code == 401 and authenticate and not reauthenticated and self.on_unauthorized():
+                    reauthenticated = True
+                    attempt -= 1  # a renewed token is a fresh start, not a retry
+                    continue
+                error = self.error_from(response)
+            delay = self.retry_delay(error, attempt, safe, deadline)
+            if delay is None:
+                raise error
+            self._sleep(delay)
+
+    def raise_error(self, response: requests.Response) -> NoReturn:
+        """Raise the typed error for a response the caller did not expect."""
+        raise self.error_from(response)
+
+    def error_from(self, response: requests.Response) -> PlatformError:
+        """The typed error for an error response: retryable by the status table, with the body's detail."""
+        status = response.status_code
+        detail = self.parse_error(response)
+        retryable = self.status_retryable.get(status, status >= 500)
+        retry_after = retry_after_seconds(response.headers, self._clock()) if retryable else None
+        if status == 429 and retry_after is not None and self.limiter is not None:
+            self.limiter.pause_until(self._clock() + retry_after)
+        request_id = next((response.headers[h] for h in self.request_id_headers if h in response.headers), None)
+        return PlatformError(
+            self.platform,
+            detail.message,
+            status=status,
+            code=detail.code,
+            field=detail.field,
+            request_id=request_id,
+            body=response.text,
+            retryable=retryable,
+            retry_after=retry_after,
+        )
+
+    def retry_delay(self, error: PlatformError, attempt: int, retry_safe: bool, deadline: Deadline) -> float | None:
+        """The one retry decision: seconds to wait before sending again, or None to give up now."""
+        if not error.retryable or attempt >= self.max_attempts:
+            return None
+        if error.status != 429 and not retry_safe:
+            return None  # the effect of a write that timed out or failed with 5xx is unknown: the caller decides
+        delay = jitter(error.retry_after, 0.1) if error.retry_after is not None else backoff(attempt)
+        if error.status == 429 and self.limiter is not None:
+            delay = 0.0  # the limiter was paused until the reset; its acquire does the waiting
+        if not deadline.allows(delay + self.timeout[0]):
+            return None
+        return delay
+
+    def _observe_limits(self, response: requests.Response) -> None:
+        if self.limiter is None or response.status_code == 429:
+            return
+        until = exhausted_until(response.headers, self._clock())
+        if until is not None:
+            self.limiter.pause_until(until)
+
+    def _log(self, method: str, path: str, response: requests.Response, started: float) -> None:
+        # Paths and statuses only: bodies carry personal data, headers carry credentials.
+        elapsed_ms = round((time.perf_counter() - started) * 1000)
+        logger.info(
+            "platform call",
+            extra={
+                "platform": self.platform,
+                "method": method,
+                "path": path.split("?")[0],
+                "status": response.status_code,
+                "ms": elapsed_ms,
+            },
+        )
+        count("PlatformRequest", {"platform": self.platform})
+        if response.status_code == 429:
+            count("PlatformRateLimited", {"platform": self.platform})
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def raise_retry_later(message: str, retry_after: float) -> NoReturn:
+    """Give the work back to its queue for `retry_after` seconds."""
+    raise RetryLater(message, retry_after=retry_after)

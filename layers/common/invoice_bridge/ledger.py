@@ -1,0 +1,370 @@
+"""The sync ledger: one item per (destination, BuildNexion object), the same scheme for every platform.
+
+It is what makes the workers exactly-once and convergent: the version of the object last applied
+(`source_updated_at`), the platform's id of the document, and an intent written before any create, so a
+worker that finds an unfinished intent looks the document up instead of creating a second one. Beside it:
+references (a supplier's id in a platform, by tax id) and leases (one holder at a time, with expiry).
+
+Every write is conditional on the version read, so two workers never overwrite each other silently.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from invoice_bridge.errors import RetryLater
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
+
+
+class SyncStatus(StrEnum):
+    """Where a document stands in its platform."""
+
+    PENDING = "pending"  # an intent is written: a create may or may not have reached the platform
+    SYNCED = "synced"  # the platform holds the object's `source_updated_at` version
+    FAILED = "failed"  # the platform refused it for good; the event is in the dead-letter queue
+
+
+class LedgerConflict(RetryLater):
+    """Another worker wrote the entry since it was read: the work is retried from a fresh read."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class LedgerEntry(BaseModel):
+    """One BuildNexion object's state in one destination."""
+
+    model_config = ConfigDict(frozen=True)
+
+    destination: str
+    object_id: str
+    status: SyncStatus = SyncStatus.PENDING
+    source_updated_at: AwareDatetime | None = None
+    remote_id: str | None = None
+    # Set before a create call, cleared once its outcome is recorded: a unique id for this attempt that
+    # platforms can carry (a tag, an idempotency key), and when it was written.
+    intent_id: str | None = None
+    intent_at: AwareDatetime | None = None
+    # Voided / canceled at the source and done at the platform (a credit note, a delete, a cancel).
+    closed: bool = False
+    last_event_id: str | None = None
+    last_event_type: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    expected_total_cents: int | None = None
+    remote_total_cents: int | None = None
+    synced_at: AwareDatetime | None = None
+    details: dict[str, str] = Field(default_factory=dict)
+    version: int = 0
+
+    @property
+    def totals_mismatch(self) -> bool:
+        """Whether the platform's computed total differs from BuildNexion's."""
+        return (
+            self.expected_total_cents is not None
+            and self.remote_total_cents is not None
+            and self.expected_total_cents != self.remote_total_cents
+        )
+
+    def is_stale(self, updated_at: datetime) -> bool:
+        """Whether an event at `updated_at` is older than what the ledger already holds."""
+        return self.source_updated_at is not None and updated_at < self.source_updated_at
+
+    def is_current(self, updated_at: datetime) -> bool:
+        """Whether the platform already holds this version (or a later one): nothing to do."""
+        return (
+            self.status == SyncStatus.SYNCED
+            and self.source_updated_at is not None
+            and updated_at <= self.source_updated_at
+        )
+
+    def with_intent(self, updated_at: datetime, event_id: str | None, event_type: str | None) -> LedgerEntry:
+        """This entry with a fresh create intent."""
+        return self.model_copy(
+            update={
+                "status": SyncStatus.PENDING,
+                "intent_id": uuid.uuid4().hex,
+                "intent_at": _now(),
+                "source_updated_at": updated_at if self.source_updated_at is None else self.source_updated_at,
+                "last_event_id": event_id,
+                "last_event_type": event_type,
+            }
+        )
+
+    def synced(self, remote_id: str, updated_at: datetime, **changes: Any) -> LedgerEntry:
+        """This entry once the platform holds version `updated_at` as `remote_id`."""
+        return self.model_copy(
+            update={
+                "status": SyncStatus.SYNCED,
+                "remote_id": remote_id,
+                "source_updated_at": updated_at,
+                "intent_id": None,
+                "intent_at": None,
+                "error_code": None,
+                "error_message": None,
+                "synced_at": _now(),
+                **changes,
+            }
+        )
+
+    def failed(self, code: str | None, message: str, **changes: Any) -> LedgerEntry:
+        """This entry once the platform refused the document for good."""
+        return self.model_copy(
+            update={
+                "status": SyncStatus.FAILED,
+                "error_code": code,
+                "error_message": message[:1000],
+                "intent_id": None,
+                "intent_at": None,
+                **changes,
+            }
+        )
+
+    def to_item(self) -> dict[str, AttributeValueTypeDef]:
+        """The DynamoDB item (document fields as a JSON string, keys and the status queryable)."""
+        body = self.model_dump(mode="json", exclude={"version"})
+        return {
+            "pk": {"S": ledger_pk(self.destination)},
+            "sk": {"S": ledger_sk(self.object_id)},
+            "status": {"S": self.status.value},
+            "entry": {"S": json.dumps(body, sort_keys=True)},
+            "version": {"N": str(self.version)},
+        }
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> LedgerEntry:
+        """Read an item written by `to_item`."""
+        body = json.loads(item["entry"]["S"])
+        return cls.model_validate({**body, "version": int(item["version"]["N"])})
+
+
+def ledger_pk(destination: str) -> str:
+    """The partition of a destination's ledger (one query lists a destination)."""
+    return f"ledger#{destination}"
+
+
+def ledger_sk(object_id: str) -> str:
+    """The sort key of one object's entry."""
+    return f"object#{object_id}"
+
+
+class StateTable:
+    """Conditional put and get on the state table, shared by the ledger, references and leases."""
+
+    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
+        self.client = client
+        self.table_name = table_name
+
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        """An item, read consistently."""
+        item = self.client.get_item(
+            TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
+        ).get("Item")
+        return dict(item) if item else None
+
+    def put_if(
+        self, item: dict[str, AttributeValueTypeDef], condition: str, values: dict[str, AttributeValueTypeDef] | None
+    ) -> bool:
+        """Put `item` if `condition` holds; False when it does not."""
+        kwargs: dict[str, Any] = {"TableName": self.table_name, "Item": item, "ConditionExpression": condition}
+        if values:
+            kwargs["ExpressionAttributeValues"] = values
+        try:
+            self.client.put_item(**kwargs)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def delete_if(self, pk: str, sk: str, condition: str, values: dict[str, AttributeValueTypeDef]) -> bool:
+        """Delete an item if `condition` holds."""
+        try:
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": pk}, "sk": {"S": sk}},
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def query(self, pk: str) -> Iterator[dict[str, Any]]:
+        """Every item of a partition, page by page."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": pk}},
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            yield from (dict(i) for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+class Ledger:
+    """Reads and conditional writes of ledger entries."""
+
+    def __init__(self, table: StateTable) -> None:
+        self._table = table
+
+    def get(self, destination: str, object_id: str) -> LedgerEntry | None:
+        """The entry, or None when the object never reached this destination's worker."""
+        item = self._table.get(ledger_pk(destination), ledger_sk(object_id))
+        return LedgerEntry.from_item(item) if item else None
+
+    def get_or_new(self, destination: str, object_id: str) -> LedgerEntry:
+        """The entry, or a new unsaved one (version 0)."""
+        return self.get(destination, object_id) or LedgerEntry(destination=destination, object_id=object_id)
+
+    def save(self, entry: LedgerEntry) -> LedgerEntry:
+        """Write `entry` if nobody wrote since it was read (its version); the saved entry, one version on."""
+        saved = entry.model_copy(update={"version": entry.version + 1})
+        if entry.version == 0:
+            ok = self._table.put_if(saved.to_item(), "attribute_not_exists(pk)", None)
+        else:
+            ok = self._table.put_if(saved.to_item(), "version = :v", {":v": {"N": str(entry.version)}})
+        if not ok:
+            raise LedgerConflict(f"ledger entry {entry.destination}/{entry.object_id} changed meanwhile", retry_after=1)
+        return saved
+
+    def entries(self, destination: str) -> Iterator[LedgerEntry]:
+        """Every entry of a destination."""
+        for item in self._table.query(ledger_pk(destination)):
+            yield LedgerEntry.from_item(item)
+
+
+class References:
+    """A platform's id for something keyed on our side (a supplier's contact id by tax id)."""
+
+    def __init__(self, table: StateTable) -> None:
+        self._table = table
+
+    @staticmethod
+    def _pk(destination: str, kind: str) -> str:
+        return f"ref#{destination}#{kind}"
+
+    def get(self, destination: str, kind: str, key: str) -> str | None:
+        """The remembered remote id."""
+        item = self._table.get(self._pk(destination, kind), key)
+        return item["remote_id"]["S"] if item else None
+
+    def put(self, destination: str, kind: str, key: str, remote_id: str) -> None:
+        """Remember a remote id (overwrites: the platform is the truth)."""
+        self._table.client.put_item(
+            TableName=self._table.table_name,
+            Item={
+                "pk": {"S": self._pk(destination, kind)},
+                "sk": {"S": key},
+                "remote_id": {"S": remote_id},
+                "at": {"S": _now().isoformat()},
+            },
+        )
+
+    def forget(self, destination: str, kind: str, key: str) -> None:
+        """Drop a remembered id (the platform no longer has it)."""
+        self._table.client.delete_item(
+            TableName=self._table.table_name, Key={"pk": {"S": self._pk(destination, kind)}, "sk": {"S": key}}
+        )
+
+
+class Leases:
+    """Named leases: one holder at a time, each lease expiring so a crashed holder never blocks for ever."""
+
+    def __init__(self, table: StateTable, clock: Callable[[], float] = time.time) -> None:
+        self._table = table
+        self._clock = clock
+
+    def acquire(self, name: str, owner: str, seconds: float) -> bool:
+        """Take (or extend) the lease for `seconds`; False while another owner holds it."""
+        return self._acquire(name, owner, self._clock(), seconds)
+
+    def _acquire(self, name: str, owner: str, now: float, seconds: float) -> bool:
+        try:
+            self._table.client.put_item(
+                TableName=self._table.table_name,
+                Item={
+                    "pk": {"S": f"lease#{name}"},
+                    "sk": {"S": "lease"},
+                    "owner": {"S": owner},
+                    "expires_at": {"N": f"{now + seconds:.3f}"},
+                    "ttl": {"N": str(int(now + seconds) + 3600)},
+                },
+                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}, ":owner": {"S": owner}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def release(self, name: str, owner: str) -> None:
+        """Give the lease up if we still hold it."""
+        try:
+            self._table.client.delete_item(
+                TableName=self._table.table_name,
+                Key={"pk": {"S": f"lease#{name}"}, "sk": {"S": "lease"}},
+                ConditionExpression="#owner = :owner",
+                ExpressionAttributeNames={"#owner": "owner"},
+                ExpressionAttributeValues={":owner": {"S": owner}},
+            )
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+
+def ensure_reference(
+    references: References,
+    leases: Leases,
+    *,
+    destination: str,
+    kind: str,
+    key: str,
+    find: Callable[[], str | None],
+    create: Callable[[], str],
+    lease_seconds: float = 30.0,
+) -> tuple[str, bool]:
+    """The platform id for `key`, found or created **once** even when workers race; (id, created).
+
+    A remembered id costs no platform call. Otherwise one worker at a time (a lease per key) looks it up
+    and creates it when missing; a worker that meets the lease held retries later, when the holder has
+    remembered the id.
+    """
+    remembered = references.get(destination, kind, key)
+    if remembered:
+        return remembered, False
+    lease = f"ref#{destination}#{kind}#{key}"
+    owner = uuid.uuid4().hex
+    if not leases.acquire(lease, owner, lease_seconds):
+        raise RetryLater(f"another worker is creating {kind} {key} in {destination}", retry_after=2)
+    try:
+        remembered = references.get(destination, kind, key)  # the previous holder may have just finished
+        if remembered:
+            return remembered, False
+        found = find()
+        created = found is None
+        remote_id = create() if found is None else found
+        references.put(destination, kind, key, remote_id)
+        return remote_id, created
+    finally:
+        leases.release(lease, owner)

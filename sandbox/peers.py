@@ -1,0 +1,65 @@
+"""The sandbox platforms: the local stack starts one for each platform whose *_API_URL is unset.
+
+Each platform's module (sandbox.quipu, sandbox.tuimprenta, sandbox.facturadirecta) exposes
+`create_peer(settings) -> DestinationPeer`. A peer counts the API calls it answers and, for `make demo`,
+checks that what BuildNexion holds arrived.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from sandbox.buildnexion import BuildNexionPeer
+    from sandbox.settings import LocalSettings
+
+PEER_MODULES = {
+    "quipu": "sandbox.quipu",
+    "tuimprenta": "sandbox.tuimprenta",
+    "facturadirecta": "sandbox.facturadirecta",
+}
+
+
+@dataclass
+class DemoCheck:
+    """What a destination holds after the demo, against what BuildNexion sent."""
+
+    synced: int = 0
+    failed: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+class DestinationPeer(Protocol):
+    """A sandbox invoicing platform."""
+
+    calls: Counter[str]
+
+    @property
+    def base_url(self) -> str:
+        """What the platform's *_API_URL takes."""
+
+    def start(self) -> None:
+        """Serve on a loopback port."""
+
+    def stop(self) -> None:
+        """Stop serving."""
+
+    def demo_check(self, buildnexion: BuildNexionPeer, events: Sequence[Mapping[str, Any]]) -> DemoCheck:
+        """Compare what this platform holds with BuildNexion's latest objects for the events sent to it."""
+
+
+def create_peer(platform: str, settings: LocalSettings) -> DestinationPeer | None:
+    """The sandbox peer for `platform`, or None while that platform has none."""
+    module_name = PEER_MODULES[platform]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            return None
+        raise
+    peer: DestinationPeer = module.create_peer(settings)
+    return peer
