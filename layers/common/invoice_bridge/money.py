@@ -57,17 +57,22 @@ class RawNumber(str):
 
 
 def json_number(value: Decimal | int, min_places: int = 0) -> RawNumber:
-    """A Decimal as a JSON number with exactly its own decimals: Decimal('19.99') → 19.99, never 19.990000001."""
+    """A Decimal as a JSON number with exactly its own decimals: Decimal('0.10') → 0.10, never 0.1000000001."""
+    if isinstance(value, bool):
+        raise TypeError("a boolean is not an amount")
     if isinstance(value, int):
-        return RawNumber(str(value))
-    return RawNumber(decimal_string(value, min_places))
+        value = Decimal(value)
+    if not value.is_finite():
+        raise ValueError(f"not a finite amount: {value}")
+    places = max(min_places, -int(value.as_tuple().exponent))
+    return RawNumber(f"{value.quantize(Decimal(1).scaleb(-places)):f}")
 
 
 def _encode(value: Any) -> Iterator[str]:
     if isinstance(value, RawNumber):
         yield str(value)
     elif isinstance(value, Decimal):
-        yield decimal_string(value)
+        yield json_number(value)
     elif isinstance(value, dict):
         yield "{"
         for index, (key, item) in enumerate(value.items()):
