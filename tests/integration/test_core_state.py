@@ -1,0 +1,321 @@
+"""The shared state pieces on moto's DynamoDB: rate limiter, ledger, references, leases, ensure_reference."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from invoice_bridge.errors import RetryLater
+from invoice_bridge.http import Deadline
+from invoice_bridge.ledger import (
+    Leases,
+    Ledger,
+    LedgerConflict,
+    LedgerEntry,
+    References,
+    StateTable,
+    SyncStatus,
+    ensure_reference,
+)
+from invoice_bridge.limiter import DynamoRateLimiter, limiter_key
+from tests.integration.conftest import Aws
+
+T0 = datetime(2026, 11, 3, 10, 15, tzinfo=UTC)
+
+
+@pytest.fixture
+def table(aws: Aws) -> StateTable:
+    return StateTable(aws.session.client("dynamodb"), aws.provisioned.tables["StateTable"])
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def limiter(table: StateTable, clock: FakeClock, limit: int = 5, window: float = 5.0) -> DynamoRateLimiter:
+    return DynamoRateLimiter(
+        table.client,
+        table.table_name,
+        limiter_key("quipu", "app-1"),
+        limit=limit,
+        window_seconds=window,
+        platform="quipu",
+        margin_seconds=0.0,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+
+
+def test_limiter_key_hides_the_credential() -> None:
+    key = limiter_key("quipu", "my-app-id")
+    assert key.startswith("limiter#quipu#")
+    assert "my-app-id" not in key
+    assert key == limiter_key("quipu", "my-app-id") != limiter_key("quipu", "other")
+
+
+def test_limiter_allows_a_burst_then_one_per_window_share(table: StateTable) -> None:
+    # Given a 5-per-5-s limit and a caller that sends as soon as it may
+    clock = FakeClock()
+    limit = limiter(table, clock)
+    sends = []
+    for _ in range(8):
+        limit.acquire(Deadline.unlimited())
+        sends.append(clock.now - 1_800_000_000.0)
+    # Then the first five go at once and each later one waits for the oldest to leave the window
+    assert sends == [0, 0, 0, 0, 0, 5, 5, 5]
+    # and no 5-second window ever holds more than five sends
+    assert all(sum(1 for s in sends if start <= s < start + 5) <= 5 for start in sends)
+
+
+def test_limiter_spaces_steady_traffic_at_the_window_rate(table: StateTable) -> None:
+    clock = FakeClock()
+    limit = limiter(table, clock)
+    sends = []
+    for _ in range(5):
+        limit.acquire(Deadline.unlimited())
+        sends.append(clock.now)
+        clock.now += 1  # one request a second is exactly the platform's rate
+    for _ in range(3):
+        limit.acquire(Deadline.unlimited())
+        sends.append(clock.now)
+    # Steady at the platform's rate: every send waits exactly for the one five sends back to leave the window.
+    assert [round(b - a, 3) for a, b in itertools.pairwise(sends)] == [1, 1, 1, 1, 1, 1, 1]
+    assert clock.slept == [pytest.approx(1.0)] * 2  # the 6th send was already due; the 7th and 8th waited
+
+
+def test_limiter_hands_work_back_when_the_slot_is_past_the_deadline(table: StateTable) -> None:
+    clock = FakeClock()
+    limit = limiter(table, clock, limit=1, window=10)
+    limit.acquire(Deadline.unlimited())
+    with pytest.raises(RetryLater) as caught:
+        limit.acquire(Deadline(3, clock=clock))
+    assert caught.value.retry_after == pytest.approx(10)
+    assert clock.slept == []  # it did not burn the invocation waiting
+    # and the refused caller reserved nothing: the next one still gets the slot at +10 s
+    limit.acquire(Deadline.unlimited())
+    assert clock.now == pytest.approx(1_800_000_010.0)
+
+
+def test_a_pause_holds_every_user_and_never_shortens(table: StateTable) -> None:
+    clock = FakeClock()
+    first, second = limiter(table, clock), limiter(table, clock)
+    first.pause_until(clock.now + 7)
+    second.pause_until(clock.now + 2)  # a shorter pause does not cut the longer one
+    second.acquire(Deadline.unlimited())
+    assert clock.now == pytest.approx(1_800_000_007.0)
+
+
+def test_two_limiters_on_one_credential_share_the_window(table: StateTable) -> None:
+    # Given two workers (threads here; each with its own limiter object) on one credential, real time
+    import time
+
+    sends: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        limit = DynamoRateLimiter(
+            table.client,
+            table.table_name,
+            limiter_key("quipu", "shared"),
+            limit=3,
+            window_seconds=0.6,
+            platform="quipu",
+            margin_seconds=0.0,
+        )
+        for _ in range(3):
+            limit.acquire(Deadline.unlimited())
+            with lock:
+                sends.append(time.monotonic())
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    sends.sort()
+    # Then together they never put more than 3 sends in any 0.6 s window (a little slack for scheduling)
+    assert len(sends) == 6
+    assert sends[3] - sends[0] >= 0.55
+
+
+def test_ledger_entries_round_trip_and_writes_are_conditional(table: StateTable) -> None:
+    ledger = Ledger(table)
+    assert ledger.get("quipu", "inv_1") is None
+    entry = ledger.get_or_new("quipu", "inv_1").with_intent(T0, "evt_1", "invoice.created")
+    saved = ledger.save(entry)
+    assert saved.version == 1
+    read = ledger.get("quipu", "inv_1")
+    assert read == saved
+    assert read is not None
+    assert read.status == SyncStatus.PENDING
+    assert read.intent_id
+
+    # A second writer that read version 1 loses once the first has written version 2
+    stale_copy = read
+    ledger.save(read.synced("q-77", T0, expected_total_cents=127806, remote_total_cents=127806))
+    with pytest.raises(LedgerConflict) as caught:
+        ledger.save(stale_copy.failed("x", "late writer"))
+    assert caught.value.retryable is True
+    final = ledger.get("quipu", "inv_1")
+    assert final is not None
+    assert (final.status, final.remote_id, final.intent_id, final.version) == (SyncStatus.SYNCED, "q-77", None, 2)
+    # A new entry cannot overwrite an existing one either
+    with pytest.raises(LedgerConflict):
+        ledger.save(LedgerEntry(destination="quipu", object_id="inv_1"))
+    assert [e.object_id for e in ledger.entries("quipu")] == ["inv_1"]
+    assert list(ledger.entries("facturadirecta")) == []
+
+
+def test_ledger_staleness_and_currency() -> None:
+    entry = LedgerEntry(destination="quipu", object_id="inv_1").synced("q-1", T0)
+    assert entry.is_stale(T0 - timedelta(seconds=1))
+    assert not entry.is_stale(T0)
+    assert entry.is_current(T0)
+    assert not entry.is_current(T0 + timedelta(seconds=1))
+    pending = LedgerEntry(destination="quipu", object_id="inv_1", source_updated_at=T0)
+    assert not pending.is_current(T0)
+    assert not LedgerEntry(destination="quipu", object_id="new").is_stale(T0)
+
+
+def test_totals_mismatch_and_failure_fields() -> None:
+    entry = LedgerEntry(destination="quipu", object_id="inv_1")
+    assert not entry.totals_mismatch
+    assert entry.model_copy(update={"expected_total_cents": 100, "remote_total_cents": 101}).totals_mismatch
+    assert not entry.model_copy(update={"expected_total_cents": 100, "remote_total_cents": 100}).totals_mismatch
+    failed = entry.with_intent(T0, "e", "t").failed("E422", "x" * 5000)
+    assert failed.status == SyncStatus.FAILED
+    assert failed.intent_id is None
+    assert len(failed.error_message or "") == 1000
+
+
+def test_intent_keeps_the_version_already_applied() -> None:
+    applied = LedgerEntry(destination="quipu", object_id="inv_1").synced("q-1", T0)
+    again = applied.with_intent(T0 + timedelta(hours=1), "evt_2", "invoice.updated")
+    assert again.source_updated_at == T0
+    assert again.intent_id != applied.with_intent(T0, "evt_2", "invoice.updated").intent_id
+
+
+def test_references_remember_and_forget(table: StateTable) -> None:
+    refs = References(table)
+    assert refs.get("quipu", "contact", "B12345678") is None
+    refs.put("quipu", "contact", "B12345678", "c-1")
+    assert refs.get("quipu", "contact", "B12345678") == "c-1"
+    assert refs.get("facturadirecta", "contact", "B12345678") is None
+    refs.forget("quipu", "contact", "B12345678")
+    assert refs.get("quipu", "contact", "B12345678") is None
+
+
+def test_leases_exclude_until_released_or_expired(table: StateTable) -> None:
+    clock = FakeClock()
+    leases = Leases(table, clock=clock)
+    assert leases.acquire("poller", "a", 30)
+    assert not leases.acquire("poller", "b", 30)
+    assert leases.acquire("poller", "a", 30)  # the holder may extend
+    leases.release("poller", "b")  # not b's to release
+    assert not leases.acquire("poller", "b", 30)
+    leases.release("poller", "a")
+    assert leases.acquire("poller", "b", 30)
+    clock.now += 31
+    assert leases.acquire("poller", "c", 30)  # b crashed: its lease expired
+
+
+def test_ensure_reference_creates_once_and_then_costs_nothing(table: StateTable) -> None:
+    refs, leases = References(table), Leases(table)
+    calls: list[str] = []
+
+    def find() -> str | None:
+        calls.append("find")
+        return None
+
+    def create() -> str:
+        calls.append("create")
+        return "c-9"
+
+    args = {"destination": "quipu", "kind": "contact", "key": "B1", "find": find, "create": create}
+    assert ensure_reference(refs, leases, **args) == ("c-9", True)  # type: ignore[arg-type]
+    assert ensure_reference(refs, leases, **args) == ("c-9", False)  # type: ignore[arg-type]
+    assert calls == ["find", "create"]
+
+
+def test_ensure_reference_adopts_what_the_platform_already_has(table: StateTable) -> None:
+    result = ensure_reference(
+        References(table),
+        Leases(table),
+        destination="quipu",
+        kind="contact",
+        key="B2",
+        find=lambda: "c-existing",
+        create=lambda: pytest.fail("must not create"),
+    )
+    assert result == ("c-existing", False)
+
+
+def test_ensure_reference_defers_while_another_worker_creates(table: StateTable) -> None:
+    leases = Leases(table)
+    assert leases.acquire("ref#quipu#contact#B3", "other-worker", 30)
+    with pytest.raises(RetryLater) as caught:
+        ensure_reference(
+            References(table),
+            leases,
+            destination="quipu",
+            kind="contact",
+            key="B3",
+            find=lambda: pytest.fail("must not look up"),
+            create=lambda: pytest.fail("must not create"),
+        )
+    assert caught.value.retry_after == 2
+
+
+def test_ensure_reference_releases_its_lease_when_the_platform_fails(table: StateTable) -> None:
+    refs, leases = References(table), Leases(table)
+
+    def broken() -> str | None:
+        raise RetryLater("platform down", retry_after=5)
+
+    with pytest.raises(RetryLater, match="platform down"):
+        ensure_reference(refs, leases, destination="quipu", kind="contact", key="B4", find=broken, create=lambda: "x")
+    assert leases.acquire("ref#quipu#contact#B4", "next", 30)
+
+
+def test_two_racing_workers_make_one_supplier(table: StateTable) -> None:
+    refs, leases = References(table), Leases(table)
+    created: list[str] = []
+    gate = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def create() -> str:
+        created.append("x")
+        return f"c-{len(created)}"
+
+    def worker() -> None:
+        gate.wait()
+        try:
+            outcomes.append(
+                ensure_reference(
+                    refs, leases, destination="quipu", kind="contact", key="B5", find=lambda: None, create=create
+                )
+            )
+        except RetryLater as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert created == ["x"]
+    assert refs.get("quipu", "contact", "B5") == "c-1"
+    # the loser either waited for the lease (and will find the id next time) or found it remembered
+    assert all(o == ("c-1", True) or o == ("c-1", False) or isinstance(o, RetryLater) for o in outcomes)

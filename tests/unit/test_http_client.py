@@ -1,0 +1,352 @@
+"""The HTTP client base: typed errors, the one retry decision, rate-limit headers, deadlines, no secrets.
+
+A scripted transport adapter stands in for the network (unit tests open no sockets); the session,
+request building and error typing are the real ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import pytest
+import requests
+from requests.adapters import BaseAdapter
+
+from invoice_bridge.errors import PlatformError, RetryLater
+from invoice_bridge.http import (
+    ApiClient,
+    Deadline,
+    backoff,
+    exhausted_until,
+    jitter,
+    retry_after_seconds,
+)
+
+NOW = 1_800_000_000.0
+Scripted = tuple[int, dict[str, str], bytes] | Exception
+
+
+class ScriptedAdapter(BaseAdapter):
+    """Answers each request with the next scripted response (or raises the scripted exception)."""
+
+    def __init__(self, script: list[Scripted]) -> None:
+        super().__init__()
+        self.script = list(script)
+        self.requests: list[requests.PreparedRequest] = []
+        self.timeouts: list[Any] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        self.requests.append(request)
+        self.timeouts.append(kwargs.get("timeout"))
+        step = self.script.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        status, headers, body = step
+        response = requests.Response()
+        response.status_code = status
+        response.headers.update(headers)
+        response._content = body
+        response.url = str(request.url)
+        response.request = request
+        response.reason = {200: "OK", 404: "Not Found", 500: "Internal Server Error"}.get(status, "")
+        return response
+
+    def close(self) -> None:
+        return None
+
+
+@dataclass
+class FakeLimiter:
+    acquired: int = 0
+    paused: list[float] = field(default_factory=list)
+
+    def acquire(self, deadline: Deadline) -> None:
+        self.acquired += 1
+
+    def pause_until(self, epoch_seconds: float) -> None:
+        self.paused.append(epoch_seconds)
+
+
+class SampleClient(ApiClient):
+    platform: ClassVar[str] = "sample"
+
+    def __init__(self, *args: Any, unauthorized: Callable[[], bool] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._unauthorized = unauthorized
+        self.token = "tok-secret-1"
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def default_headers(self) -> dict[str, str]:
+        return {"Accept": "application/vnd.sample+json"}
+
+    def on_unauthorized(self) -> bool:
+        return self._unauthorized() if self._unauthorized else False
+
+
+def make_client(
+    script: list[Scripted], *, limiter: FakeLimiter | None = None, **kwargs: Any
+) -> tuple[SampleClient, ScriptedAdapter, list[float]]:
+    adapter = ScriptedAdapter(script)
+    session = requests.Session()
+    session.mount("https://", adapter)
+    sleeps: list[float] = []
+    client = SampleClient(
+        "https://api.sample.test/v1/",
+        session=session,
+        limiter=limiter,
+        clock=lambda: NOW,
+        sleep=sleeps.append,
+        **kwargs,
+    )
+    return client, adapter, sleeps
+
+
+def ok(body: bytes = b"{}", headers: dict[str, str] | None = None) -> Scripted:
+    return (200, headers or {"Content-Type": "application/json"}, body)
+
+
+def test_a_request_carries_auth_media_type_and_explicit_timeouts() -> None:
+    client, adapter, _ = make_client([ok(b'{"id": 1}')])
+    response = client.request("GET", "/things/1", deadline=Deadline.unlimited(), params={"a": "b"})
+    assert response.json() == {"id": 1}
+    (sent,) = adapter.requests
+    assert sent.url == "https://api.sample.test/v1/things/1?a=b"
+    assert sent.headers["Authorization"] == "Bearer tok-secret-1"
+    assert sent.headers["Accept"] == "application/vnd.sample+json"
+    connect, read = adapter.timeouts[0]
+    assert 0 < connect <= 5
+    assert 0 < read <= 10
+    assert client.calls == 1
+
+
+def test_json_text_is_sent_as_given_with_a_json_content_type() -> None:
+    client, adapter, _ = make_client([ok()])
+    client.request("POST", "/things", deadline=Deadline.unlimited(), json_text='{"price":19.99}')
+    (sent,) = adapter.requests
+    assert sent.body == b'{"price":19.99}'
+    assert sent.headers["Content-Type"] == "application/json"
+
+
+def test_the_read_timeout_never_outlasts_the_deadline() -> None:
+    client, adapter, _ = make_client([ok()])
+    client.request("GET", "/x", deadline=Deadline(2.5))
+    assert adapter.timeouts[0][1] <= 2.5
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [
+        (400, False),
+        (402, False),
+        (404, False),
+        (409, False),
+        (422, False),
+        (401, True),
+        (429, True),
+        (500, True),
+        (502, True),
+        (503, True),
+        (599, True),
+        (418, False),
+    ],
+)
+def test_status_table_decides_retryable(status: int, retryable: bool) -> None:
+    client, _, _ = make_client([(status, {}, b"")] * 3, max_attempts=1)
+    with pytest.raises(PlatformError) as caught:
+        client.request("POST", "/x", deadline=Deadline.unlimited())
+    assert caught.value.status == status
+    assert caught.value.retryable is retryable
+    assert caught.value.platform == "sample"
+
+
+def test_errors_carry_the_platform_s_message_code_field_and_request_id_but_no_credentials() -> None:
+    body = (
+        b'{"error": {"type": "validation_error", "message": "El campo tax_id es requerido",'
+        b' "field": "customer.tax_id"}}'
+    )
+    client, _, _ = make_client([(422, {"X-Request-Id": "req_42"}, body)])
+    with pytest.raises(PlatformError) as caught:
+        client.request("POST", "/invoices", deadline=Deadline.unlimited())
+    error = caught.value
+    assert (error.code, error.field, error.request_id) == ("validation_error", "customer.tax_id", "req_42")
+    assert str(error) == "sample 422: El campo tax_id es requerido"
+    assert "tok-secret-1" not in repr(error.__dict__)
+    assert "tok-secret-1" not in str(error)
+
+
+def test_an_error_body_that_is_not_json_uses_the_reason() -> None:
+    client, _, _ = make_client([(404, {}, b"<html>nope</html>")])
+    with pytest.raises(PlatformError, match="sample 404: Not Found") as caught:
+        client.request("GET", "/missing", deadline=Deadline.unlimited(), retry_safe=False)
+    assert caught.value.body == "<html>nope</html>"
+
+
+def test_expected_statuses_are_returned_not_raised() -> None:
+    client, _, _ = make_client([(404, {}, b"{}")])
+    response = client.request("GET", "/maybe", deadline=Deadline.unlimited(), expected=(404,))
+    assert response.status_code == 404
+
+
+def test_a_read_is_retried_after_a_5xx_with_backoff() -> None:
+    client, adapter, sleeps = make_client([(503, {}, b""), ok(b'{"ok": true}')])
+    assert client.request("GET", "/x", deadline=Deadline.unlimited()).json() == {"ok": True}
+    assert len(adapter.requests) == 2
+    assert len(sleeps) == 1
+    assert 0.3 <= sleeps[0] <= 0.7
+
+
+def test_a_write_is_not_retried_after_a_timeout_or_5xx_its_effect_is_unknown() -> None:
+    client, adapter, _ = make_client([requests.ReadTimeout("slow")])
+    with pytest.raises(PlatformError) as caught:
+        client.request("POST", "/invoices", deadline=Deadline.unlimited())
+    assert (caught.value.code, caught.value.retryable, caught.value.status) == ("timeout", True, None)
+    assert len(adapter.requests) == 1
+
+    client, adapter, _ = make_client([(500, {}, b"")])
+    with pytest.raises(PlatformError):
+        client.request("POST", "/invoices", deadline=Deadline.unlimited())
+    assert len(adapter.requests) == 1
+
+
+def test_a_write_marked_retry_safe_is_retried() -> None:
+    client, adapter, _ = make_client([requests.ConnectionError("reset"), ok()])
+    client.request("POST", "/batches", deadline=Deadline.unlimited(), retry_safe=True)
+    assert len(adapter.requests) == 2
+
+
+def test_network_failures_are_typed_and_retryable() -> None:
+    client, _, _ = make_client([requests.ConnectionError("refused")] * 3)
+    with pytest.raises(PlatformError) as caught:
+        client.request("GET", "/x", deadline=Deadline.unlimited())
+    assert (caught.value.code, caught.value.retryable) == ("network", True)
+
+
+def test_attempts_are_bounded() -> None:
+    client, adapter, sleeps = make_client([(503, {}, b"")] * 5, max_attempts=3)
+    with pytest.raises(PlatformError):
+        client.request("GET", "/x", deadline=Deadline.unlimited())
+    assert len(adapter.requests) == 3
+    assert len(sleeps) == 2
+
+
+def test_a_429_is_retried_even_for_a_write_after_retry_after() -> None:
+    client, adapter, sleeps = make_client([(429, {"Retry-After": "2"}, b""), ok()])
+    client.request("POST", "/invoices", deadline=Deadline.unlimited())
+    assert len(adapter.requests) == 2
+    assert 1.8 <= sleeps[0] <= 2.2
+
+
+def test_a_429_pauses_the_shared_limiter_which_does_the_waiting() -> None:
+    limiter = FakeLimiter()
+    client, _adapter, sleeps = make_client([(429, {"RateLimit-Reset": "3"}, b""), ok()], limiter=limiter)
+    client.request("GET", "/x", deadline=Deadline.unlimited())
+    assert limiter.paused == [NOW + 3]
+    assert limiter.acquired == 2  # once per request sent
+    assert sleeps == [0.0]
+
+
+def test_a_wait_past_the_deadline_hands_the_work_back() -> None:
+    client, adapter, _ = make_client([(429, {"Retry-After": "30"}, b"")])
+    with pytest.raises(PlatformError) as caught:
+        client.request("GET", "/x", deadline=Deadline(5))
+    assert caught.value.retry_after == 30
+    assert len(adapter.requests) == 1
+
+
+def test_an_exhausted_window_on_success_pauses_the_limiter() -> None:
+    limiter = FakeLimiter()
+    client, _, _ = make_client([ok(headers={"RateLimit-Remaining": "0", "RateLimit-Reset": "4"})], limiter=limiter)
+    client.request("GET", "/x", deadline=Deadline.unlimited())
+    assert limiter.paused == [NOW + 3]  # the reset is rounded up: 3 s is the earliest it can be
+
+
+def test_a_401_renews_credentials_once() -> None:
+    renewals: list[int] = []
+
+    def renew() -> bool:
+        renewals.append(1)
+        client.token = "tok-secret-2"
+        return True
+
+    client, adapter, _ = make_client([(401, {}, b""), ok()], unauthorized=renew)
+    client.request("POST", "/invoices", deadline=Deadline.unlimited())
+    assert renewals == [1]
+    assert adapter.requests[1].headers["Authorization"] == "Bearer tok-secret-2"
+
+    client, adapter, _ = make_client([(401, {}, b""), (401, {}, b"")], unauthorized=renew)
+    with pytest.raises(PlatformError) as caught:
+        client.request("POST", "/invoices", deadline=Deadline.unlimited())
+    assert caught.value.status == 401
+    assert len(adapter.requests) == 2
+
+
+def test_no_authentication_when_asked() -> None:
+    client, adapter, _ = make_client([ok()])
+    client.request("POST", "/oauth/token", deadline=Deadline.unlimited(), authenticate=False)
+    assert "Authorization" not in adapter.requests[0].headers
+
+
+def test_raise_error_types_an_unexpected_response() -> None:
+    client, _, _ = make_client([(409, {}, b'{"error": {"code": "E409", "message": "conflict"}}')])
+    response = client.request("POST", "/x", deadline=Deadline.unlimited(), expected=(409,))
+    with pytest.raises(PlatformError, match="conflict") as caught:
+        client.raise_error(response)
+    assert caught.value.code == "E409"
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"Retry-After": "7"}, 7.0),
+        ({"retry-after": "1.5"}, 1.5),
+        ({"Retry-After": "Fri, 15 Jan 2027 08:00:10 GMT"}, None),
+        ({"RateLimit-Reset": "4"}, 4.0),
+        ({"X-RateLimit-Reset": str(int(NOW) + 12)}, 12.0),
+        ({"X-RateLimit-Reset": "9"}, 9.0),
+        ({"Retry-After": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_seconds(headers: dict[str, str], seconds: float | None) -> None:
+    result = retry_after_seconds(headers, NOW)
+    if headers.get("Retry-After", "").startswith("Fri"):
+        assert result is not None
+        assert result > 0
+    else:
+        assert result == seconds
+
+
+def test_exhausted_until_reads_either_header_family() -> None:
+    assert exhausted_until({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(int(NOW) + 30)}, NOW) == NOW + 30
+    assert exhausted_until({"RateLimit-Remaining": "2", "RateLimit-Reset": "4"}, NOW) is None
+    assert exhausted_until({"RateLimit-Remaining": "0"}, NOW) is None
+    assert exhausted_until({"RateLimit-Remaining": "0", "RateLimit-Reset": "1"}, NOW) == NOW
+
+
+def test_jitter_and_backoff_stay_in_their_bounds() -> None:
+    for _ in range(200):
+        assert 8.0 <= jitter(10.0) <= 12.0
+        assert 0.4 <= backoff(1) <= 0.6
+        assert 1.6 <= backoff(3) <= 2.4
+        assert backoff(30) <= 8.0 * 1.2
+
+
+def test_deadline_from_a_lambda_context_keeps_a_reserve() -> None:
+    class Context:
+        def get_remaining_time_in_millis(self) -> int:
+            return 10_000
+
+    deadline = Deadline.from_context(Context(), reserve_seconds=3)
+    assert 6.5 < deadline.remaining() <= 7.0
+    assert deadline.allows(6)
+    assert not deadline.allows(8)
+    assert Deadline(-5).remaining() == 0
+
+
+def test_retry_later_carries_its_wait() -> None:
+    error = RetryLater("slot", retry_after=3.5)
+    assert (error.retryable, error.retry_after) == (True, 3.5)
