@@ -45,7 +45,7 @@ lint: .venv
 	$(BIN)/ruff format --check .
 
 typecheck: .venv
-	$(BIN)/mypy layers/common/invoice_bridge sandbox functions tests bench
+	$(BIN)/mypy layers/common/invoice_bridge sandbox ops functions tests bench
 
 validate: .venv
 	$(BIN)/sam validate --lint --template-file template.yaml

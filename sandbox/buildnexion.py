@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +61,17 @@ class WebhookRequest(BaseModel):
 
 @dataclass(frozen=True)
 class Subscription:
-    """A registered webhook endpoint."""
+    """A registered webhook endpoint; during a rotation it signs with every secret it holds."""
 
     id: str
     url: str
     events: tuple[str, ...]
-    secret: str
+    secrets: tuple[str, ...]
+
+    @property
+    def secret(self) -> str:
+        """The secret the registration answered with (the newest)."""
+        return self.secrets[-1]
 
     def wants(self, event_type: str) -> bool:
         """Whether this endpoint subscribed to `event_type` (`*` takes all)."""
@@ -100,6 +106,8 @@ class BuildNexionPeer:
         router = Router()
         for collection in COLLECTIONS:
             router.add("GET", f"/v1/{collection}/{{id}}", self._get_object(collection))
+            if collection != "providers":
+                router.add("GET", f"/v1/{collection}", self._list_objects(collection))
         router.add("GET", "/v1/invoices/{id}/pdf", self._get_invoice_pdf)
         router.add("POST", "/v1/webhooks", self._post_webhook)
         self._server = LocalHttpServer(router, port=port)
@@ -131,11 +139,28 @@ class BuildNexionPeer:
                 self._objects[(str(kind), str(obj["id"]))] = dict(obj)
 
     def subscribe(self, url: str, events: Sequence[str]) -> Subscription:
-        """Register a webhook endpoint, as `POST /webhooks` does; the secret is the sandbox's current one."""
-        subscription = Subscription(f"we_{secrets.token_hex(6)}", url, tuple(events), self._webhook_secrets[0])
+        """Register a webhook endpoint, as `POST /webhooks` does.
+
+        The first registration of a URL gets the sandbox's configured secrets. Registering the same URL
+        again rotates: a new secret is made and deliveries carry a `v1=` entry for the old and the new
+        one, so a receiver that knows either keeps accepting them.
+        """
         with self._lock:
-            self._subscriptions.append(subscription)
-        return subscription
+            existing = next((s for s in self._subscriptions if s.url == url), None)
+            if existing is None:
+                subscription = Subscription(
+                    f"we_{secrets.token_hex(6)}",
+                    url,
+                    tuple(events),
+                    tuple(self._webhook_secrets[:1]) + tuple(self._webhook_secrets[1:]),
+                )
+                self._subscriptions.append(subscription)
+                return Subscription(subscription.id, url, subscription.events, (self._webhook_secrets[0],))
+            rotated = Subscription(
+                existing.id, url, tuple(events), (*existing.secrets, f"whsec_{secrets.token_hex(16)}")
+            )
+            self._subscriptions[self._subscriptions.index(existing)] = rotated
+            return rotated
 
     def deliver(self, envelope: Mapping[str, Any]) -> list[Delivery]:
         """Store the event's object and send the event, signed, to every endpoint that wants it."""
@@ -154,7 +179,7 @@ class BuildNexionPeer:
                 time.sleep(RETRY_BACKOFF_SECONDS * 2 ** (attempts - 1))  # BuildNexion backs off between retries
             attempts += 1
             try:
-                response = sign_and_post(subscription.url, body, self._webhook_secrets, session=self._session)
+                response = sign_and_post(subscription.url, body, subscription.secrets, session=self._session)
             except requests.RequestException:
                 status, document = None, None
                 continue
@@ -186,6 +211,27 @@ class BuildNexionPeer:
             return Reply.json(200, obj)
 
         return handle
+
+    def _list_objects(self, collection: str) -> Any:
+        kind = COLLECTIONS[collection]
+
+        def handle(request: Request, _params: dict[str, str]) -> Reply:
+            self.calls[f"GET /{collection}"] += 1
+            if not self._authorized(request):
+                return _error(401, "unauthorized", "invalid API key")
+            query = {k: v[-1] for k, v in request.query.items()}
+            try:
+                page = list_page(self.objects_of(kind), query)
+            except ListParameterError as exc:
+                return Reply.json(400, {"error": {"message": exc.message, "param": exc.param}})
+            return Reply.json(200, page)
+
+        return handle
+
+    def objects_of(self, kind: str) -> list[dict[str, Any]]:
+        """Every stored object of a kind (copies)."""
+        with self._lock:
+            return [dict(obj) for (k, _), obj in self._objects.items() if k == kind]
 
     def _get_invoice_pdf(self, request: Request, params: dict[str, str]) -> Reply:
         self.calls["GET /invoices/{id}/pdf"] += 1
@@ -220,6 +266,46 @@ class BuildNexionPeer:
                 "secret": subscription.secret,
             },
         )
+
+
+class ListParameterError(ValueError):
+    """A list query parameter BuildNexion refuses with 400 `{"error": {"message", "param"}}`."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+        self.message = message
+
+
+def _sort_key(obj: Mapping[str, Any]) -> tuple[datetime, str]:
+    return datetime.fromisoformat(str(obj["updated_at"]).replace("Z", "+00:00")), str(obj["id"])
+
+
+def list_page(objects: Iterable[Mapping[str, Any]], query: Mapping[str, str]) -> dict[str, Any]:
+    """One page of a list endpoint: `updated_since` (unix s), `limit` 1..100 (20), `starting_after` (id)."""
+    unknown = set(query) - {"updated_since", "limit", "starting_after"}
+    if unknown:
+        raise ListParameterError(sorted(unknown)[0], "unknown parameter")
+    try:
+        limit = int(query.get("limit", "20"))
+    except ValueError:
+        raise ListParameterError("limit", "must be an integer from 1 to 100") from None
+    if not 1 <= limit <= 100:
+        raise ListParameterError("limit", "must be an integer from 1 to 100")
+    since: datetime | None = None
+    if "updated_since" in query:
+        try:
+            since = datetime.fromtimestamp(int(query["updated_since"]), tz=UTC)
+        except (ValueError, OverflowError, OSError):
+            raise ListParameterError("updated_since", "must be a unix timestamp in seconds") from None
+    ordered = sorted((o for o in objects if since is None or _sort_key(o)[0] >= since), key=_sort_key)
+    after = query.get("starting_after")
+    if after is not None:
+        positions = [i for i, o in enumerate(ordered) if o["id"] == after]
+        if not positions:
+            raise ListParameterError("starting_after", f"no object {after} in this list")
+        ordered = ordered[positions[0] + 1 :]
+    return {"object": "list", "data": ordered[:limit], "has_more": len(ordered) > limit}
 
 
 def _error(status: int, kind: str, message: str, field: str | None = None) -> Reply:

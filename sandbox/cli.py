@@ -11,6 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 from invoice_bridge.errors import ConfigurationError
+from ops import cli as ops_cli
 from sandbox.buildnexion import sign_and_post
 from sandbox.cfn import TemplateError
 from sandbox.settings import LocalSettings
@@ -78,12 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("files", nargs="+")
     send.add_argument("--url", default="http://127.0.0.1:3000/webhooks/buildnexion")
     send.set_defaults(func=_send)
+    ops_cli.register(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `invoice-bridge` console script."""
     args = build_parser().parse_args(argv)
+    if args.command not in {"local"}:
+        return ops_cli.run(args)
     try:
         code: int = args.func(args)
     except (ConfigurationError, TemplateError) as exc:

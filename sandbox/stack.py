@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from invoice_bridge.store import StateStore
-from sandbox.aws_local import LocalAws, Provisioned, intrinsics_for, process_environment_without_aws
+from sandbox.aws_local import FAKE_CREDENTIALS, LocalAws, Provisioned, intrinsics_for, process_environment_without_aws
 from sandbox.buildnexion import BuildNexionPeer
-from sandbox.cfn import Template, TemplateError
+from sandbox.cfn import ACCOUNT_ID, REGION, Intrinsics, Template, TemplateError
 from sandbox.functions import FunctionPool, LogSink, function_environment
 from sandbox.gateway import route_to
 from sandbox.httpserver import LocalHttpServer, Reply, Request, Router
@@ -63,6 +65,8 @@ class LocalStack:
         self._status_sqs: SQSClient | None = None
         self._state: StateStore | None = None
         self._lock = threading.Lock()
+        self._intrinsics: Intrinsics | None = None
+        self._parameters: dict[str, str] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -80,6 +84,8 @@ class LocalStack:
                 **self.options.parameter_overrides,
             }
             intrinsics = intrinsics_for(self.template, parameters, self.provisioned)
+            self._intrinsics = intrinsics
+            self._parameters = parameters
             base_env = {**process_environment_without_aws(), **self.aws.environment()}
             for spec in self.template.functions:
                 resolved = intrinsics.resolve(spec.environment)
@@ -87,6 +93,7 @@ class LocalStack:
                 self.pools[spec.logical_id] = FunctionPool(spec, env, self.options.log_sink)
             router = Router()
             router.add("GET", "/local/status", self._status_route)
+            router.add("GET", "/local/outputs", self._outputs_route)
             self._add_http_routes(router)
             self._add_event_sources()
             self._server = LocalHttpServer(router, port=self.options.port)
@@ -234,3 +241,49 @@ class LocalStack:
 
     def _status_route(self, _request: Request, _params: dict[str, str]) -> Reply:
         return Reply.json(200, self.status())
+
+    # -- outputs (for the operator commands' --local) ------------------------------------------------
+
+    def outputs(self) -> dict[str, str]:
+        """The template's Outputs as this stack resolves them; the HTTP API's URLs point at the gateway."""
+        if self._intrinsics is None:
+            raise RuntimeError("the stack is not running")
+        resolved: dict[str, str] = {}
+        for key, spec in (self.template.document.get("Outputs") or {}).items():
+            value = spec.get("Value")
+            try:
+                resolved[key] = str(self._intrinsics.resolve(value))
+            except TemplateError:
+                # `https://${WebhookApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/path`: the path, here.
+                text = value.get("Fn::Sub") if isinstance(value, dict) else None
+                if isinstance(text, str) and "${AWS::URLSuffix}" in text:
+                    resolved[key] = self.url + text.split("${AWS::URLSuffix}", 1)[1]
+        return resolved
+
+    def queue_ages(self) -> dict[str, float]:
+        """Seconds the oldest message of each queue has waited (CloudWatch's ApproximateAgeOfOldestMessage)."""
+        from moto.sqs.models import sqs_backends
+
+        backend = sqs_backends[ACCOUNT_ID][REGION]
+        now_ms = time.time() * 1000
+        ages: dict[str, float] = {}
+        for logical_id, queue in self.provisioned.queues.items():
+            emulated = backend.queues.get(queue.name)
+            stamps = [int(str(m.sent_timestamp)) for m in emulated._messages if m.sent_timestamp] if emulated else []
+            ages[logical_id] = round((now_ms - min(stamps)) / 1000, 1) if stamps else 0.0
+        return ages
+
+    def _outputs_route(self, _request: Request, _params: dict[str, str]) -> Reply:
+        return Reply.json(
+            200,
+            {
+                "outputs": self.outputs(),
+                "aws_endpoint": self.aws.endpoint,
+                "region": REGION,
+                "credentials": {
+                    k: v for k, v in FAKE_CREDENTIALS.items() if k.startswith("AWS_") and "REGION" not in k
+                },
+                "routing_table": json.loads(self._parameters.get("RoutingTable") or "{}"),
+                "queue_ages": self.queue_ages(),
+            },
+        )

@@ -10,10 +10,19 @@ from aws_lambda_powertools.metrics import MetricUnit, single_metric
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics()
+_emit = {"metrics": True}
+
+
+def quiet_for_command_line() -> None:
+    """For tools that reuse the layer outside Lambda: no metric lines on stdout, only warnings logged."""
+    _emit["metrics"] = False
+    logger.setLevel("WARNING")
 
 
 def count(name: str, dimensions: Mapping[str, str] | None = None) -> None:
     """Count one occurrence of `name`; with dimensions it is flushed on its own so they do not leak."""
+    if not _emit["metrics"]:
+        return
     if not dimensions:
         metrics.add_metric(name=name, unit=MetricUnit.Count, value=1)
         return
@@ -30,6 +39,8 @@ def count(name: str, dimensions: Mapping[str, str] | None = None) -> None:
 
 def observe(name: str, value: float, dimensions: Mapping[str, str] | None = None) -> None:
     """Record a duration in milliseconds under `name` (flushed on its own with its dimensions)."""
+    if not _emit["metrics"]:
+        return
     with single_metric(
         name=name,
         unit=MetricUnit.Milliseconds,

@@ -55,6 +55,24 @@ class BuildNexionClient(ApiClient):
         """`GET /sales_invoices/{id}`."""
         return self._get(SalesInvoice, f"/sales_invoices/{invoice_id}", deadline)
 
+    def list_page(
+        self,
+        collection: str,
+        deadline: Deadline,
+        *,
+        updated_since: int | None = None,
+        starting_after: str | None = None,
+        limit: int = 100,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of `GET /{collection}` (invoices, sales_invoices, purchase_orders): (objects, has_more)."""
+        params: dict[str, Any] = {"limit": limit}
+        if updated_since is not None:
+            params["updated_since"] = updated_since
+        if starting_after is not None:
+            params["starting_after"] = starting_after
+        document = self.request("GET", f"/{collection}", deadline=deadline, params=params).json()
+        return list(document["data"]), bool(document["has_more"])
+
     def invoice_pdf(self, invoice_id: str, deadline: Deadline) -> bytes:
         """`GET /invoices/{id}/pdf`, the bytes of the PDF."""
         response = self.request(

@@ -1,0 +1,1 @@
+"""Operator commands: see, replay and repair the sync of a deployed stack or of the local stack."""

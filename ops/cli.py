@@ -1,0 +1,282 @@
+"""`invoice-bridge status | dlq | replay | backfill | webhook | reconcile`: the operator's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from invoice_bridge.config import Destination
+from invoice_bridge.errors import PlatformError
+from invoice_bridge.observability import quiet_for_command_line
+from ops import commands
+from ops.target import Target, TargetError, from_local, from_stack
+
+DEFAULT_LOCAL_URL = "http://127.0.0.1:3000"
+DESTINATIONS = [d.value for d in Destination]
+
+
+def _target(args: argparse.Namespace) -> Target:
+    if args.stack:
+        return from_stack(args.stack, args.region)
+    return from_local(args.local or DEFAULT_LOCAL_URL)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _status(args: argparse.Namespace, console: Console) -> int:
+    rows = commands.status(_target(args))
+    if args.json:
+        print(json.dumps([row.as_json() for row in rows], indent=2))
+        return 0
+    table = Table(title="invoice-bridge status")
+    for column in (
+        "destination",
+        "synced",
+        "failed",
+        "pending",
+        "in flight",
+        "dead-lettered",
+        "oldest waiting",
+        "last success",
+        "totals mismatches",
+    ):
+        table.add_column(column, justify="left" if column in {"destination", "last success"} else "right")
+    for row in rows:
+        table.add_row(
+            row.destination,
+            str(row.synced),
+            str(row.failed),
+            str(row.pending),
+            str(row.in_flight),
+            str(row.dead_lettered),
+            _age(row.oldest_waiting_seconds),
+            row.last_success.strftime("%Y-%m-%d %H:%M:%S UTC") if row.last_success else "-",
+            ", ".join(row.mismatches) or "0",
+        )
+    console.print(table)
+    return 0
+
+
+def _dlq_list(args: argparse.Namespace, console: Console) -> int:
+    letters = commands.dlq_list(_target(args), Destination(args.destination))
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {k: v for k, v in letter.__dict__.items() if k not in {"body", "receipt_handle"}}
+                    for letter in letters
+                ],
+                indent=2,
+            )
+        )
+        return 0
+    table = Table(title=f"{args.destination}: {len(letters)} dead-lettered")
+    for column in ("message id", "object", "event type", "reason", "attempts", "first failure"):
+        table.add_column(column)
+    for letter in letters:
+        table.add_row(
+            letter.message_id,
+            letter.object_id,
+            letter.event_type,
+            letter.reason,
+            str(letter.attempts),
+            letter.first_failure,
+        )
+    console.print(table)
+    return 0
+
+
+def _dlq_redrive(args: argparse.Namespace, console: Console) -> int:
+    result = commands.dlq_redrive(_target(args), Destination(args.destination), args.id or [])
+    if result.task_handle:
+        console.print(f"started SQS's message move task {result.task_handle}: every message goes back to the queue")
+        return 0
+    console.print(f"redriven {len(result.moved)} message(s) to the {args.destination} queue")
+    for missing in result.missing:
+        console.print(f"[red]not on the dead-letter queue: {missing}[/red]")
+    return 1 if result.missing else 0
+
+
+def _dlq_drop(args: argparse.Namespace, console: Console) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            console.print("refusing to drop without confirmation: pass --yes")
+            return 2
+        answer = console.input(
+            f"drop {', '.join(args.id)} from the {args.destination} dead-letter queue for good? "
+            "type 'drop' to confirm: "
+        )
+        if answer.strip() != "drop":
+            console.print("nothing dropped")
+            return 1
+    result = commands.dlq_drop(_target(args), Destination(args.destination), args.id)
+    console.print(f"dropped {len(result.moved)} message(s)")
+    for missing in result.missing:
+        console.print(f"[red]not on the dead-letter queue: {missing}[/red]")
+    return 1 if result.missing else 0
+
+
+def _replay(args: argparse.Namespace, console: Console) -> int:
+    for object_id, event_type, destination in commands.replay(_target(args), args.object_ids, args.kind):
+        console.print(f"{object_id}: enqueued as {event_type} for {destination}")
+    return 0
+
+
+def _backfill(args: argparse.Namespace, console: Console) -> int:
+    target = _target(args)
+    destination = Destination(args.destination)
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[enqueued]} enqueued"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    checkpoint = None
+    with progress:
+        task = progress.add_task(f"backfill {destination.value} since {args.since}", total=None, enqueued=0)
+        try:
+            for checkpoint in commands.backfill(target, destination, args.since, args.until, restart=args.restart):
+                progress.update(task, enqueued=checkpoint.enqueued)
+        except KeyboardInterrupt:
+            progress.stop()
+            done = checkpoint.enqueued if checkpoint else 0
+            console.print(f"interrupted after {done} object(s); run the same command again to resume")
+            return 130
+        progress.update(task, total=1, completed=1)
+    console.print(f"backfill done: {checkpoint.enqueued if checkpoint else 0} object(s) enqueued")
+    return 0
+
+
+def _webhook_register(args: argparse.Namespace, console: Console) -> int:
+    subscription, kept = commands.webhook_register(_target(args))
+    console.print(f"registered webhook {subscription}; the BuildNexion secret now holds {kept} webhook secret(s)")
+    if kept > 1:
+        console.print("once BuildNexion signs only with the new one, run `invoice-bridge webhook retire-secret`")
+    return 0
+
+
+def _webhook_retire(args: argparse.Namespace, console: Console) -> int:
+    if not args.yes:
+        console.print(
+            "this keeps only the newest webhook secret; deliveries signed with older ones will get 401. "
+            "Pass --yes to go ahead."
+        )
+        return 2
+    removed = commands.webhook_retire_secret(_target(args))
+    console.print(f"retired {removed} old webhook secret(s)")
+    return 0
+
+
+def _reconcile(args: argparse.Namespace, console: Console) -> int:
+    checked, differences = commands.reconcile(_target(args), Destination(args.destination), args.since)
+    for difference in differences:
+        console.print(f"{difference.object_id} ({difference.remote_id or '-'}): {difference.problem}")
+    console.print(f"{checked} synced document(s) checked, {len(differences)} difference(s)")
+    return 1 if differences else 0
+
+
+def register(commands_parser: Any) -> None:
+    """Add the operator commands to the `invoice-bridge` parser."""
+    where = argparse.ArgumentParser(add_help=False)
+    group = where.add_mutually_exclusive_group()
+    group.add_argument("--stack", metavar="NAME", help="a deployed stack, found through CloudFormation")
+    group.add_argument(
+        "--local",
+        metavar="URL",
+        nargs="?",
+        const=DEFAULT_LOCAL_URL,
+        help=f"the running local stack (default {DEFAULT_LOCAL_URL}; the default target)",
+    )
+    where.add_argument("--region", help="the deployed stack's region (default: AWS_REGION / the CLI's)")
+
+    status = commands_parser.add_parser("status", parents=[where], help="per destination: synced, failed, waiting")
+    status.add_argument("--json", action="store_true", help="JSON for scripts instead of a table")
+    status.set_defaults(func=_status)
+
+    dlq = commands_parser.add_parser("dlq", help="dead-lettered events").add_subparsers(
+        dest="dlq_command", required=True
+    )
+    listing = dlq.add_parser("list", parents=[where], help="each dead-lettered event with its reason")
+    listing.add_argument("destination", choices=DESTINATIONS)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=_dlq_list)
+    redrive = dlq.add_parser("redrive", parents=[where], help="send dead-lettered events back to their queue")
+    redrive.add_argument("destination", choices=DESTINATIONS)
+    redrive.add_argument("--id", action="append", help="a message id or object id (repeatable); default: all")
+    redrive.set_defaults(func=_dlq_redrive)
+    drop = dlq.add_parser("drop", parents=[where], help="delete dead-lettered events for good")
+    drop.add_argument("destination", choices=DESTINATIONS)
+    drop.add_argument("--id", action="append", required=True, help="a message id or object id (repeatable)")
+    drop.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    drop.set_defaults(func=_dlq_drop)
+
+    replay = commands_parser.add_parser(
+        "replay", parents=[where], help="enqueue objects' latest state from BuildNexion as fresh events"
+    )
+    replay.add_argument("object_ids", nargs="+", metavar="OBJECT_ID")
+    replay.add_argument(
+        "--kind",
+        choices=["invoice", "sales_invoice", "purchase_order"],
+        help="the object kind, when the id's prefix does not tell",
+    )
+    replay.set_defaults(func=_replay)
+
+    backfill = commands_parser.add_parser(
+        "backfill", parents=[where], help="enqueue every object BuildNexion updated in a period (resumable)"
+    )
+    backfill.add_argument("destination", choices=DESTINATIONS)
+    backfill.add_argument("--since", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD")
+    backfill.add_argument("--until", type=date.fromisoformat, metavar="YYYY-MM-DD", help="exclusive")
+    backfill.add_argument("--restart", action="store_true", help="start over instead of resuming")
+    backfill.set_defaults(func=_backfill)
+
+    webhook = commands_parser.add_parser("webhook", help="BuildNexion webhook registration").add_subparsers(
+        dest="webhook_command", required=True
+    )
+    webhook_register = webhook.add_parser(
+        "register", parents=[where], help="register the stack's URL and store the returned secret"
+    )
+    webhook_register.set_defaults(func=_webhook_register)
+    retire = webhook.add_parser("retire-secret", parents=[where], help="keep only the newest webhook secret")
+    retire.add_argument("--yes", action="store_true")
+    retire.set_defaults(func=_webhook_retire)
+
+    reconcile = commands_parser.add_parser(
+        "reconcile", parents=[where], help="compare synced totals with BuildNexion; exit 1 on a difference"
+    )
+    reconcile.add_argument("destination", choices=DESTINATIONS)
+    reconcile.add_argument("--since", type=date.fromisoformat, metavar="YYYY-MM-DD")
+    reconcile.set_defaults(func=_reconcile)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run an operator command; TargetError becomes one line on stderr and exit 2."""
+    quiet_for_command_line()
+    console = Console()
+    try:
+        code: int = args.func(args, console)
+    except TargetError as exc:
+        print(f"invoice-bridge: {exc}", file=sys.stderr)
+        return 2
+    except PlatformError as exc:
+        print(f"invoice-bridge: {exc}", file=sys.stderr)
+        return 1
+    return code

@@ -1,0 +1,515 @@
+"""What the operator commands do, as functions that return data; `ops.cli` prints it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import requests
+from pydantic import SecretStr
+
+from invoice_bridge.buildnexion.client import BuildNexionClient
+from invoice_bridge.buildnexion.models import Invoice, PurchaseOrder, SalesInvoice, WebhookEvent
+from invoice_bridge.config import DESTINATION_OBJECTS, Destination
+from invoice_bridge.http import Deadline
+from invoice_bridge.ledger import Ledger, LedgerEntry, StateTable, SyncStatus
+from invoice_bridge.queues import QueuePublisher
+from ops.target import COLLECTIONS, ID_PREFIXES, QUEUE_LOGICAL_IDS, Target, TargetError, destination_for_kind
+
+# Attributes the workers add when they dead-letter a message; they are dropped when it is redriven.
+FAILURE_ATTRIBUTES = frozenset({"destination", "error_code", "error_message", "failed_at", "attempts"})
+PEEK_VISIBILITY_SECONDS = 30
+# A backfill saves where it stands this often (and when stopped); a hard kill re-sends at most this many
+# objects, which the queue's deduplication and the ledger make harmless.
+CHECKPOINT_EVERY = 20
+
+
+# -- status ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DestinationStatus:
+    """One row of `status`."""
+
+    destination: str
+    synced: int = 0
+    failed: int = 0
+    pending: int = 0
+    in_flight: int = 0
+    dead_lettered: int = 0
+    oldest_waiting_seconds: float | None = None
+    last_success: datetime | None = None
+    mismatches: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """The row for `--json`."""
+        return {
+            "destination": self.destination,
+            "synced": self.synced,
+            "failed": self.failed,
+            "pending": self.pending,
+            "in_flight": self.in_flight,
+            "dead_lettered": self.dead_lettered,
+            "oldest_waiting_seconds": self.oldest_waiting_seconds,
+            "last_success": self.last_success.isoformat() if self.last_success else None,
+            "totals_mismatches": self.mismatches,
+        }
+
+
+def _ledger(target: Target) -> Ledger:
+    return Ledger(StateTable(target.dynamodb(), target.state_table()))
+
+
+def _depths(target: Target, url: str) -> tuple[int, int]:
+    attributes = target.sqs().get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def _oldest_age(target: Target, destination: Destination) -> float | None:
+    if target.local_url is not None:
+        return target.queue_ages.get(QUEUE_LOGICAL_IDS[destination])
+    name = target.queue_url(destination).rsplit("/", 1)[1]
+    now = datetime.now(UTC)
+    points = target.cloudwatch().get_metric_statistics(
+        Namespace="AWS/SQS",
+        MetricName="ApproximateAgeOfOldestMessage",
+        Dimensions=[{"Name": "QueueName", "Value": name}],
+        StartTime=now - timedelta(minutes=10),
+        EndTime=now,
+        Period=60,
+        Statistics=["Maximum"],
+    )["Datapoints"]
+    if not points:
+        return None
+    return float(max(points, key=lambda p: p["Timestamp"])["Maximum"])
+
+
+def status(target: Target) -> list[DestinationStatus]:
+    """Per destination: what the ledger says is synced or failed, and what waits on the queues."""
+    ledger = _ledger(target)
+    rows = []
+    for destination in Destination:
+        row = DestinationStatus(destination.value)
+        for entry in ledger.entries(destination.value):
+            if entry.status == SyncStatus.SYNCED:
+                row.synced += 1
+                if entry.synced_at and (row.last_success is None or entry.synced_at > row.last_success):
+                    row.last_success = entry.synced_at
+            elif entry.status == SyncStatus.FAILED:
+                row.failed += 1
+            if entry.totals_mismatch:
+                row.mismatches.append(entry.object_id)
+        row.pending, row.in_flight = _depths(target, target.queue_url(destination))
+        row.dead_lettered = _depths(target, target.dead_letter_queue_url(destination))[0]
+        row.oldest_waiting_seconds = _oldest_age(target, destination) if row.pending or row.in_flight else 0.0
+        rows.append(row)
+    return rows
+
+
+# -- dead-letter queues ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead-lettered event."""
+
+    message_id: str
+    object_id: str
+    event_id: str
+    event_type: str
+    reason: str
+    attempts: int
+    first_failure: str
+    body: str
+    attributes: dict[str, str]
+    group_id: str | None
+    receipt_handle: str
+
+
+def _dead_letter(message: dict[str, Any]) -> DeadLetter:
+    attributes = {k: v.get("StringValue", "") for k, v in message.get("MessageAttributes", {}).items()}
+    system = message.get("Attributes", {})
+    try:
+        envelope = json.loads(message["Body"])
+        object_id = str(envelope["data"]["object"]["id"])
+        event_id, event_type = str(envelope["id"]), str(envelope["type"])
+    except (ValueError, KeyError, TypeError):
+        object_id, event_id, event_type = "?", attributes.get("event_id", "?"), attributes.get("event_type", "?")
+    sent = system.get("SentTimestamp")
+    first = attributes.get("failed_at") or (
+        datetime.fromtimestamp(int(sent) / 1000, tz=UTC).isoformat() if sent else "?"
+    )
+    return DeadLetter(
+        message_id=message["MessageId"],
+        object_id=object_id,
+        event_id=event_id,
+        event_type=event_type,
+        reason=attributes.get("error_message") or "failed on every receive (maxReceiveCount reached)",
+        attempts=int(attributes.get("attempts") or system.get("ApproximateReceiveCount") or 0),
+        first_failure=first,
+        body=message["Body"],
+        attributes=attributes,
+        group_id=system.get("MessageGroupId"),
+        receipt_handle=message["ReceiptHandle"],
+    )
+
+
+def _peek(target: Target, url: str) -> list[DeadLetter]:
+    """Every message of a queue, held briefly so each is seen once, then made visible again."""
+    sqs = target.sqs()
+    seen: dict[str, DeadLetter] = {}
+    while True:
+        batch = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=PEEK_VISIBILITY_SECONDS,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not batch:
+            break
+        for message in batch:
+            seen.setdefault(message["MessageId"], _dead_letter(dict(message)))
+    return list(seen.values())
+
+
+def _release(target: Target, url: str, letters: Sequence[DeadLetter]) -> None:
+    for start in range(0, len(letters), 10):
+        target.sqs().change_message_visibility_batch(
+            QueueUrl=url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": letter.receipt_handle, "VisibilityTimeout": 0}
+                for i, letter in enumerate(letters[start : start + 10])
+            ],
+        )
+
+
+def dlq_list(target: Target, destination: Destination) -> list[DeadLetter]:
+    """The dead-lettered events of a destination, oldest failure first (left on the queue)."""
+    url = target.dead_letter_queue_url(destination)
+    letters = _peek(target, url)
+    _release(target, url, letters)
+    return sorted(letters, key=lambda letter: letter.first_failure)
+
+
+@dataclass(frozen=True)
+class RedriveResult:
+    """What `dlq redrive` did."""
+
+    moved: list[str]
+    missing: list[str]
+    task_handle: str | None = None
+
+
+def dlq_redrive(target: Target, destination: Destination, ids: Sequence[str] = ()) -> RedriveResult:
+    """Send dead-lettered events back to their queue: all through SQS's move task where it applies, or by id."""
+    sqs = target.sqs()
+    source_url, dlq_url = target.queue_url(destination), target.dead_letter_queue_url(destination)
+    if not ids and not dlq_url.endswith(".fifo") and target.local_url is None:
+        arns = [
+            sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            for u in (dlq_url, source_url)
+        ]
+        handle = sqs.start_message_move_task(SourceArn=arns[0], DestinationArn=arns[1])["TaskHandle"]
+        return RedriveResult(moved=[], missing=[], task_handle=handle)
+    letters = _peek(target, dlq_url)
+    wanted = set(ids)
+    chosen = [letter for letter in letters if not wanted or letter.message_id in wanted or letter.object_id in wanted]
+    _release(target, dlq_url, [letter for letter in letters if letter not in chosen])
+    moved = []
+    for letter in chosen:
+        request: dict[str, Any] = {
+            "QueueUrl": source_url,
+            "MessageBody": letter.body,
+            "MessageAttributes": {
+                k: {"DataType": "String", "StringValue": v}
+                for k, v in letter.attributes.items()
+                if k not in FAILURE_ATTRIBUTES and v
+            },
+        }
+        if source_url.endswith(".fifo"):
+            request["MessageGroupId"] = letter.group_id or letter.object_id
+            request["MessageDeduplicationId"] = f"redrive-{uuid.uuid4().hex}"
+        sqs.send_message(**request)
+        sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=letter.receipt_handle)
+        moved.append(letter.message_id)
+    found = {letter.message_id for letter in chosen} | {letter.object_id for letter in chosen}
+    return RedriveResult(moved=moved, missing=sorted(wanted - found))
+
+
+def dlq_drop(target: Target, destination: Destination, ids: Sequence[str]) -> RedriveResult:
+    """Delete dead-lettered events for good, by message id or object id."""
+    url = target.dead_letter_queue_url(destination)
+    letters = _peek(target, url)
+    wanted = set(ids)
+    chosen = [letter for letter in letters if letter.message_id in wanted or letter.object_id in wanted]
+    _release(target, url, [letter for letter in letters if letter not in chosen])
+    for letter in chosen:
+        target.sqs().delete_message(QueueUrl=url, ReceiptHandle=letter.receipt_handle)
+    found = {letter.message_id for letter in chosen} | {letter.object_id for letter in chosen}
+    return RedriveResult(moved=[letter.message_id for letter in chosen], missing=sorted(wanted - found))
+
+
+# -- replay and backfill ----------------------------------------------------------------------------------
+
+
+def buildnexion(target: Target) -> BuildNexionClient:
+    """A BuildNexion client with the stack's API URL and key."""
+    secret = target.read_secret("BuildNexionSecretArn")
+    api_key = str(secret.get("api_key") or "")
+    if not api_key:
+        raise TargetError("the BuildNexion secret has no api_key: fill it first (README, Deploying)")
+    return BuildNexionClient(target.output("BuildNexionApiUrl"), SecretStr(api_key))
+
+
+def event_type_for(kind: str, obj: dict[str, Any]) -> str:
+    """The event that brings a destination to the object's current state."""
+    status = str(obj.get("status", ""))
+    if kind == "invoice":
+        return "invoice.voided" if status in {"void", "voided"} else "invoice.updated"
+    if kind == "sales_invoice":
+        return "sales_invoice.canceled" if status in {"canceled", "cancelled"} else "sales_invoice.created"
+    return "purchase_order.canceled" if status in {"canceled", "cancelled"} else "purchase_order.updated"
+
+
+def enqueue_object(target: Target, kind: str, obj: dict[str, Any], event_id: str) -> str:
+    """Put the object on its destination's queue as the receiver would, as event `event_id`."""
+    destination = destination_for_kind(kind)
+    envelope = {
+        "id": event_id,
+        "type": event_type_for(kind, obj),
+        "created": int(datetime.now(UTC).timestamp()),
+        "data": {"object": obj},
+    }
+    body = json.dumps(envelope, ensure_ascii=False)
+    event = WebhookEvent.model_validate(envelope)
+    QueuePublisher(target.sqs(), {destination: target.queue_url(destination)}).publish(destination, event, body)
+    return destination.value
+
+
+def kind_of(object_id: str, kind: str | None) -> str:
+    """The object kind an id names (by its prefix), unless given."""
+    if kind:
+        return kind
+    for prefix, named in ID_PREFIXES.items():
+        if object_id.startswith(prefix):
+            return named
+    raise TargetError(f"cannot tell the kind of {object_id!r} from its prefix; pass --kind")
+
+
+def replay(target: Target, object_ids: Sequence[str], kind: str | None = None) -> list[tuple[str, str, str]]:
+    """Fetch each object's latest state from BuildNexion and enqueue it as a fresh event: (id, type, destination)."""
+    client = buildnexion(target)
+    fetchers: dict[str, Callable[[str, Deadline], Any]] = {
+        "invoice": client.invoice,
+        "sales_invoice": client.sales_invoice,
+        "purchase_order": client.purchase_order,
+    }
+    done = []
+    for object_id in object_ids:
+        object_kind = kind_of(object_id, kind)
+        obj = fetchers[object_kind](object_id, Deadline(30)).model_dump(mode="json")
+        destination = enqueue_object(target, object_kind, obj, f"evt_replay_{uuid.uuid4().hex}")
+        done.append((object_id, event_type_for(object_kind, obj), destination))
+    return done
+
+
+@dataclass
+class Checkpoint:
+    """Where a backfill stands, kept in the state table so an interrupted one resumes."""
+
+    destination: str
+    since: int
+    until: int | None
+    cursor: str | None = None
+    enqueued: int = 0
+    done: bool = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(pk, sk) of the checkpoint item."""
+        return f"backfill#{self.destination}", f"{self.since}#{self.until or '-'}"
+
+
+def _load_checkpoint(table: StateTable, fresh: Checkpoint) -> Checkpoint:
+    item = table.get(*fresh.key)
+    if not item:
+        return fresh
+    saved = json.loads(item["checkpoint"]["S"])
+    return Checkpoint(**saved)
+
+
+def _save_checkpoint(table: StateTable, checkpoint: Checkpoint) -> None:
+    pk, sk = checkpoint.key
+    table.client.put_item(
+        TableName=table.table_name,
+        Item={
+            "pk": {"S": pk},
+            "sk": {"S": sk},
+            "checkpoint": {"S": json.dumps(checkpoint.__dict__)},
+            "ttl": {"N": str(int(datetime.now(UTC).timestamp()) + 30 * 86400)},
+        },
+    )
+
+
+def day_start(day: date) -> int:
+    """Unix seconds of a day's start, UTC."""
+    return int(datetime.combine(day, time.min, tzinfo=UTC).timestamp())
+
+
+def backfill(
+    target: Target,
+    destination: Destination,
+    since: date,
+    until: date | None = None,
+    *,
+    page_size: int = 100,
+    restart: bool = False,
+) -> Generator[Checkpoint]:
+    """Page through BuildNexion's list and enqueue each object once; yields the checkpoint after each object.
+
+    Ctrl-C saves the checkpoint, so the next run starts after the last object enqueued. Objects updated on
+    or after `until` (exclusive, a day) are left out.
+    """
+    table = StateTable(target.dynamodb(), target.state_table())
+    fresh = Checkpoint(destination.value, day_start(since), day_start(until) if until else None)
+    checkpoint = fresh if restart else _load_checkpoint(table, fresh)
+    if checkpoint.done:
+        checkpoint = fresh
+    client = buildnexion(target)
+    kind = DESTINATION_OBJECTS[destination]
+    unsaved = 0
+    try:
+        while True:
+            objects, has_more = client.list_page(
+                COLLECTIONS[destination],
+                Deadline(30),
+                updated_since=checkpoint.since,
+                starting_after=checkpoint.cursor,
+                limit=page_size,
+            )
+            for obj in objects:
+                updated = datetime.fromisoformat(str(obj["updated_at"]).replace("Z", "+00:00"))
+                if checkpoint.until is None or updated.timestamp() < checkpoint.until:
+                    # The same object version always gets the same event id: SQS FIFO drops a resent
+                    # copy, and the workers' ledger skips a version already in sync.
+                    event_id = f"evt_backfill_{obj['id']}_{int(updated.timestamp())}"
+                    enqueue_object(target, kind, obj, event_id)
+                    checkpoint.enqueued += 1
+                checkpoint.cursor = str(obj["id"])
+                unsaved += 1
+                if unsaved >= CHECKPOINT_EVERY:
+                    _save_checkpoint(table, checkpoint)
+                    unsaved = 0
+                yield checkpoint
+            if not has_more or not objects:
+                checkpoint.done = True
+                yield checkpoint
+                return
+    finally:
+        # Ctrl-C (or any error) while enqueuing: where it stopped is saved, so the next run resumes there.
+        _save_checkpoint(table, checkpoint)
+
+
+# -- webhook registration and secret rotation -------------------------------------------------------------
+
+
+def webhook_register(target: Target) -> tuple[str, int]:
+    """Register the stack's webhook URL for its routed event types; append the secret. (id, secrets kept)."""
+    secret = target.read_secret("BuildNexionSecretArn")
+    api_key = str(secret.get("api_key") or "")
+    if not api_key:
+        raise TargetError("the BuildNexion secret has no api_key: fill it first (README, Deploying)")
+    events = sorted(target.routing_table)
+    if not events:
+        raise TargetError("the stack routes no event types (RoutingTable is empty)")
+    response = requests.post(
+        f"{target.output('BuildNexionApiUrl').rstrip('/')}/webhooks",
+        json={"url": target.output("WebhookUrl"), "events": events},
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=(3.05, 10),
+    )
+    if not response.ok:
+        raise TargetError(f"BuildNexion refused the registration: HTTP {response.status_code}")
+    registered = response.json()
+    secrets = [s for s in secret.get("webhook_secrets", []) if s]
+    if registered["secret"] not in secrets:
+        secrets.append(registered["secret"])  # appended: the old one stays valid until retired
+    _write_secret(target, {**secret, "webhook_secrets": secrets})
+    return str(registered["id"]), len(secrets)
+
+
+def webhook_retire_secret(target: Target) -> int:
+    """Keep only the newest webhook secret; how many were removed."""
+    secret = target.read_secret("BuildNexionSecretArn")
+    secrets = [s for s in secret.get("webhook_secrets", []) if s]
+    if len(secrets) < 2:
+        return 0
+    _write_secret(target, {**secret, "webhook_secrets": secrets[-1:]})
+    return len(secrets) - 1
+
+
+def _write_secret(target: Target, value: dict[str, Any]) -> None:
+    target.secretsmanager().put_secret_value(
+        SecretId=target.output("BuildNexionSecretArn"), SecretString=json.dumps(value)
+    )
+
+
+# -- reconcile ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A synced document whose platform total or version does not agree with BuildNexion."""
+
+    object_id: str
+    remote_id: str | None
+    problem: str
+
+
+def reconcile(target: Target, destination: Destination, since: date | None = None) -> tuple[int, list[Difference]]:
+    """Compare each synced document's platform total (as the worker read it back) with BuildNexion's now."""
+    ledger = _ledger(target)
+    client = buildnexion(target)
+    kind = DESTINATION_OBJECTS[destination]
+    checked = 0
+    differences: list[Difference] = []
+    floor = datetime.combine(since, time.min, tzinfo=UTC) if since else None
+    for entry in ledger.entries(destination.value):
+        if entry.status != SyncStatus.SYNCED or (floor and (entry.synced_at is None or entry.synced_at < floor)):
+            continue
+        checked += 1
+        differences.extend(_compare(entry, client, kind))
+    return checked, differences
+
+
+def _compare(entry: LedgerEntry, client: BuildNexionClient, kind: str) -> list[Difference]:
+    found: list[Difference] = []
+    fetch: dict[str, Callable[[str, Deadline], Invoice | SalesInvoice | PurchaseOrder]] = {
+        "invoice": client.invoice,
+        "sales_invoice": client.sales_invoice,
+        "purchase_order": client.purchase_order,
+    }
+    current = fetch[kind](entry.object_id, Deadline(30))
+    if entry.source_updated_at and current.updated_at > entry.source_updated_at:
+        found.append(Difference(entry.object_id, entry.remote_id, "BuildNexion has a newer version not yet synced"))
+    expected = getattr(current, "total_amount", None)
+    if expected is None:
+        expected = entry.expected_total_cents
+    if entry.remote_total_cents is None:
+        found.append(Difference(entry.object_id, entry.remote_id, "the platform's total was never read back"))
+    elif expected is not None and expected != entry.remote_total_cents:
+        found.append(
+            Difference(
+                entry.object_id,
+                entry.remote_id,
+                f"total: BuildNexion {expected / 100:.2f}, platform {entry.remote_total_cents / 100:.2f}",
+            )
+        )
+    return found
