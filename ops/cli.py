@@ -270,7 +270,8 @@ def register(commands_parser: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run an operator command; TargetError becomes one line on stderr and exit 2."""
     quiet_for_command_line()
-    console = Console()
+    # Piped output (a file, a CI log) has no terminal width to follow: wide enough that no column is cut.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
         code: int = args.func(args, console)
     except TargetError as exc:
