@@ -334,12 +334,17 @@ class QuipuClient(ApiClient):
             self._tokens.drop(token)
         count("QuipuTokenRefused")
         logger.info("quipu refused the access token; renewing it")
+        self.access_token(self._deadline or Deadline(WAIT_FOR_RENEWER_SECONDS))  # before the retry takes its slot
         return True
 
     def request(self, method: str, path: str, *, deadline: Deadline, **kwargs: Any) -> requests.Response:
         """ApiClient.request, with the deadline kept for the token renewal it may need."""
         previous, self._deadline = self._deadline, deadline
         try:
+            if kwargs.get("authenticate", True):
+                # The token first: its own request takes its rate-limit slot before this one reserves one,
+                # so every request leaves at the slot it reserved.
+                self.access_token(deadline)
             return super().request(method, path, deadline=deadline, **kwargs)
         finally:
             self._deadline = previous
