@@ -165,3 +165,39 @@ def test_outputs() -> None:
 
 def test_samconfig_exists_for_deploys() -> None:
     assert (Path(ROOT) / "samconfig.toml").is_file()
+
+
+def test_quipu_sync_function_consumes_its_fifo_queue_as_the_issue_asks() -> None:
+    function = TEMPLATE.resources["QuipuSyncFunction"]["Properties"]
+    (event,) = function["Events"].values()
+    props = event["Properties"]
+    assert props["Queue"] == {"Fn::GetAtt": ["QuipuQueue", "Arn"]}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["ScalingConfig"]["MaximumConcurrency"] >= 2
+    queue = TEMPLATE.resources["QuipuQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    assert function["LoggingConfig"]["LogGroup"] == {"Ref": "QuipuSyncLogGroup"}
+    statements = _statements(function["Policies"])
+    assert {"Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"]}.items() <= statements[0].items()
+    assert statements[0]["Resource"] == {"Fn::GetAtt": ["StateTable", "Arn"]}
+    sqs = {s["Action"][0]: s["Resource"] for s in statements[1:]}
+    assert sqs == {
+        "sqs:ChangeMessageVisibility": {"Fn::GetAtt": ["QuipuQueue", "Arn"]},
+        "sqs:SendMessage": {"Fn::GetAtt": ["QuipuDeadLetterQueue", "Arn"]},
+    }
+    secrets = [
+        p["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]
+        for p in function["Policies"]
+        if "AWSSecretsManagerGetSecretValuePolicy" in p
+    ]
+    assert sorted(s["Ref"] for s in secrets) == ["BuildNexionSecret", "QuipuSecret"]
+    alarms = resources("AWS::CloudWatch::Alarm").values()
+    assert any(
+        a["Properties"]["MetricName"] == "Errors"
+        and a["Properties"]["Dimensions"][0]["Value"] == {"Ref": "QuipuSyncFunction"}
+        for a in alarms
+    )
+    environment = function["Environment"]["Variables"]
+    assert environment["QUIPU_VOID_MODE"] == {"Ref": "QuipuVoidMode"}
+    assert environment["QUIPU_ATTACH_PDF"] == {"Ref": "QuipuAttachPdf"}
+    assert environment["QUIPU_OWNER_SLUG"] == {"Ref": "QuipuOwnerSlug"}

@@ -1,0 +1,343 @@
+"""The sync rules: a BuildNexion supplier invoice becomes one Quipu expense invoice, exactly once.
+
+- the invoice is read from BuildNexion (its latest state), stale events are skipped (ledger `source_updated_at`);
+- the supplier contact is found by tax id or created, once, whatever the races (`ensure_reference`);
+- before a create the intent is written to the ledger; an unfinished intent (a crash after Quipu's 201) and
+  a 422 on the number both lead to the supplier's invoice with that number in that fiscal year, adopted and
+  brought up to date;
+- an update PATCHes the same invoice with the reference's item semantics; nothing is sent when nothing changed;
+- a void becomes a full credit note (`amended_invoice`) or a delete, by setting, never both;
+- after every write, Quipu's computed total is compared with BuildNexion's `total_amount`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from invoice_bridge.buildnexion.client import BuildNexionClient
+from invoice_bridge.buildnexion.models import Invoice, WebhookEvent
+from invoice_bridge.errors import PermanentSyncError, PlatformError
+from invoice_bridge.http import Deadline
+from invoice_bridge.ledger import Leases, Ledger, LedgerEntry, References, SyncStatus, ensure_reference
+from invoice_bridge.observability import count, logger
+from invoice_bridge.quipu.client import DUPLICATE_NUMBER, QuipuClient, RemoteInvoice, normalize_tax_id
+from invoice_bridge.quipu.mapping import (
+    ExpenseInvoice,
+    contact_attributes,
+    create_request,
+    credit_note_request,
+    expense_invoice,
+    to_cents,
+    update_request,
+)
+from invoice_bridge.quipu.settings import VoidMode
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+DESTINATION = "quipu"
+VOID_STATUSES = frozenset({"void", "voided"})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one event did (for logs and tests)."""
+
+    action: str  # created, adopted, updated, unchanged, credited, deleted, skipped
+    remote_id: str | None = None
+    reason: str | None = None
+
+
+def _ids(text: str | None) -> list[str]:
+    return [part for part in (text or "").split(",") if part]
+
+
+class QuipuSync:
+    """Applies BuildNexion invoice events to Quipu through the ledger."""
+
+    def __init__(
+        self,
+        *,
+        quipu: QuipuClient,
+        buildnexion: BuildNexionClient,
+        ledger: Ledger,
+        references: References,
+        leases: Leases,
+        void_mode: VoidMode = VoidMode.CREDIT_NOTE,
+        attach_pdf: bool = False,
+    ) -> None:
+        self.quipu = quipu
+        self.buildnexion = buildnexion
+        self.ledger = ledger
+        self.references = references
+        self.leases = leases
+        self.void_mode = void_mode
+        self.attach_pdf = attach_pdf
+
+    # -- the event -----------------------------------------------------------------------------------
+
+    def apply(self, event: WebhookEvent, deadline: Deadline) -> Outcome:
+        """Bring Quipu to the invoice's latest state for one event."""
+        if event.object_kind() != "invoice":
+            raise PermanentSyncError(f"{event.type} is not a supplier invoice event", code="unexpected_event")
+        object_id = event.data.object.id
+        entry = self.ledger.get_or_new(DESTINATION, object_id)
+        skipped = self._skip_reason(entry, event.data.object.updated_at)
+        if skipped:
+            return self._skipped(object_id, skipped, entry)
+        invoice = self._latest(event, deadline)
+        skipped = self._skip_reason(entry, invoice.updated_at)
+        if skipped:
+            return self._skipped(object_id, skipped, entry)
+        voided = invoice.status.lower() in VOID_STATUSES
+        if voided and self.void_mode is VoidMode.DELETE and entry.remote_id is None and entry.intent_id is None:
+            # Never reached Quipu: there is nothing to delete, and nothing should be created.
+            self.ledger.save(self._closed(entry, invoice, event, {"void": "nothing_to_delete"}))
+            return Outcome("deleted", None, "never created")
+        desired = expense_invoice(invoice)
+        contact_id = self._contact(invoice, deadline)
+        entry, outcome = self._ensure_invoice(entry, invoice, desired, contact_id, event, deadline)
+        if self.attach_pdf and entry.remote_id and "attachment_id" not in entry.details:
+            entry = self._attach(entry, invoice, deadline)
+        if voided:
+            return self._void(entry, invoice, event, deadline)
+        return outcome
+
+    def _latest(self, event: WebhookEvent, deadline: Deadline) -> Invoice:
+        """BuildNexion's latest state of the invoice; the event's own copy when BuildNexion no longer serves it."""
+        try:
+            return self.buildnexion.invoice(event.data.object.id, deadline)
+        except PlatformError as exc:
+            if exc.status != 404:
+                raise
+        try:
+            invoice = Invoice.model_validate(event.data.object.model_dump())
+        except ValidationError:
+            raise PermanentSyncError(
+                f"invoice {event.data.object.id}: not found in BuildNexion and the event's copy is incomplete",
+                code="invalid_source",
+            ) from None
+        logger.warning("invoice not found in BuildNexion; using the event's copy", extra={"invoice_id": invoice.id})
+        count("QuipuSourceFromEvent")
+        return invoice
+
+    @staticmethod
+    def _skip_reason(entry: LedgerEntry, updated_at: datetime) -> str | None:
+        if entry.closed:
+            return "already voided in Quipu"
+        if entry.is_stale(updated_at):
+            return "stale event"
+        if entry.is_current(updated_at):
+            return "already applied"
+        return None
+
+    @staticmethod
+    def _skipped(object_id: str, reason: str, entry: LedgerEntry) -> Outcome:
+        logger.info("event skipped", extra={"invoice_id": object_id, "reason": reason})
+        count("QuipuEventSkipped", {"reason": reason.replace(" ", "_")})
+        return Outcome("skipped", entry.remote_id, reason)
+
+    # -- the supplier --------------------------------------------------------------------------------
+
+    def _contact(self, invoice: Invoice, deadline: Deadline) -> str:
+        provider = self.buildnexion.provider(invoice.provider_id, deadline)
+        contact_id, created = ensure_reference(
+            self.references,
+            self.leases,
+            destination=DESTINATION,
+            kind="contact",
+            key=normalize_tax_id(provider.nif),
+            find=lambda: self.quipu.find_contact(provider.nif, deadline),
+            create=lambda: self.quipu.create_contact(contact_attributes(provider), deadline),
+        )
+        if created:
+            logger.info("quipu contact created", extra={"provider_id": provider.id, "contact_id": contact_id})
+            count("QuipuContactCreated")
+        return contact_id
+
+    # -- the invoice ---------------------------------------------------------------------------------
+
+    def _ensure_invoice(
+        self,
+        entry: LedgerEntry,
+        invoice: Invoice,
+        desired: ExpenseInvoice,
+        contact_id: str,
+        event: WebhookEvent,
+        deadline: Deadline,
+    ) -> tuple[LedgerEntry, Outcome]:
+        if entry.remote_id is not None:
+            return self._update(entry, invoice, desired, contact_id, event, deadline)
+        adopted: RemoteInvoice | None = None
+        if entry.intent_id is not None:
+            # A create may have reached Quipu before the worker stopped: look before creating again.
+            adopted = self.quipu.find_expense_invoice(contact_id, desired.number, desired.fiscal_year, deadline)
+        if adopted is None:
+            entry = self.ledger.save(entry.with_intent(invoice.updated_at, event.id, event.type))
+            try:
+                created = self.quipu.create_invoice(create_request(desired, contact_id), deadline)
+            except PlatformError as exc:
+                if exc.status == 422 and exc.code == DUPLICATE_NUMBER:
+                    adopted = self.quipu.find_expense_invoice(contact_id, desired.number, desired.fiscal_year, deadline)
+                if adopted is None:
+                    self._fail_if_permanent(entry, exc)
+                    raise
+            else:
+                entry = self._record(entry, created, invoice, desired, contact_id, event)
+                logger.info("quipu invoice created", extra={"invoice_id": invoice.id, "quipu_id": created.id})
+                count("QuipuInvoiceCreated")
+                return entry, Outcome("created", created.id)
+        assert adopted is not None
+        logger.info("quipu invoice adopted", extra={"invoice_id": invoice.id, "quipu_id": adopted.id})
+        count("QuipuInvoiceAdopted")
+        # Whatever it holds (an older version, another upload), it now takes this invoice's latest state.
+        updated = self.quipu.update_invoice(
+            adopted.id, update_request(desired, adopted.id, contact_id, [i.id for i in adopted.items]), deadline
+        )
+        entry = self._record(entry, updated, invoice, desired, contact_id, event)
+        return entry, Outcome("adopted", updated.id)
+
+    def _update(
+        self,
+        entry: LedgerEntry,
+        invoice: Invoice,
+        desired: ExpenseInvoice,
+        contact_id: str,
+        event: WebhookEvent,
+        deadline: Deadline,
+    ) -> tuple[LedgerEntry, Outcome]:
+        remote_id = entry.remote_id
+        assert remote_id is not None
+        fingerprint = desired.fingerprint()
+        if entry.details.get("fingerprint") == fingerprint and entry.details.get("contact_id") == contact_id:
+            # Only BuildNexion's version moved (a status change, a re-send): Quipu already holds this content.
+            saved = self.ledger.save(
+                entry.synced(remote_id, invoice.updated_at, last_event_id=event.id, last_event_type=event.type)
+            )
+            return saved, Outcome("unchanged", remote_id)
+        try:
+            updated = self.quipu.update_invoice(
+                remote_id,
+                update_request(desired, remote_id, contact_id, _ids(entry.details.get("item_ids"))),
+                deadline,
+            )
+        except PlatformError as exc:
+            self._fail_if_permanent(entry, exc)
+            raise
+        logger.info("quipu invoice updated", extra={"invoice_id": invoice.id, "quipu_id": remote_id})
+        count("QuipuInvoiceUpdated")
+        return self._record(entry, updated, invoice, desired, contact_id, event), Outcome("updated", remote_id)
+
+    def _record(
+        self,
+        entry: LedgerEntry,
+        remote: RemoteInvoice,
+        invoice: Invoice,
+        desired: ExpenseInvoice,
+        contact_id: str,
+        event: WebhookEvent,
+    ) -> LedgerEntry:
+        """Save the synced state, with Quipu's total (from the write's own answer) against BuildNexion's."""
+        remote_total = self._check_total(invoice, remote, invoice.total_amount, "invoice")
+        details = {
+            **entry.details,
+            "fingerprint": desired.fingerprint(),
+            "contact_id": contact_id,
+            "item_ids": ",".join(item.id for item in remote.items),
+        }
+        return self.ledger.save(
+            entry.synced(
+                remote.id,
+                invoice.updated_at,
+                last_event_id=event.id,
+                last_event_type=event.type,
+                expected_total_cents=invoice.total_amount,
+                remote_total_cents=remote_total,
+                details=details,
+            )
+        )
+
+    def _check_total(self, invoice: Invoice, remote: RemoteInvoice, expected: int, document: str) -> int | None:
+        if remote.total_amount is None:
+            logger.warning("quipu answered without a total", extra={"invoice_id": invoice.id, "quipu_id": remote.id})
+            return None
+        remote_total = to_cents(remote.total_amount)
+        if remote_total != expected:
+            logger.warning(
+                "quipu total differs from BuildNexion's",
+                extra={
+                    "invoice_id": invoice.id,
+                    "quipu_id": remote.id,
+                    "document": document,
+                    "buildnexion_total_cents": expected,
+                    "quipu_total_cents": remote_total,
+                },
+            )
+            count("QuipuTotalMismatch", {"document": document})
+        return remote_total
+
+    def _fail_if_permanent(self, entry: LedgerEntry, exc: PlatformError) -> None:
+        if exc.retryable:
+            return
+        count("QuipuRejected", {"code": exc.code or str(exc.status)})
+        self.ledger.save(entry.failed(exc.code or str(exc.status), exc.message))
+
+    # -- the PDF -------------------------------------------------------------------------------------
+
+    def _attach(self, entry: LedgerEntry, invoice: Invoice, deadline: Deadline) -> LedgerEntry:
+        assert entry.remote_id is not None
+        content = self.buildnexion.invoice_pdf(invoice.id, deadline)
+        filename = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in invoice.invoice_number) + ".pdf"
+        attachment_id = self.quipu.attach(entry.remote_id, filename, content, deadline)
+        count("QuipuPdfAttached")
+        return self.ledger.save(entry.model_copy(update={"details": {**entry.details, "attachment_id": attachment_id}}))
+
+    # -- the void ------------------------------------------------------------------------------------
+
+    def _void(self, entry: LedgerEntry, invoice: Invoice, event: WebhookEvent, deadline: Deadline) -> Outcome:
+        remote_id = entry.remote_id
+        assert remote_id is not None
+        if self.void_mode is VoidMode.DELETE:
+            self.quipu.delete_invoice(remote_id, deadline)
+            self.ledger.save(self._closed(entry, invoice, event, {"void": "deleted"}))
+            logger.info("quipu invoice deleted", extra={"invoice_id": invoice.id, "quipu_id": remote_id})
+            count("QuipuInvoiceDeleted")
+            return Outcome("deleted", remote_id)
+        note: RemoteInvoice | None = None
+        if entry.details.get("credit_note_intent"):
+            original = self.quipu.get_invoice(remote_id, deadline)
+            if original is not None and original.amending_invoice_ids:
+                note = self.quipu.get_invoice(original.amending_invoice_ids[0], deadline)
+        if note is None:
+            entry = self.ledger.save(
+                entry.model_copy(update={"details": {**entry.details, "credit_note_intent": uuid.uuid4().hex}})
+            )
+            note = self.quipu.create_invoice(credit_note_request(remote_id), deadline)
+        note_total = self._check_total(invoice, note, -invoice.total_amount, "credit_note")
+        details = {"void": "credit_note", "credit_note_id": note.id}
+        if note_total is not None:
+            details["credit_note_total_cents"] = str(note_total)
+        self.ledger.save(self._closed(entry, invoice, event, details))
+        logger.info("quipu credit note created", extra={"invoice_id": invoice.id, "quipu_id": note.id})
+        count("QuipuCreditNoteCreated")
+        return Outcome("credited", note.id)
+
+    @staticmethod
+    def _closed(entry: LedgerEntry, invoice: Invoice, event: WebhookEvent, details: dict[str, Any]) -> LedgerEntry:
+        merged = {k: v for k, v in entry.details.items() if k != "credit_note_intent"}
+        return entry.model_copy(
+            update={
+                "status": SyncStatus.SYNCED,
+                "closed": True,
+                "source_updated_at": invoice.updated_at,
+                "intent_id": None,
+                "intent_at": None,
+                "last_event_id": event.id,
+                "last_event_type": event.type,
+                "details": {**merged, **{k: str(v) for k, v in details.items()}},
+            }
+        )

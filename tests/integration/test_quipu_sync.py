@@ -1,0 +1,398 @@
+"""Quipu sync on moto (ledger, references, leases, token, limiter) against the sandbox Quipu and BuildNexion."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, cast
+
+import pytest
+from pydantic import SecretStr
+
+from invoice_bridge.aws import AwsClients
+from invoice_bridge.buildnexion.client import BuildNexionClient
+from invoice_bridge.buildnexion.models import WebhookEvent
+from invoice_bridge.errors import SyncError
+from invoice_bridge.http import Deadline
+from invoice_bridge.ledger import Leases, Ledger, References, StateTable, SyncStatus
+from invoice_bridge.limiter import DynamoRateLimiter, limiter_key
+from invoice_bridge.quipu.client import QuipuClient, TokenStore
+from invoice_bridge.quipu.settings import QuipuSyncSettings, VoidMode
+from invoice_bridge.quipu.sync import Outcome, QuipuSync
+from invoice_bridge.quipu.worker import QuipuWorker
+from sandbox.aws_local import intrinsics_for
+from sandbox.buildnexion import DEFAULT_API_KEY, BuildNexionPeer
+from sandbox.cfn import Template
+from sandbox.lambda_host import LocalLambdaContext
+from sandbox.quipu import QuipuOptions, QuipuPeer
+from tests.conftest import ROOT, load_event, load_handler_module
+from tests.integration.conftest import WEBHOOK_SECRETS, Aws
+
+APP_ID = "sandbox-quipu-app"
+APP_SECRET = "sandbox-quipu-secret"
+
+
+@dataclass
+class Rig:
+    aws: Aws
+    buildnexion: BuildNexionPeer
+    quipu: QuipuPeer
+    table_name: str
+
+    def table(self) -> StateTable:
+        return StateTable(self.aws.session.client("dynamodb"), self.table_name)
+
+    def worker(
+        self,
+        *,
+        void_mode: VoidMode = VoidMode.CREDIT_NOTE,
+        attach_pdf: bool = False,
+        limit: int = 100,
+        window: float = 1.0,
+        owner_slug: str = "",
+    ) -> QuipuSync:
+        """A fresh worker (its own clients, as another Lambda would have), sharing the state table."""
+        dynamodb = self.aws.session.client("dynamodb")
+        table = StateTable(dynamodb, self.table_name)
+        leases = Leases(table)
+        limiter = DynamoRateLimiter(
+            dynamodb,
+            self.table_name,
+            limiter_key("quipu", APP_ID),
+            limit=limit,
+            window_seconds=window,
+            platform="quipu",
+        )
+        client = QuipuClient(
+            self.quipu.base_url,
+            SecretStr(APP_ID),
+            SecretStr(APP_SECRET),
+            tokens=TokenStore(table, APP_ID),
+            leases=leases,
+            limiter=limiter,
+            owner_slug=owner_slug,
+        )
+        return QuipuSync(
+            quipu=client,
+            buildnexion=BuildNexionClient(self.buildnexion.base_url, SecretStr(DEFAULT_API_KEY)),
+            ledger=Ledger(table),
+            references=References(table),
+            leases=leases,
+            void_mode=void_mode,
+            attach_pdf=attach_pdf,
+        )
+
+    def publish(self, envelope: dict[str, Any]) -> WebhookEvent:
+        """BuildNexion now holds the event's object; the event as the queue carries it."""
+        self.buildnexion.put_objects([envelope["data"]["object"]])
+        return WebhookEvent.model_validate(envelope)
+
+    def entry(self, invoice_id: str) -> Any:
+        return Ledger(self.table()).get("quipu", invoice_id)
+
+
+def apply_until_done(worker: QuipuSync, event: WebhookEvent, attempts: int = 20) -> Outcome:
+    """What the queue does: a retryable failure is tried again (here at once), a permanent one raises."""
+    for _ in range(attempts):
+        try:
+            return worker.apply(event, Deadline(30))
+        except SyncError as exc:
+            if not exc.retryable:
+                raise
+            time.sleep(min(exc.retry_after or 0.05, 0.3))  # the queue's backoff, shortened
+    raise AssertionError("never converged")
+
+
+def make_rig(aws: Aws, options: QuipuOptions) -> Iterator[Rig]:
+    buildnexion = BuildNexionPeer(DEFAULT_API_KEY, WEBHOOK_SECRETS)
+    quipu = QuipuPeer(options)
+    buildnexion.start()
+    quipu.start()
+    try:
+        yield Rig(aws, buildnexion, quipu, aws.provisioned.tables["StateTable"])
+    finally:
+        quipu.stop()
+        buildnexion.stop()
+
+
+@pytest.fixture
+def rig(aws: Aws) -> Iterator[Rig]:
+    yield from make_rig(aws, QuipuOptions(limit=100, window_seconds=1.0))
+
+
+def envelope(name: str, **changes: Any) -> dict[str, Any]:
+    event = copy.deepcopy(load_event(f"buildnexion/{name}"))
+    event["data"]["object"].update(changes)
+    return event
+
+
+def new_invoice(number: int, provider_id: str = "prv_123", **changes: Any) -> dict[str, Any]:
+    event = envelope(
+        "01_invoice_created.json", id=f"inv_n{number}", invoice_number=f"N-{number}", provider_id=provider_id
+    )
+    event["id"] = f"evt_n{number}_{uuid.uuid4().hex[:6]}"
+    event["data"]["object"].update(changes)
+    return event
+
+
+def test_create_then_update_then_duplicate_delivery(rig: Rig) -> None:
+    worker = rig.worker()
+    assert worker.apply(rig.publish(envelope("01_invoice_created.json")), Deadline(30)).action == "created"
+    (invoice,) = rig.quipu.expense_invoices("F-2026-0042")
+    assert invoice.total_cents == 127806
+    assert invoice.due_dates == ["2026-12-03"]
+    (contact,) = rig.quipu.contacts_with_tax_id("B12345678")
+    assert contact.attributes["name"] == "Hormigones Muñoz, S.L."
+    entry = rig.entry("inv_8f3k2")
+    assert entry.status is SyncStatus.SYNCED
+    assert entry.remote_id == invoice.id
+    assert entry.expected_total_cents == entry.remote_total_cents == 127806
+
+    updated = envelope("02_invoice_updated.json")
+    updated["data"]["object"]["lines"].append(
+        {"description": "Bombeo", "quantity": "1", "unit_amount": 10000, "vat_percent": "21", "retention_percent": "0"}
+    )
+    updated["data"]["object"].update(subtotal_amount=115625, vat_amount=24281, total_amount=139906)
+    outcome = worker.apply(rig.publish(updated), Deadline(30))
+    assert outcome == Outcome("updated", invoice.id)
+    (invoice,) = rig.quipu.expense_invoices("F-2026-0042")
+    assert invoice.due_dates == ["2026-12-18"]
+    assert invoice.total_cents == 139906
+    assert len(invoice.items) == 2
+
+    calls = sum(rig.quipu.calls.values())
+    again = worker.apply(rig.publish(envelope("01_invoice_created.json")), Deadline(30))
+    assert again.action == "skipped"  # a redelivered (older) event changes nothing and costs no Quipu call
+    assert sum(rig.quipu.calls.values()) == calls
+    assert len(rig.quipu.expense_invoices("F-2026-0042")) == 1
+
+
+def test_removed_lines_remove_items(rig: Rig) -> None:
+    worker = rig.worker()
+    first = new_invoice(1)
+    first["data"]["object"]["lines"].append(dict(first["data"]["object"]["lines"][0], description="extra"))
+    first["data"]["object"].update(subtotal_amount=211250, vat_amount=44363, total_amount=255613)
+    worker.apply(rig.publish(first), Deadline(30))
+    assert len(rig.quipu.expense_invoices("N-1")[0].items) == 2
+    shorter = new_invoice(1, updated_at="2026-11-05T00:00:00Z")
+    worker.apply(rig.publish(shorter), Deadline(30))
+    (invoice,) = rig.quipu.expense_invoices("N-1")
+    assert len(invoice.items) == 1
+    assert invoice.total_cents == 127806
+
+
+def test_void_becomes_one_full_credit_note(rig: Rig) -> None:
+    worker = rig.worker()
+    worker.apply(rig.publish(envelope("03_invoice_created.json")), Deadline(30))
+    outcome = worker.apply(rig.publish(envelope("04_invoice_voided.json")), Deadline(30))
+    assert outcome.action == "credited"
+    (invoice,) = rig.quipu.expense_invoices("FL-2026/1187")
+    assert invoice.total_cents == 158480  # sub-cent unit price: 1250 x 0.9038 + 180, VAT 21 %
+    (note,) = rig.quipu.credit_notes(invoice.id)
+    assert note.total_cents == -158480
+    assert worker.apply(rig.publish(envelope("04_invoice_voided.json")), Deadline(30)).action == "skipped"
+    assert len(rig.quipu.credit_notes(invoice.id)) == 1
+    assert rig.entry("inv_91c7d").closed
+
+
+def test_void_by_delete_never_also_credits(rig: Rig) -> None:
+    worker = rig.worker(void_mode=VoidMode.DELETE)
+    worker.apply(rig.publish(envelope("03_invoice_created.json")), Deadline(30))
+    assert worker.apply(rig.publish(envelope("04_invoice_voided.json")), Deadline(30)).action == "deleted"
+    assert rig.quipu.expense_invoices("FL-2026/1187") == []
+    assert not any(i.amended_invoice_id for i in rig.quipu.invoices.values())
+
+
+def test_update_before_create_ends_with_the_latest_invoice(rig: Rig) -> None:
+    worker = rig.worker()
+    created, updated = envelope("01_invoice_created.json"), envelope("02_invoice_updated.json")
+    rig.buildnexion.put_objects([updated["data"]["object"]])  # BuildNexion already holds the update
+    assert worker.apply(WebhookEvent.model_validate(updated), Deadline(30)).action == "created"
+    assert worker.apply(WebhookEvent.model_validate(created), Deadline(30)).action == "skipped"
+    (invoice,) = rig.quipu.expense_invoices("F-2026-0042")
+    assert invoice.due_dates == ["2026-12-18"]
+
+
+def test_a_422_duplicate_number_adopts_the_existing_invoice_and_updates_it(rig: Rig) -> None:
+    rig.worker().apply(rig.publish(envelope("01_invoice_created.json")), Deadline(30))
+    rig.table().client.delete_item(  # the ledger never knew it: an invoice keyed in Quipu by hand
+        TableName=rig.table_name, Key={"pk": {"S": "ledger#quipu"}, "sk": {"S": "object#inv_8f3k2"}}
+    )
+    outcome = rig.worker().apply(rig.publish(envelope("02_invoice_updated.json")), Deadline(30))
+    assert outcome.action == "adopted"
+    (invoice,) = rig.quipu.expense_invoices("F-2026-0042")
+    assert outcome.remote_id == invoice.id
+    assert invoice.due_dates == ["2026-12-18"]
+    assert rig.entry("inv_8f3k2").remote_id == invoice.id
+
+
+def test_a_worker_killed_between_quipus_201_and_the_ledger_write_creates_no_duplicate(rig: Rig) -> None:
+    crashing = rig.worker()
+    real_create = crashing.quipu.create_invoice
+
+    def create_then_die(document: dict[str, Any], deadline: Deadline) -> Any:
+        real_create(document, deadline)
+        raise KeyboardInterrupt("killed")  # the Lambda dies: nothing after the call runs
+
+    crashing.quipu.create_invoice = create_then_die  # type: ignore[method-assign,assignment]
+    event = rig.publish(envelope("01_invoice_created.json"))
+    with pytest.raises(KeyboardInterrupt):
+        crashing.apply(event, Deadline(30))
+    assert rig.entry("inv_8f3k2").intent_id is not None
+    outcome = rig.worker().apply(event, Deadline(30))  # the redelivery, on another worker
+    assert outcome.action == "adopted"
+    assert len(rig.quipu.expense_invoices("F-2026-0042")) == 1
+    assert rig.entry("inv_8f3k2").status is SyncStatus.SYNCED
+
+
+def test_other_422s_are_permanent_and_recorded(rig: Rig) -> None:
+    bad = new_invoice(7)
+    bad["data"]["object"]["lines"][0]["vat_percent"] = "121"
+    with pytest.raises(SyncError) as caught:
+        rig.worker().apply(rig.publish(bad), Deadline(30))
+    assert not caught.value.retryable
+    assert "vat_percent" in caught.value.message
+    entry = rig.entry("inv_n7")
+    assert entry.status is SyncStatus.FAILED
+    assert entry.error_code == "validation"
+
+
+def test_a_401_mid_run_renews_the_token_once_and_goes_on(rig: Rig) -> None:
+    worker = rig.worker()
+    worker.apply(rig.publish(new_invoice(1)), Deadline(30))
+    rig.quipu.revoke_tokens()
+    assert worker.apply(rig.publish(new_invoice(2)), Deadline(30)).action == "created"
+    assert rig.quipu.calls["POST /oauth/token"] == 2
+    assert rig.quipu.statuses[401] == 1
+
+
+def test_the_token_is_shared_by_workers(rig: Rig) -> None:
+    for number in range(3):
+        rig.worker().apply(rig.publish(new_invoice(number)), Deadline(30))
+    assert rig.quipu.calls["POST /oauth/token"] == 1
+
+
+def test_the_pdf_is_attached_when_asked(rig: Rig) -> None:
+    rig.worker(attach_pdf=True).apply(rig.publish(envelope("01_invoice_created.json")), Deadline(30))
+    (invoice,) = rig.quipu.expense_invoices("F-2026-0042")
+    (attachment,) = rig.quipu.attachments.values()
+    assert attachment["book_entry_id"] == invoice.id
+    assert attachment["content"].startswith(b"%PDF")
+
+
+def test_two_workers_and_one_new_supplier_make_one_contact(rig: Rig) -> None:
+    events = [rig.publish(new_invoice(n, provider_id="prv_207")) for n in (1, 2)]
+    outcomes: list[Outcome] = []
+    threads = [threading.Thread(target=lambda e=e: outcomes.append(apply_until_done(rig.worker(), e))) for e in events]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [o.action for o in outcomes] == ["created", "created"]
+    assert len(rig.quipu.contacts_with_tax_id("A46000001")) == 1
+
+
+@pytest.fixture
+def tight_rig(aws: Aws) -> Iterator[Rig]:
+    yield from make_rig(aws, QuipuOptions(limit=5, window_seconds=1.0))
+
+
+def test_429_bursts_are_honoured_and_nothing_is_lost(tight_rig: Rig) -> None:
+    # Workers that do not know the limit (their limiter allows 100): Quipu answers 429s, they wait and go on.
+    events = [tight_rig.publish(new_invoice(n)) for n in range(8)]
+    for event in events:
+        apply_until_done(tight_rig.worker(limit=100, window=1.0), event)
+    assert tight_rig.quipu.rate_limited > 0
+    assert all(len(tight_rig.quipu.expense_invoices(f"N-{n}")) == 1 for n in range(8))
+
+
+def test_workers_sharing_the_limiter_never_meet_a_429(tight_rig: Rig) -> None:
+    events = [tight_rig.publish(new_invoice(n)) for n in range(10)]
+    halves = [events[0::2], events[1::2]]
+
+    def run(batch: list[WebhookEvent]) -> None:
+        worker = tight_rig.worker(limit=5, window=1.0)  # each its own limiter object and DynamoDB client
+        for event in batch:
+            apply_until_done(worker, event)
+
+    threads = [threading.Thread(target=run, args=(half,)) for half in halves]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert tight_rig.quipu.rate_limited == 0
+    assert all(len(tight_rig.quipu.expense_invoices(f"N-{n}")) == 1 for n in range(10))
+    arrivals = sorted(tight_rig.quipu.arrivals)
+    assert all(later - earlier >= 1.0 for earlier, later in zip(arrivals, arrivals[5:], strict=False))
+
+
+def test_owner_slug_prefixes_business_paths_but_not_the_token(aws: Aws) -> None:
+    for slugged in make_rig(aws, QuipuOptions(limit=100, window_seconds=1.0, owner_slug="acme")):
+        slugged.worker(owner_slug="acme").apply(slugged.publish(envelope("01_invoice_created.json")), Deadline(30))
+        assert len(slugged.quipu.expense_invoices("F-2026-0042")) == 1
+
+
+def _sqs_event(queue_arn: str, events: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "Records": [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": f"rh-{index}",
+                "body": json.dumps(event),
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "MessageGroupId": event["data"]["object"]["id"],
+                    "MessageDeduplicationId": event["id"],
+                    "SentTimestamp": "0",
+                    "SenderId": "x",
+                    "ApproximateFirstReceiveTimestamp": "0",
+                    "SequenceNumber": str(index),
+                },
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "eu-west-1",
+            }
+            for index, event in enumerate(events)
+        ]
+    }
+
+
+def test_the_handler_syncs_a_batch_and_dead_letters_a_rejected_invoice(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template = Template.load(ROOT / "template.yaml")
+    parameters = {
+        **template.parameter_defaults(),
+        "QuipuApiUrl": rig.quipu.base_url,
+        "BuildNexionApiUrl": rig.buildnexion.base_url,
+    }
+    (spec,) = [f for f in template.functions if f.logical_id == "QuipuSyncFunction"]
+    environment = intrinsics_for(template, parameters, rig.aws.provisioned).resolve(spec.environment)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, str(value))
+    module: ModuleType = load_handler_module(ROOT / "functions" / "quipu_sync", "quipu_sync_app")
+    module.worker.cache_clear()
+    monkeypatch.setattr(
+        module, "worker", lambda: QuipuWorker(QuipuSyncSettings.from_env(), AwsClients(rig.aws.session))
+    )
+    bad = new_invoice(9)
+    bad["data"]["object"]["lines"][0]["vat_percent"] = "121"
+    good = envelope("01_invoice_created.json")
+    for event in (good, bad):
+        rig.publish(event)
+    context = LocalLambdaContext("QuipuSyncFunction", 512, "req-1", int(time.time() * 1000) + 90_000)
+    queue = rig.aws.provisioned.queues["QuipuQueue"]
+    answer = module.lambda_handler(_sqs_event(queue.arn, [good, bad]), cast(Any, context))
+    assert answer == {"batchItemFailures": []}
+    assert len(rig.quipu.expense_invoices("F-2026-0042")) == 1
+    (dead,) = rig.aws.queue_messages("QuipuDeadLetterQueue")
+    assert json.loads(dead["Body"])["id"] == bad["id"]
+    assert "vat_percent" in dead["MessageAttributes"]["error_message"]["StringValue"]

@@ -1,0 +1,110 @@
+"""BuildNexion invoice → Quipu expense invoice: exact decimal strings, never float."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from invoice_bridge.buildnexion.models import Invoice
+from invoice_bridge.money import dumps
+from invoice_bridge.quipu.mapping import (
+    create_request,
+    credit_note_request,
+    expense_invoice,
+    percent_reproducing,
+    update_request,
+)
+from tests.conftest import load_event
+
+
+def invoice(**changes: Any) -> Invoice:
+    obj = load_event("buildnexion/01_invoice_created.json")["data"]["object"]
+    return Invoice.model_validate({**obj, **changes})
+
+
+def line(quantity: str, unit_amount: int, vat: str = "21", retention: str = "0", **extra: Any) -> dict[str, Any]:
+    return {
+        "description": "x",
+        "quantity": quantity,
+        "unit_amount": unit_amount,
+        "vat_percent": vat,
+        "retention_percent": retention,
+        **extra,
+    }
+
+
+def items_of(document: dict[str, Any]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = document["data"]["relationships"]["items"]["data"]
+    return [i["attributes"] for i in items]
+
+
+def test_cents_become_exact_decimal_strings_with_no_float_anywhere() -> None:
+    # 0.1 + 0.2 in floats is 0.30000000000000004: here 10 + 20 cents stay exact.
+    document = create_request(expense_invoice(invoice(lines=[line("1", 10), line("1", 20)])), "c1")
+    assert [i["unitary_amount"] for i in items_of(document)] == ["0.10", "0.20"]
+    text = dumps(document)
+    parsed = json.loads(text, parse_float=lambda s: (_ for _ in ()).throw(AssertionError(f"float {s}")))
+    assert parsed["data"]["attributes"] == {
+        "kind": "expenses",
+        "number": "F-2026-0042",
+        "issue_date": "2026-11-03",
+        "due_dates": ["2026-12-03"],
+        "paid_at": None,
+    }
+    assert parsed["data"]["relationships"]["contact"]["data"] == {"id": "c1", "type": "contacts"}
+
+
+def test_sub_cent_unit_price_three_decimal_quantity_and_retention() -> None:
+    lines = [line("1250.125", 90, unit_amount_decimal="90.38", retention="15")]
+    (item,) = items_of(create_request(expense_invoice(invoice(lines=lines)), "c1"))
+    assert item == {
+        "concept": "x",
+        "unitary_amount": "0.9038",
+        "quantity": "1250.125",
+        "vat_percent": "21",
+        "retention_percent": "15",
+    }
+
+
+def test_an_invoice_without_lines_gets_one_item_from_subtotal_and_vat() -> None:
+    bare = invoice(lines=[], subtotal_amount=105625, vat_amount=22181, retention_amount=15844, total_amount=111962)
+    (item,) = items_of(create_request(expense_invoice(bare), "c1"))
+    assert item["unitary_amount"] == "1056.25"
+    assert item["quantity"] == "1"
+    assert item["vat_percent"] == "21"
+    assert item["retention_percent"] == "15"
+
+
+def test_percent_reproducing_prefers_the_simplest_rate_that_gives_the_amount() -> None:
+    assert percent_reproducing(10000, 1000) == Decimal(10)
+    assert percent_reproducing(333, 70) == Decimal(21)  # 69.93 → 70 cents at 21 %
+    assert percent_reproducing(10000, 1234) == Decimal("12.34")
+    assert percent_reproducing(0, 0) == Decimal(0)
+
+
+def test_paid_at_is_the_date_in_spain() -> None:
+    paid = expense_invoice(invoice(paid_at="2026-11-03T23:30:00Z"))
+    assert paid.paid_at is not None
+    assert paid.paid_at.isoformat() == "2026-11-04"
+
+
+def test_update_keeps_item_ids_in_order_adds_new_ones_and_omits_removed_ones() -> None:
+    desired = expense_invoice(invoice(lines=[line("1", 100), line("2", 200), line("3", 300)]))
+    items = update_request(desired, "inv1", "c1", ["i1", "i2"])["data"]["relationships"]["items"]["data"]
+    assert [i.get("id") for i in items] == ["i1", "i2", None]
+    fewer = expense_invoice(invoice(lines=[line("1", 100)]))
+    items = update_request(fewer, "inv1", "c1", ["i1", "i2"])["data"]["relationships"]["items"]["data"]
+    assert [i.get("id") for i in items] == ["i1"]
+
+
+def test_fingerprint_ignores_status_but_not_content() -> None:
+    base = expense_invoice(invoice())
+    assert expense_invoice(invoice(status="void")).fingerprint() == base.fingerprint()
+    assert expense_invoice(invoice(due_date="2026-12-18")).fingerprint() != base.fingerprint()
+
+
+def test_credit_note_is_the_amended_invoice_relationship_only() -> None:
+    assert credit_note_request("77") == {
+        "data": {"type": "invoices", "relationships": {"amended_invoice": {"data": {"id": "77", "type": "invoices"}}}}
+    }
