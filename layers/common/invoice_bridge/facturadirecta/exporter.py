@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,7 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from invoice_bridge.aws import AwsClients
 from invoice_bridge.buildnexion.client import BuildNexionClient
 from invoice_bridge.buildnexion.models import PurchaseOrder, WebhookEvent
-from invoice_bridge.errors import PermanentSyncError, PlatformError, SyncError
+from invoice_bridge.errors import PermanentSyncError, PlatformError, RetryLater, SyncError
 from invoice_bridge.facturadirecta.client import (
     FacturaDirectaXmlClient,
     PurchaseOrderApi,
@@ -54,6 +55,10 @@ if TYPE_CHECKING:
     from pydantic import SecretStr
 
 DESTINATION = "facturadirecta"
+# An intent younger than this may belong to a create still under way elsewhere (the function's timeout,
+# 60 s, plus a margin); a crashed attempt's message comes back only after the visibility timeout (360 s).
+INTENT_GUARD_SECONDS = 90.0
+ABANDONED_INTENT = "abandoned_intent"
 PROVIDER_KIND = "provider"
 OBJECT_KIND = "purchase_order"
 
@@ -76,7 +81,11 @@ class FacturaDirectaExporter:
         table: StateTable,
         buildnexion: Callable[[], BuildNexionClient],
         api: Callable[[], PurchaseOrderApi],
+        clock: Callable[[], float] = time.time,
+        intent_guard_seconds: float = INTENT_GUARD_SECONDS,
     ) -> None:
+        self._clock = clock
+        self._intent_guard = intent_guard_seconds
         self.ledger = Ledger(table)
         self.references = References(table)
         self.leases = Leases(table)
@@ -141,6 +150,7 @@ class FacturaDirectaExporter:
         provider_id = self._provider_id(order, api, deadline)
         remote_id = entry.remote_id
         if remote_id is None and entry.intent_id is not None:
+            self._check_intent_free(entry)
             # An earlier attempt wrote its intent and may have created the order before failing.
             found = api.find_purchase_order_by_tag(order_tag(order.id), deadline)
             logger.info("unfinished intent resolved", extra={"found": found is not None})
@@ -155,16 +165,38 @@ class FacturaDirectaExporter:
             raise
         try:
             if remote_id is None:
-                if entry.intent_id is None:
-                    entry = self.ledger.save(entry.with_intent(order.updated_at, event.id, event.type))
+                # A fresh intent, written conditionally: of two workers resuming one intent, one goes on.
+                entry = self.ledger.save(entry.with_intent(order.updated_at, event.id, event.type))
                 record = api.create_purchase_order(document, deadline)
             else:
                 record = api.update_purchase_order(remote_id, document, deadline)
         except PlatformError as exc:
             if not exc.retryable:
                 self._record_failure(entry, exc.code, exc.message)
+            elif remote_id is None:
+                self._abandon_intent(entry)
             raise
         return self._record_sync(order, entry, event, record, provider_id, "created" if creating else "updated")
+
+    def _check_intent_free(self, entry: LedgerEntry) -> None:
+        """RetryLater while an unfinished intent may still be another worker's create in flight."""
+        if entry.intent_at is None or entry.details.get(ABANDONED_INTENT) == entry.intent_id:
+            return
+        age = self._clock() - entry.intent_at.timestamp()
+        if age < self._intent_guard:
+            raise RetryLater(
+                f"a create of {entry.object_id} started {age:.0f} s ago may still be under way",
+                retry_after=self._intent_guard - age,
+            )
+
+    def _abandon_intent(self, entry: LedgerEntry) -> None:
+        """Our create failed with an unknown effect: the next attempt may resolve the intent at once."""
+        try:
+            self.ledger.save(
+                entry.model_copy(update={"details": {**entry.details, ABANDONED_INTENT: entry.intent_id or ""}})
+            )
+        except SyncError:
+            logger.warning("could not mark the intent abandoned (changed meanwhile)")
 
     def _provider_id(self, order: PurchaseOrder, api: PurchaseOrderApi, deadline: Deadline) -> str:
         provider = self._buildnexion().provider(order.provider_id, deadline)
