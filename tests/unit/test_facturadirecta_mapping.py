@@ -46,7 +46,8 @@ def test_rates_in_order_of_first_appearance_and_equal_rates_share_a_slot() -> No
 
 def test_more_rates_than_slots_is_permanent() -> None:
     lines = [
-        {"description": str(r), "quantity": "1", "unit_amount": 1, "vat_percent": r} for r in "0 4 10 21 7".split()
+        {"description": str(r), "quantity": "1", "unit_amount": 1, "vat_percent": r}
+        for r in ["0", "4", "10", "21", "7"]
     ]
     with pytest.raises(PermanentSyncError, match="tax slots"):
         to_document(order("08_purchase_order_created.json", lines=lines), "1", document_status=None)
