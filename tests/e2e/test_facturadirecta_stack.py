@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from sandbox.buildnexion import BuildNexionPeer
 from sandbox.facturadirecta import FacturaDirectaPeer
@@ -22,6 +23,9 @@ def stack() -> Iterator[LocalStack]:
         bn: BuildNexionPeer = running.peers["buildnexion"]
         bn.subscribe(f"{running.url}/webhooks/buildnexion", ["*"])
         yield running
+        # An in-process moto server keeps its resources in the process-wide backends: clear them, so a later
+        # in-process stack provisions the template afresh.
+        requests.post(f"{running.aws.endpoint}/moto-api/reset", timeout=(3.05, 10)).raise_for_status()
 
 
 def idle(stack: LocalStack) -> dict[str, Any] | None:
