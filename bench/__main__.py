@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from bench import quipu, receiver
+from bench import facturadirecta, quipu, receiver
 
 BENCHES: dict[str, Callable[[bool], None]] = {
     "receiver": receiver.run,
     "quipu": quipu.run,
+    "facturadirecta": facturadirecta.run,
 }
 
 

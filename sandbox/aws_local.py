@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import requests
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from sandbox.cfn import ACCOUNT_ID, REGION, Intrinsics, Template, TemplateError
@@ -68,7 +69,13 @@ class LocalAws:
         self.endpoint = f"http://{host}:{port}"
 
     def stop(self) -> None:
-        """Stop moto."""
+        """Forget every emulated resource and stop moto.
+
+        moto keeps resources in process-wide backends: without the reset, a second stack started in the
+        same process (tests do that) would find the first one's tables and fail to create its own.
+        """
+        if self.endpoint:
+            requests.post(f"{self.endpoint}/moto-api/reset", timeout=(3.05, 10))
         self._server.stop()
 
     def environment(self) -> dict[str, str]:

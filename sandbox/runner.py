@@ -98,6 +98,9 @@ class SqsPoller:
         self._threads: list[threading.Thread] = []
         self._busy = 0
         self._lock = threading.Lock()
+        # SQS hands out a FIFO group to one receiver at a time; moto's check is not atomic across
+        # concurrent ReceiveMessage calls, so the workers of one mapping receive one at a time.
+        self._receive_lock = threading.Lock()
 
     @property
     def busy(self) -> int:
@@ -135,13 +138,14 @@ class SqsPoller:
     def poll_once(self, wait_seconds: int = 0) -> int:
         """Receive one batch, invoke, delete the successes; return how many messages came."""
         queue = self.mapping.queue
-        messages = self._sqs.receive_message(
-            QueueUrl=queue.url,
-            MaxNumberOfMessages=min(self.mapping.batch_size, 10),
-            WaitTimeSeconds=wait_seconds,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
+        with self._receive_lock:
+            messages = self._sqs.receive_message(
+                QueueUrl=queue.url,
+                MaxNumberOfMessages=min(self.mapping.batch_size, 10),
+                WaitTimeSeconds=wait_seconds,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
         if not messages:
             return 0
         with self._lock:

@@ -95,7 +95,7 @@ class LocalStack:
             router.add("GET", "/local/status", self._status_route)
             router.add("GET", "/local/outputs", self._outputs_route)
             self._add_http_routes(router)
-            self._add_event_sources()
+            self._add_event_sources(intrinsics)
             self._server = LocalHttpServer(router, port=self.options.port)
             self._server.start()
             for poller in self.pollers:
@@ -173,7 +173,7 @@ class LocalStack:
                 router.add(method, str(path), route_to(self.pools[spec.logical_id], route_key))
                 self.routes.append(route_key)
 
-    def _add_event_sources(self) -> None:
+    def _add_event_sources(self, intrinsics: Intrinsics) -> None:
         targets = []
         for spec in self.template.functions:
             pool = self.pools[spec.logical_id]
@@ -183,7 +183,8 @@ class LocalStack:
                 if not (isinstance(queue_ref, dict) and "Fn::GetAtt" in queue_ref):
                     raise TemplateError(f"{spec.logical_id}.{name}: Queue must be !GetAtt <Queue>.Arn")
                 queue = self.provisioned.queues[queue_ref["Fn::GetAtt"][0]]
-                scaling = (props.get("ScalingConfig") or {}).get("MaximumConcurrency")
+                # A parameter (!Ref) sets it as often as a literal does.
+                scaling = intrinsics.resolve((props.get("ScalingConfig") or {}).get("MaximumConcurrency"))
                 mapping = SqsMapping(
                     queue=queue,
                     batch_size=int(props.get("BatchSize") or 10),

@@ -1,0 +1,1 @@
+"""FacturaDirecta: BuildNexion purchase orders become FacturaDirecta purchase orders (XML API)."""

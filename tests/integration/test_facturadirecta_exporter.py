@@ -1,0 +1,294 @@
+"""The FacturaDirecta exporter on moto (state table, queues, secrets) against the sandbox peers on loopback."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from invoice_bridge.buildnexion.client import BuildNexionClient
+from invoice_bridge.buildnexion.models import WebhookEvent
+from invoice_bridge.errors import PlatformError, RetryLater
+from invoice_bridge.facturadirecta.client import FacturaDirectaXmlClient
+from invoice_bridge.facturadirecta.exporter import DESTINATION, FacturaDirectaExporter
+from invoice_bridge.http import Deadline
+from invoice_bridge.ledger import Ledger, StateTable, SyncStatus
+from sandbox.aws_local import intrinsics_for
+from sandbox.buildnexion import DEFAULT_API_KEY, BuildNexionPeer
+from sandbox.cfn import Template
+from sandbox.facturadirecta import FacturaDirectaPeer
+from sandbox.lambda_host import LocalLambdaContext
+from sandbox.settings import LocalSettings
+from tests.conftest import ROOT, load_event, load_handler_module
+from tests.integration.conftest import Aws
+
+TOKEN = LocalSettings.from_env({}).facturadirecta_api_token
+
+
+@dataclass
+class World:
+    aws: Aws
+    bn: BuildNexionPeer
+    fd: FacturaDirectaPeer
+    table: StateTable
+
+    def exporter(self, *, clock: Any = time.time, read_timeout: float = 5.0) -> FacturaDirectaExporter:
+        bn = BuildNexionClient(self.bn.base_url, SecretStr(DEFAULT_API_KEY))
+        fd = FacturaDirectaXmlClient(self.fd.base_url, lambda: SecretStr(TOKEN), timeout=(2.0, read_timeout))
+        return FacturaDirectaExporter(table=self.table, buildnexion=lambda: bn, api=lambda: fd, clock=clock)
+
+    def event(self, name: str, **changes: Any) -> WebhookEvent:
+        """A demo event whose object BuildNexion now holds (its latest state)."""
+        envelope = load_event(f"buildnexion/{name}")
+        envelope["data"]["object"].update(changes)
+        self.bn.put_objects([envelope["data"]["object"]])
+        return WebhookEvent.model_validate(envelope)
+
+    def ledger(self, order_id: str) -> Any:
+        return Ledger(self.table).get(DESTINATION, order_id)
+
+
+@pytest.fixture
+def world(aws: Aws) -> Iterator[World]:
+    bn = BuildNexionPeer(DEFAULT_API_KEY, ["whsec_test"])
+    fd = FacturaDirectaPeer(TOKEN, buildnexion_api_key=DEFAULT_API_KEY)
+    bn.start()
+    fd.start()
+    try:
+        yield World(aws, bn, fd, StateTable(aws.session.client("dynamodb"), aws.provisioned.tables["StateTable"]))
+    finally:
+        fd.stop()
+        bn.stop()
+
+
+def fd_writes(world: World) -> dict[str, int]:
+    return {k: v for k, v in world.fd.calls.items() if not k.startswith("GET")}
+
+
+def test_create_makes_the_provider_and_the_order_with_exact_lines_and_totals(world: World) -> None:
+    outcome = world.exporter().sync(world.event("08_purchase_order_created.json"), Deadline.unlimited())
+    assert outcome.action == "created"
+    (order,) = world.fd.orders_tagged("bn:po_55")
+    (provider,) = world.fd.state.providers.values()
+    assert provider["name"] == "Hormigones Muñoz, S.L."
+    assert provider["taxCode"] == "B12345678"
+    assert [(ln.product_code, ln.description, str(ln.quantity), str(ln.unit_price)) for ln in order.lines] == [
+        ("HA25", "Hormigón HA-25", "3", "84.50")
+    ]
+    assert (order.document_serial, order.document_number, order.document_status) == ("PO-2026-", 7, "pendingToReceive")
+    net, _taxes, gross = order.totals()
+    assert (str(net), str(gross)) == ("253.50", "306.74")
+    entry = world.ledger("po_55")
+    assert entry.status == SyncStatus.SYNCED
+    assert entry.remote_id == order.id
+    assert entry.details["totals_match"] == "true"
+    assert entry.details["remote_gross"] == "306.74"
+    assert sum(world.fd.calls.values()) == 3  # provider lookup, provider create, order create
+
+
+def test_update_replaces_lines_keeps_custom_attributes_and_costs_one_call(world: World) -> None:
+    world.exporter().sync(world.event("08_purchase_order_created.json"), Deadline.unlimited())
+    (order,) = world.fd.orders_tagged("bn:po_55")
+    world.fd.add_custom_attribute(order.id, "Obra", "Torre Sur ]]> fase 2")
+    world.fd.calls.clear()
+    outcome = world.exporter().sync(world.event("09_purchase_order_updated.json"), Deadline.unlimited())
+    assert outcome == type(outcome)("updated", order.id, True)
+    (updated,) = world.fd.orders_tagged("bn:po_55")
+    assert [ln.description for ln in updated.lines] == ["Hormigón HA-25", "Servicio de bomba"]
+    assert {slot: str(rate) for slot, (_n, rate) in updated.taxes.items()} == {1: "21.00", 2: "10.00"}
+    net, taxes, gross = updated.totals()
+    assert (str(net), str(taxes[1][1]), str(taxes[2][1]), str(gross)) == ("503.50", "53.24", "25.00", "581.74")
+    assert updated.custom == {"Obra": "Torre Sur ]]> fase 2"}
+    assert updated.notes == "Entregar en obra, acceso por C/ Mayor"
+    assert dict(world.fd.calls) == {"PUT /api/purchaseOrders/{id}.xml": 1}
+
+
+def test_cancel_sets_document_status_canceled(world: World) -> None:
+    world.exporter().sync(world.event("10_purchase_order_created.json"), Deadline.unlimited())
+    outcome = world.exporter().sync(world.event("11_purchase_order_canceled.json"), Deadline.unlimited())
+    assert outcome.action == "updated"
+    (order,) = world.fd.orders_tagged("bn:po_56")
+    assert order.document_status == "canceled"
+    assert str(order.totals()[2]) == "874.88"
+    assert world.ledger("po_56").closed is True
+
+
+def test_duplicate_delivery_changes_nothing(world: World) -> None:
+    event = world.event("08_purchase_order_created.json")
+    world.exporter().sync(event, Deadline.unlimited())
+    world.fd.calls.clear()
+    assert world.exporter().sync(event, Deadline.unlimited()).action == "current"
+    assert len(world.fd.orders_tagged("bn:po_55")) == 1
+    assert sum(world.fd.calls.values()) == 0
+
+
+def test_update_before_create_ends_with_the_latest_order_and_the_create_is_stale(world: World) -> None:
+    created = WebhookEvent.model_validate(load_event("buildnexion/08_purchase_order_created.json"))
+    updated = world.event("09_purchase_order_updated.json")  # BuildNexion already holds the update
+    assert world.exporter().sync(updated, Deadline.unlimited()).action == "created"
+    assert world.exporter().sync(created, Deadline.unlimited()).action == "stale"
+    (order,) = world.fd.orders_tagged("bn:po_55")
+    assert len(order.lines) == 2
+
+
+def test_crash_between_create_and_ledger_write_is_resolved_by_the_tag(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event = world.event("08_purchase_order_created.json")
+    crashing = world.exporter()
+    saves = {"n": 0}
+    real_save = crashing.ledger.save
+
+    def save_then_crash(entry: Any) -> Any:
+        saves["n"] += 1
+        if entry.status == SyncStatus.SYNCED:
+            raise SystemExit("the instance died")  # after the create, before the ledger knew
+        return real_save(entry)
+
+    monkeypatch.setattr(crashing.ledger, "save", save_then_crash)
+    with pytest.raises(SystemExit):
+        crashing.sync(event, Deadline.unlimited())
+    assert len(world.fd.orders_tagged("bn:po_55")) == 1
+    # While the intent is young it may be a create in flight elsewhere: wait.
+    with pytest.raises(RetryLater):
+        world.exporter().sync(event, Deadline.unlimited())
+    # The message comes back after the visibility timeout: the order is found by its tag, not created again.
+    later = world.exporter(clock=lambda: time.time() + 400)
+    assert later.sync(event, Deadline.unlimited()).action == "updated"
+    assert len(world.fd.orders_tagged("bn:po_55")) == 1
+    assert world.ledger("po_55").status == SyncStatus.SYNCED
+
+
+def test_timeout_on_create_then_retry_finds_the_order_instead_of_a_second_one(world: World) -> None:
+    event = world.event("08_purchase_order_created.json")
+    known = world.event("10_purchase_order_created.json", id="po_57", provider_id="prv_123")
+    world.exporter().sync(known, Deadline.unlimited())  # the provider is known: the timeout hits the order create
+    world.fd.write_delay_seconds = 1.5
+    with pytest.raises(PlatformError) as caught:
+        world.exporter(read_timeout=0.3).sync(event, Deadline.unlimited())
+    assert (caught.value.retryable, caught.value.code) == (True, "timeout")
+    world.fd.write_delay_seconds = 0
+    assert world.exporter().sync(event, Deadline.unlimited()).action == "updated"
+    assert len(world.fd.orders_tagged("bn:po_55")) == 1
+
+
+def test_5xx_on_create_is_retryable_and_the_retry_creates_once(world: World) -> None:
+    event = world.event("08_purchase_order_created.json")
+    world.fd.inject_failures(503, method="POST")
+    with pytest.raises(PlatformError) as caught:
+        world.exporter().sync(event, Deadline.unlimited())
+    assert caught.value.retryable is True
+    assert world.exporter().sync(event, Deadline.unlimited()).action in {"created", "updated"}
+    assert len(world.fd.orders_tagged("bn:po_55")) == 1
+
+
+def test_two_workers_meeting_a_new_provider_create_it_once(world: World) -> None:
+    first = world.event("08_purchase_order_created.json")
+    second = world.event("10_purchase_order_created.json", id="po_57", provider_id="prv_123", number="PO-2026-0009")
+    world.fd.write_delay_seconds = 0.3
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def run(event: WebhookEvent) -> None:
+        for _ in range(20):
+            try:
+                result = world.exporter().sync(event, Deadline.unlimited()).action
+            except RetryLater:
+                time.sleep(0.1)  # the queue's backoff, shortened
+                continue
+            with lock:
+                outcomes.append(result)
+            return
+
+    threads = [threading.Thread(target=run, args=(e,)) for e in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["created", "created"]
+    assert [p["taxCode"] for p in world.fd.state.providers.values()] == ["B12345678"]
+    providers = {o.provider_id for o in world.fd.state.orders.values()}
+    assert len(providers) == 1
+
+
+# -- through the handler and SQS ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def exporter_app(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    template = Template.load(ROOT / "template.yaml")
+    parameters = {
+        **template.parameter_defaults(),
+        "BuildNexionApiUrl": world.bn.base_url,
+        "FacturaDirectaApiUrl": world.fd.base_url,
+    }
+    intrinsics = intrinsics_for(template, parameters, world.aws.provisioned)
+    (spec,) = [f for f in template.functions if f.logical_id == "FacturaDirectaExporterFunction"]
+    for name, value in intrinsics.resolve(spec.environment).items():
+        monkeypatch.setenv(name, str(value))
+    module = load_handler_module(spec.code_dir, "facturadirecta_exporter_app")
+    yield module
+    module.exporter.cache_clear()
+
+
+def sqs_batch(world: World, *names: str) -> dict[str, Any]:
+    """Send the events to FacturaDirectaQueue as the receiver does and receive them as Lambda would."""
+    sqs = world.aws.session.client("sqs")
+    url = world.aws.provisioned.queues["FacturaDirectaQueue"].url
+    for name in names:
+        envelope = load_event(f"buildnexion/{name}")
+        world.bn.put_objects([envelope["data"]["object"]])
+        sqs.send_message(
+            QueueUrl=url,
+            MessageBody=json.dumps(envelope),
+            MessageGroupId=envelope["data"]["object"]["id"],
+            MessageDeduplicationId=envelope["id"],
+        )
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+    arn = world.aws.provisioned.queues["FacturaDirectaQueue"].arn
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m["Attributes"],
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": "eu-west-1",
+            }
+            for m in messages
+        ]
+    }
+
+
+def context() -> LocalLambdaContext:
+    return LocalLambdaContext("FacturaDirectaExporterFunction", 512, "req-1", int(time.time() * 1000) + 60_000)
+
+
+def test_handler_syncs_a_batch(world: World, exporter_app: ModuleType) -> None:
+    event = sqs_batch(world, "08_purchase_order_created.json", "10_purchase_order_created.json")
+    assert exporter_app.lambda_handler(event, context()) == {"batchItemFailures": []}
+    assert len(world.fd.orders_tagged("bn:po_55")) == 1
+    assert len(world.fd.orders_tagged("bn:po_56")) == 1
+
+
+def test_a_400_invalid_input_goes_straight_to_the_dead_letter_queue(world: World, exporter_app: ModuleType) -> None:
+    world.fd.inject_failures(400, code="INVALID_INPUT_DATA", method="POST")
+    event = sqs_batch(world, "08_purchase_order_created.json")
+    # The provider create is the first POST: FacturaDirecta refuses it.
+    assert exporter_app.lambda_handler(event, context()) == {"batchItemFailures": []}
+    (dead,) = world.aws.queue_messages("FacturaDirectaDeadLetterQueue")
+    assert dead["MessageAttributes"]["error_code"]["StringValue"] == "INVALID_INPUT_DATA"
+    assert "Error interno simulado" in dead["MessageAttributes"]["error_message"]["StringValue"]
+    assert json.loads(dead["Body"])["id"] == "evt_01JDEMO0000000000000000008"
+    assert world.fd.state.orders == {}

@@ -1,0 +1,164 @@
+"""FacturaDirecta's XML client in process (a fake transport): auth, base URL, error mapping, retries."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+import requests
+from pydantic import SecretStr
+from requests.adapters import BaseAdapter
+
+from invoice_bridge.errors import ConfigurationError, PlatformError
+from invoice_bridge.facturadirecta import xml
+from invoice_bridge.facturadirecta.client import FacturaDirectaXmlClient, default_base_url
+from invoice_bridge.facturadirecta.settings import FacturaDirectaSettings
+from invoice_bridge.http import Deadline
+
+TOKEN = "03334b0a261a2c355ae2db022a963d8e"
+
+
+class Canned(BaseAdapter):
+    """Answers each request with the next canned (status, body) or raises the canned exception."""
+
+    def __init__(self, answers: list[tuple[int, bytes] | Exception]) -> None:
+        super().__init__()
+        self.answers = answers
+        self.requests: list[requests.PreparedRequest] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        self.requests.append(request)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        response = requests.Response()
+        response.status_code, response._content = answer
+        response.headers["Content-Type"] = "application/xml"
+        response.reason = "Reason"
+        response.request = request
+        response.url = request.url or ""
+        return response
+
+    def close(self) -> None:
+        pass
+
+
+def client(answers: list[tuple[int, bytes] | Exception]) -> tuple[FacturaDirectaXmlClient, Canned]:
+    adapter = Canned(answers)
+    session = requests.Session()
+    session.mount("https://", adapter)
+    api = FacturaDirectaXmlClient(
+        default_base_url("miempresa"), lambda: SecretStr(TOKEN), session=session, sleep=lambda _s: None
+    )
+    return api, adapter
+
+
+ORDER = b"<purchaseOrder><id>5</id><netTotal>1.00</netTotal><grossTotal>1.21</grossTotal></purchaseOrder>"
+
+
+def test_basic_auth_with_the_token_and_x_on_the_account_url() -> None:
+    api, adapter = client([(200, ORDER)])
+    api.get_purchase_order("5", Deadline.unlimited())
+    (sent,) = adapter.requests
+    assert sent.url == "https://miempresa.facturadirecta.com/api/purchaseOrders/5.xml"
+    assert sent.headers["Authorization"] == "Basic " + base64.b64encode(f"{TOKEN}:x".encode()).decode()
+    assert sent.headers["Accept"] == "application/xml"
+
+
+def test_invalid_input_data_is_permanent_with_the_platform_message() -> None:
+    api, _ = client([(400, xml.build_error(400, "INVALID_INPUT_DATA", "No existe el proveedor 9"))])
+    with pytest.raises(PlatformError) as caught:
+        api.get_purchase_order("5", Deadline.unlimited())
+    assert caught.value.retryable is False
+    assert (caught.value.status, caught.value.code, caught.value.message) == (
+        400,
+        "INVALID_INPUT_DATA",
+        "No existe el proveedor 9",
+    )
+    assert TOKEN not in str(caught.value)
+
+
+def test_invalid_input_data_is_permanent_even_under_a_retryable_status() -> None:
+    api, _ = client([(503, xml.build_error(503, "INVALID_INPUT_DATA", "x"))])
+    with pytest.raises(PlatformError) as caught:
+        api.request("POST", "/api/purchaseOrders.xml", deadline=Deadline.unlimited())
+    assert caught.value.retryable is False
+
+
+def test_5xx_is_retryable_and_a_write_is_not_repeated_after_it() -> None:
+    api, adapter = client([(503, xml.build_error(503, "INTERNAL_ERROR", "caído")), (201, ORDER)])
+    with pytest.raises(PlatformError) as caught:
+        api.request("POST", "/api/purchaseOrders.xml", deadline=Deadline.unlimited(), data=b"<purchaseOrder/>")
+    assert caught.value.retryable is True
+    assert len(adapter.requests) == 1
+
+
+def test_reads_are_retried_after_5xx_with_a_non_xml_body() -> None:
+    api, adapter = client([(502, b"<html>Bad gateway</html>"), (200, ORDER)])
+    assert api.get_purchase_order("5", Deadline.unlimited()).id == "5"
+    assert len(adapter.requests) == 2
+
+
+@pytest.mark.parametrize(
+    ("exception", "code"), [(requests.ReadTimeout("slow"), "timeout"), (requests.ConnectionError("down"), "network")]
+)
+def test_timeouts_and_network_errors_are_retryable(exception: Exception, code: str) -> None:
+    api, _ = client([exception])
+    with pytest.raises(PlatformError) as caught:
+        api.request("POST", "/api/purchaseOrders.xml", deadline=Deadline.unlimited(), data=b"x")
+    assert (caught.value.retryable, caught.value.code) == (True, code)
+
+
+def test_unreadable_success_answer_is_retryable() -> None:
+    api, _ = client([(200, b"<purchaseOrder><id>")])
+    with pytest.raises(PlatformError) as caught:
+        api.get_purchase_order("5", Deadline.unlimited())
+    assert (caught.value.retryable, caught.value.code) == (True, "bad_response")
+
+
+def test_provider_lookup_keeps_only_an_exact_tax_code() -> None:
+    body = (
+        b"<providers><provider><id>9</id><taxCode>B123456789</taxCode></provider>"
+        b"<provider><id>4</id><taxCode><![CDATA[b-12345678]]></taxCode></provider></providers>"
+    )
+    api, adapter = client([(200, body)])
+    found = api.find_provider("B12345678", Deadline.unlimited())
+    assert found is not None
+    assert found.id == "4"
+    assert "taxCode=B12345678" in (adapter.requests[0].url or "")
+
+
+def test_create_reads_the_order_again_when_the_answer_lacks_totals() -> None:
+    from tests.unit.test_facturadirecta_xml import document_with
+
+    api, adapter = client([(201, b"<purchaseOrder><id>5</id></purchaseOrder>"), (200, ORDER)])
+    record = api.create_purchase_order(document_with("x"), Deadline.unlimited())
+    assert str(record.gross_total) == "1.21"
+    assert [r.method for r in adapter.requests] == ["POST", "GET"]
+
+
+BASE: Mapping[str, str] = {
+    "STATE_TABLE_NAME": "t",
+    "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q.fifo",
+    "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/d.fifo",
+    "BUILDNEXION_API_URL": "https://api.buildnexion.com/v1",
+    "BUILDNEXION_SECRET_ARN": "bn",
+    "FACTURADIRECTA_SECRET_ARN": "fd",
+}
+
+
+def test_settings_empty_api_url_means_the_account_url() -> None:
+    assert FacturaDirectaSettings.from_env({**BASE, "FACTURADIRECTA_API_URL": ""}).facturadirecta_api_url is None
+    url = FacturaDirectaSettings.from_env(
+        {**BASE, "FACTURADIRECTA_API_URL": "http://127.0.0.1:9"}
+    ).facturadirecta_api_url
+    assert url == "http://127.0.0.1:9"
+
+
+def test_settings_errors_name_the_variable() -> None:
+    with pytest.raises(ConfigurationError, match="FACTURADIRECTA_SECRET_ARN"):
+        FacturaDirectaSettings.from_env({k: v for k, v in BASE.items() if k != "FACTURADIRECTA_SECRET_ARN"})
+    with pytest.raises(ConfigurationError, match="FACTURADIRECTA_API_URL"):
+        FacturaDirectaSettings.from_env({**BASE, "FACTURADIRECTA_API_URL": "not a url"})
