@@ -55,6 +55,9 @@ class FunctionInstance:
             env=dict(environment),
             text=True,
             cwd=str(spec.code_dir),
+            # Its own session: a Ctrl-C in the terminal reaches the stack once, which closes its instances,
+            # instead of every instance printing KeyboardInterrupt. It exits when the stack closes stdin.
+            start_new_session=True,
         )
         self._replies: queue.Queue[str | None] = queue.Queue()
         assert self._process.stdout is not None
