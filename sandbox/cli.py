@@ -388,6 +388,12 @@ def _main(argv: list[str] | None) -> int:
         if args.func is _serve:
             args.parameter_overrides = _parameter_overrides(args.root, args.parameter_overrides)
         code: int = args.func(args)
+        if args.func in (_serve, _demo):
+            # Everything the stack started has stopped. Tearing down moto's and boto3's modules at
+            # interpreter exit would take seconds more after Ctrl-C: leave now.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
     except (ConfigurationError, TemplateError, UsageError) as exc:
         print(f"invoice-bridge: {exc}", file=sys.stderr)
         return 2

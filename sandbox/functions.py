@@ -187,12 +187,14 @@ class FunctionPool:
             return result
 
     def close(self) -> None:
-        """Stop every idle instance; busy ones finish and are closed as they return."""
+        """End every idle instance at once; busy ones finish and are closed as they return."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
         for instance in idle:
-            instance.close()
+            # An idle instance holds no work (its logs are written as it goes): ending it now, as Lambda
+            # retires an environment, spares the second its interpreter takes to tear itself down.
+            instance.kill()
 
 
 def function_environment(

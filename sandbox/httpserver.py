@@ -177,7 +177,10 @@ class LocalHttpServer:
 
     def start(self) -> None:
         """Serve in a daemon thread."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"http-{self.port}", daemon=True)
+        # A short poll interval: stop() (and so Ctrl-C on the stack) waits for the next poll.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.1,), name=f"http-{self.port}", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
