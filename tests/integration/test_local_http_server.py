@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -141,6 +142,10 @@ def test_stop_answers_the_request_in_flight_and_closes_idle_connections() -> Non
     def slow(_request: Request, _params: dict[str, str]) -> Reply:
         entered.set()
         release.wait(5)
+        # Answer only once the server stopped accepting: stop() must wait for this answer.
+        deadline = time.monotonic() + 5
+        while served._thread is not None and time.monotonic() < deadline:
+            time.sleep(0.01)  # poll interval of a bounded wait on the server's state
         return Reply.json(200, {"done": True})
 
     router = Router()
