@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 
@@ -102,3 +103,16 @@ def test_wait_stops_as_soon_as_the_serve_process_has_exited() -> None:
     gone.wait()
     result = run_cli("local", "wait", "--url", f"http://127.0.0.1:{free_port()}", "--pid", str(gone.pid))
     assert_one_line_error(result, f"pid {gone.pid}) has exited")
+
+
+def test_serve_on_a_port_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("local", "serve", "--port", str(port), timeout=120)
+    assert_one_line_error(result, f"port {port} is in use", "--port")
+
+
+def test_demo_with_an_events_folder_that_does_not_exist() -> None:
+    assert_one_line_error(run_cli("local", "demo", "--events", "events/nowhere"), "events/nowhere is not a folder")
