@@ -1,4 +1,4 @@
-"""`invoice-bridge`: the local stack (serve, wait, demo) and signed senders for hand-testing."""
+"""`invoice-bridge`: the local stack (serve, wait, demo) and signed webhooks for hand-testing (send, sign)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,15 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         """Print `<prog>: <message> (see <prog> --help)` and exit 2."""
         self.exit(2, f"{self.prog}: {message} (see '{self.prog} --help')\n")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default where it has one worth showing (not for flags and unset options)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False, [], argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
 
 
 # -- serve ---------------------------------------------------------------------------------------------
@@ -255,7 +264,7 @@ def _positive(text: str) -> float:
 def build_parser() -> Parser:
     """The command line."""
     default_port = LocalPort.from_env().local_port
-    formatter = argparse.ArgumentDefaultsHelpFormatter
+    formatter = HelpFormatter
     parser = Parser(prog="invoice-bridge", description=__doc__, formatter_class=formatter)
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="the folder holding template.yaml")
     commands = parser.add_subparsers(dest="command", metavar="{local}", title="commands")
