@@ -196,6 +196,7 @@ def _reconcile(args: argparse.Namespace, console: Console) -> int:
 def register(commands_parser: Any) -> None:
     """Add the operator commands to the `invoice-bridge` parser."""
     where = argparse.ArgumentParser(add_help=False)
+    where.set_defaults(help_parser=None)
     group = where.add_mutually_exclusive_group()
     group.add_argument("--stack", metavar="NAME", help="a deployed stack, found through CloudFormation")
     group.add_argument(

@@ -1,4 +1,4 @@
-"""Sandbox BuildNexion: DESIGN.md's API contract, and a sender that signs webhooks as BuildNexion does."""
+"""Sandbox BuildNexion (docs/buildnexion-contract.md), and a sender that signs webhooks as BuildNexion does."""
 
 from __future__ import annotations
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +42,24 @@ def wait_until_idle(status_url: str, timeout: float) -> tuple[dict[str, Any], di
             time.sleep(0.2)  # a poll interval, not a synchronisation: the loop waits on the status itself
 
 
-def run_demo(root: Path, events_dir: Path, port: int) -> int:
-    """Run the demo; 0 only if every routed event was accepted and sits on its queue."""
+def demo_log_path(root: Path) -> Path:
+    """A new, empty log file for this run's function logs: `.local/demo-<time>-<pid>-<n>.log`, never shared."""
     log_dir = root / ".local"
     log_dir.mkdir(exist_ok=True)
-    log_path = log_dir / "demo-functions.log"
+    stem = f"demo-{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{os.getpid()}"
+    for attempt in range(1000):
+        path = log_dir / f"{stem}-{attempt}.log"
+        try:
+            path.touch(exist_ok=False)  # exclusive: two runs can never be handed the same file
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free demo log name in {log_dir}")
+
+
+def run_demo(root: Path, events_dir: Path, port: int) -> int:
+    """Run the demo; 0 only if every routed event was accepted and sits on its queue."""
+    log_path = demo_log_path(root)
     started = time.monotonic()
     with (
         log_path.open("w", encoding="utf-8") as log,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from invoice_bridge.config import EnvSettings
 from sandbox.buildnexion import DEFAULT_API_KEY, DEFAULT_WEBHOOK_SECRET
@@ -18,8 +18,14 @@ API_URL_PARAMETERS = {
 }
 
 
+class LocalPort(EnvSettings):
+    """The default port of `invoice-bridge local serve` (and where `send` and `wait` look for it)."""
+
+    local_port: int = Field(default=3000, ge=0, le=65535, alias="LOCAL_PORT")
+
+
 class LocalSettings(EnvSettings):
-    """`invoice-bridge local serve` settings (DESIGN.md, "The local stack"); sandbox defaults where unset."""
+    """`invoice-bridge local serve` settings (README.md, "The local stack"); sandbox defaults where unset."""
 
     buildnexion_api_url: str | None = Field(default=None, alias="BUILDNEXION_API_URL")
     quipu_api_url: str | None = Field(default=None, alias="QUIPU_API_URL")
@@ -41,6 +47,13 @@ class LocalSettings(EnvSettings):
         default="sandbox-facturadirecta-token", min_length=1, alias="FACTURADIRECTA_API_TOKEN"
     )
     schedule_seconds: float = Field(default=5, gt=0, le=3600, alias="LOCAL_SCHEDULE_SECONDS")
+
+    @field_validator("buildnexion_webhook_secret")
+    @classmethod
+    def _at_least_one_secret(cls, value: str) -> str:
+        if not any(part.strip() for part in value.split(",")):
+            raise ValueError("give at least one secret (comma-separated to play a rotation)")
+        return value
 
     def webhook_secrets(self) -> list[str]:
         """BuildNexion's active webhook secrets."""

@@ -17,7 +17,7 @@ from sandbox.buildnexion import BuildNexionPeer
 from sandbox.cfn import ACCOUNT_ID, REGION, Intrinsics, Template, TemplateError
 from sandbox.functions import FunctionPool, LogSink, function_environment
 from sandbox.gateway import route_to
-from sandbox.httpserver import LocalHttpServer, Reply, Request, Router
+from sandbox.httpserver import AccessLog, AccessRecord, LocalHttpServer, Reply, Request, Router
 from sandbox.peers import PEER_MODULES, create_peer
 from sandbox.runner import MIN_WORKERS, Scheduler, SqsMapping, SqsPoller
 from sandbox.settings import API_URL_PARAMETERS, LocalSettings
@@ -44,6 +44,24 @@ class StackOptions:
     log_sink: LogSink = stderr_log_sink
     workers_per_queue: int = MIN_WORKERS
     parameter_overrides: dict[str, str] = field(default_factory=dict)
+    access_log: AccessLog | None = None  # called once per gateway request (see gateway_access_line)
+
+
+def gateway_access_line(record: AccessRecord) -> str:
+    """`[local-gateway] POST /webhooks/buildnexion 200 12 ms evt_...`: one line per answered request."""
+    event_id = "-"
+    for body in (record.reply.body, record.request.body):
+        try:
+            document = json.loads(body)
+        except ValueError:
+            continue
+        if isinstance(document, dict) and isinstance(document.get("event_id") or document.get("id"), str):
+            event_id = document.get("event_id") or document["id"]
+            break
+    return (
+        f"[local-gateway] {record.request.method} {record.request.path} {record.reply.status} "
+        f"{record.milliseconds:.0f} ms {event_id}"
+    )
 
 
 class LocalStack:
@@ -96,7 +114,7 @@ class LocalStack:
             router.add("GET", "/local/outputs", self._outputs_route)
             self._add_http_routes(router)
             self._add_event_sources(intrinsics)
-            self._server = LocalHttpServer(router, port=self.options.port)
+            self._server = LocalHttpServer(router, port=self.options.port, access_log=self.options.access_log)
             self._server.start()
             for poller in self.pollers:
                 poller.start()
@@ -110,8 +128,12 @@ class LocalStack:
         """Stop everything that was started, in reverse order."""
         if self.scheduler:
             self.scheduler.stop()
-        for poller in self.pollers:
-            poller.stop()
+        # Every poller waits up to a second for its current receive: stop them together, not one after another.
+        stoppers = [threading.Thread(target=poller.stop) for poller in self.pollers]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
         if self._server:
             self._server.stop()
             self._server = None
