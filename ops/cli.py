@@ -213,7 +213,7 @@ def register(commands_parser: Any) -> None:
     status.set_defaults(func=_status)
 
     dlq = commands_parser.add_parser("dlq", help="dead-lettered events").add_subparsers(
-        dest="dlq_command", required=True
+        dest="dlq_command", required=True, metavar="{list,redrive,drop}", title="commands"
     )
     listing = dlq.add_parser("list", parents=[where], help="each dead-lettered event with its reason")
     listing.add_argument("destination", choices=DESTINATIONS)
@@ -250,7 +250,7 @@ def register(commands_parser: Any) -> None:
     backfill.set_defaults(func=_backfill)
 
     webhook = commands_parser.add_parser("webhook", help="BuildNexion webhook registration").add_subparsers(
-        dest="webhook_command", required=True
+        dest="webhook_command", required=True, metavar="{register,retire-secret}", title="commands"
     )
     webhook_register = webhook.add_parser(
         "register", parents=[where], help="register the stack's URL and store the returned secret"

@@ -1,4 +1,5 @@
-"""`invoice-bridge`: the local stack (serve, wait, demo), signed webhooks for hand-testing (send, sign), and the operator's commands (status, dlq, replay, backfill, webhook, reconcile)."""
+"""`invoice-bridge`: the local stack (serve, wait, demo), signed webhooks for hand-testing (send, sign), and
+the operator's commands (status, dlq, replay, backfill, webhook, reconcile)."""
 
 from __future__ import annotations
 
