@@ -8,14 +8,17 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from invoice_bridge.config import DEFAULT_ROUTING
+from invoice_bridge.config import DEFAULT_ROUTING, Destination
+from ops import commands
 from ops.target import from_local
 from sandbox.buildnexion import BuildNexionPeer
 from sandbox.stack import LocalStack, StackOptions
 from tests.conftest import BUILDNEXION_EVENTS, ROOT, load_event
+from tests.e2e.conftest import wait_for
 
 pytestmark = pytest.mark.e2e
 CLI = str(Path(sys.executable).parent / "invoice-bridge")
@@ -114,3 +117,44 @@ def test_dlq_drop_asks_for_confirmation(stack: LocalStack) -> None:
     )
     assert result.returncode == 2
     assert "pass --yes" in result.stdout
+
+
+def test_a_dead_lettered_invoice_is_found_repaired_at_the_source_redriven_and_synced(stack: LocalStack) -> None:
+    # Given an invoice whose VAT rate was mistyped at the source (210 %), which Quipu refuses for good
+    peer: BuildNexionPeer = stack.peers["buildnexion"]
+    peer.subscribe(f"{stack.url}/webhooks/buildnexion", ["invoice.created"])
+    envelope = load_event("buildnexion/01_invoice_created.json")
+    envelope["id"] = "evt_ops_repair_1"
+    bad = envelope["data"]["object"]
+    bad.update({"id": "inv_ops_repair", "invoice_number": "F-OPS-REPAIR-1"})
+    bad["lines"] = [{**bad["lines"][0], "vat_percent": "210"}]
+    assert {d.status for d in peer.deliver(envelope)} == {200}
+    target = from_local(stack.url)
+
+    # When the operator lists the dead-letter queue, it is there with Quipu's reason
+    def dead_lettered() -> commands.DeadLetter | None:
+        return next((d for d in commands.dlq_list(target, Destination.QUIPU) if d.object_id == bad["id"]), None)
+
+    letter = wait_for(dead_lettered, 90, "the invoice to be dead-lettered")
+    assert "vat_percent" in letter.reason
+    result = run_cli("dlq", "list", "quipu", "--local", stack.url)
+    assert bad["id"] in result.stdout
+
+    # and once the VAT rate is fixed at the source, a redrive of that one event syncs it
+    fixed = {**bad, "lines": [{**bad["lines"][0], "vat_percent": "21"}], "updated_at": "2026-11-03T11:00:00Z"}
+    peer.put_objects([fixed])
+    result = run_cli("dlq", "redrive", "quipu", "--id", bad["id"], "--local", stack.url)
+    assert result.returncode == 0, result.stderr
+    assert "redriven 1 message(s)" in result.stdout
+
+    quipu: Any = stack.peers["quipu"]
+
+    def synced() -> Any:
+        found = [i for i in quipu.invoices.values() if i.number == fixed["invoice_number"]]
+        return found[0] if found else None
+
+    invoice = wait_for(synced, 90, "the repaired invoice to reach Quipu")
+    assert invoice.total_cents == fixed["total_amount"]
+    assert not any(d.object_id == bad["id"] for d in commands.dlq_list(target, Destination.QUIPU))
+    rows = {row.destination: row for row in commands.status(target)}
+    assert rows["quipu"].dead_lettered == 0
