@@ -127,12 +127,12 @@ class TuimprentaPeer:
         self._session = requests.Session()
         self._timers: list[threading.Timer] = []
         router = Router()
-        router.add("POST", "/v1/batches", self._post_batch)
-        router.add("GET", "/v1/batches/{id}", self._get_batch)
-        router.add("GET", "/v1/batches/{id}/result.csv", self._get_result)
-        router.add("GET", "/v1/batches/{id}/result", self._get_result)
-        router.add("GET", "/v1/invoices/{id}", self._get_invoice)
-        router.add("POST", "/v1/invoices/{id}/cancel", self._cancel_invoice)
+        router.add("POST", "/v1/batches", self._route("POST /batches", self._post_batch))
+        router.add("GET", "/v1/batches/{id}", self._route("GET /batches/{id}", self._get_batch))
+        router.add("GET", "/v1/batches/{id}/result.csv", self._route("GET /batches/{id}/result", self._get_result))
+        router.add("GET", "/v1/batches/{id}/result", self._route("GET /batches/{id}/result", self._get_result))
+        router.add("GET", "/v1/invoices/{id}", self._route("GET /invoices/{id}", self._get_invoice))
+        router.add("POST", "/v1/invoices/{id}/cancel", self._route("POST /invoices/{id}/cancel", self._cancel_invoice))
         self._server = LocalHttpServer(router, port=port)
 
     @property
@@ -167,6 +167,10 @@ class TuimprentaPeer:
                 if (i.document.get("metadata") or {}).get("buildnexion_id") == buildnexion_id
             ]
 
+    def clock_reached(self, moment: float) -> bool:
+        """Whether the peer's clock is at or past `moment` (a batch's `done_at`)."""
+        return self._clock() >= moment
+
     def fail_next(self, route: str, *statuses: int) -> None:
         """Answer the next requests of `route` (e.g. "POST /batches") with these statuses."""
         with self._lock:
@@ -174,40 +178,33 @@ class TuimprentaPeer:
 
     # -- the API ---------------------------------------------------------------------------------------
 
-    def _gate(self, request: Request, route: str) -> Reply | None:
-        """Count the call, check the key and the rate limit, play an injected fault; None to go on."""
-        self.calls[route] += 1
-        expected = f"Bearer {self._api_key}"
-        if not secrets.compare_digest((request.header("authorization") or "").encode(), expected.encode()):
-            return _error(401, "authentication_error", "API key inválida", "E4010")
-        allowed, headers = self._limit.hit(self._api_key)
-        if not allowed:
-            reply = _error(429, "rate_limit_error", "Demasiadas solicitudes", "E4290")
-            reply.headers.update(headers)
-            return reply
-        with self._lock:
-            pending = self.faults.get(route)
-            fault = pending.pop(0) if pending else None
-        if fault is not None:
-            reply = _error(
-                fault, "api_error" if fault >= 500 else "invalid_request_error", "fallo inyectado", f"E{fault}0"
-            )
-            reply.headers.update(headers)
-            if fault == 429:
-                reply.headers["Retry-After"] = "1"
-            return reply
-        request.headers["x-ratelimit"] = json.dumps(headers)
-        return None
+    def _route(self, route: str, handler: Callable[[Request, dict[str, str]], Reply]) -> Any:
+        """`handler` behind the API key, the rate limit (X-RateLimit-* on every answer) and injected faults."""
 
-    @staticmethod
-    def _with_limits(request: Request, reply: Reply) -> Reply:
-        reply.headers.update(json.loads(request.headers.get("x-ratelimit", "{}")))
-        return reply
+        def serve(request: Request, params: dict[str, str]) -> Reply:
+            self.calls[route] += 1
+            expected = f"Bearer {self._api_key}"
+            if not secrets.compare_digest((request.header("authorization") or "").encode(), expected.encode()):
+                return _error(401, "authentication_error", "API key inválida", "E4010")
+            allowed, headers = self._limit.hit(self._api_key)
+            with self._lock:
+                pending = self.faults.get(route) if allowed else None
+                fault = pending.pop(0) if pending else None
+            if not allowed:
+                reply = _error(429, "rate_limit_error", "Demasiadas solicitudes", "E4290")
+            elif fault is not None:
+                kind = "api_error" if fault >= 500 else "invalid_request_error"
+                reply = _error(fault, kind, "fallo inyectado", f"E{fault}0")
+                if fault == 429:
+                    headers["Retry-After"] = "1"
+            else:
+                reply = handler(request, params)
+            reply.headers.update(headers)
+            return reply
+
+        return serve
 
     def _post_batch(self, request: Request, _params: dict[str, str]) -> Reply:
-        refused = self._gate(request, "POST /batches")
-        if refused:
-            return refused
         key = request.header("idempotency-key")
         if not key:
             return _error(422, "validation_error", "Idempotency-Key es requerido", "E1000", "Idempotency-Key")
@@ -217,7 +214,7 @@ class TuimprentaPeer:
             if seen is not None:
                 if seen[0] != digest:
                     return _error(409, "idempotency_error", "Idempotency-Key usada con otro cuerpo", "E4090")
-                return self._with_limits(request, Reply(seen[1], seen[2], {"Content-Type": "application/json"}))
+                return Reply(seen[1], seen[2], {"Content-Type": "application/json"})
         try:
             # Decimal, not float: the sandbox checks the exact digits the client sent.
             document = json.loads(request.body, parse_float=Decimal)
@@ -249,7 +246,7 @@ class TuimprentaPeer:
         timer.daemon = True
         self._timers.append(timer)
         timer.start()
-        return self._with_limits(request, Reply(201, answer, {"Content-Type": "application/json"}))
+        return Reply(201, answer, {"Content-Type": "application/json"})
 
     def _advance(self, batch: SandboxBatch) -> None:
         """Move the batch along its timeline; on completion issue or refuse each invoice."""
@@ -339,20 +336,14 @@ class TuimprentaPeer:
             return  # a lost callback costs the poller latency only
 
     def _get_batch(self, request: Request, params: dict[str, str]) -> Reply:
-        refused = self._gate(request, "GET /batches/{id}")
-        if refused:
-            return refused
         with self._lock:
             batch = self.batches.get(params["id"])
             if batch is None:
                 return _error(404, "not_found", f"no existe el lote {params['id']}", "E4040")
             self._advance(batch)
-            return self._with_limits(request, Reply.json(200, self._batch_json(batch)))
+            return Reply.json(200, self._batch_json(batch))
 
     def _get_result(self, request: Request, params: dict[str, str]) -> Reply:
-        refused = self._gate(request, "GET /batches/{id}/result")
-        if refused:
-            return refused
         with self._lock:
             batch = self.batches.get(params["id"])
             if batch is None:
@@ -366,22 +357,16 @@ class TuimprentaPeer:
         writer = csv.DictWriter(out, fieldnames=list(HEADER), lineterminator="\r\n")
         writer.writeheader()
         writer.writerows(rows)
-        return self._with_limits(request, Reply(200, out.getvalue().encode(), {"Content-Type": "text/csv"}))
+        return Reply(200, out.getvalue().encode(), {"Content-Type": "text/csv"})
 
     def _get_invoice(self, request: Request, params: dict[str, str]) -> Reply:
-        refused = self._gate(request, "GET /invoices/{id}")
-        if refused:
-            return refused
         with self._lock:
             invoice = self.invoices.get(params["id"])
             if invoice is None:
                 return _error(404, "not_found", f"no existe la factura {params['id']}", "E4040")
-            return self._with_limits(request, _money_json(200, invoice.as_json()))
+            return _money_json(200, invoice.as_json())
 
     def _cancel_invoice(self, request: Request, params: dict[str, str]) -> Reply:
-        refused = self._gate(request, "POST /invoices/{id}/cancel")
-        if refused:
-            return refused
         key = request.header("idempotency-key")
         with self._lock:
             invoice = self.invoices.get(params["id"])
@@ -395,7 +380,7 @@ class TuimprentaPeer:
                 reason = None
             invoice.status = "canceled"
             invoice.cancel_reason = str(reason or "")
-            return self._with_limits(request, _money_json(200, invoice.as_json()))
+            return _money_json(200, invoice.as_json())
 
     # -- make demo -------------------------------------------------------------------------------------
 

@@ -399,7 +399,7 @@ class TuimprentaPoller:
     def _receive(self, work: Deadline) -> list[MessageTypeDef]:
         messages: list[MessageTypeDef] = []
         quiet = min(20, math.ceil(self.settings.batch_window_seconds))
-        while len(messages) < self.settings.max_batch_size and work.allows(quiet + 1):
+        while len(messages) < self.settings.max_batch_size and work.allows(quiet):
             got = self._sqs.receive_message(
                 QueueUrl=self.settings.queue_url,
                 MaxNumberOfMessages=min(10, self.settings.max_batch_size - len(messages)),
