@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from bench import receiver
+from bench import receiver, tuimprenta
 
 BENCHES: dict[str, Callable[[bool], None]] = {
     "receiver": receiver.run,
+    "tuimprenta": tuimprenta.run,
 }
 
 

@@ -59,6 +59,7 @@ class IssuedInvoice:
     document: dict[str, Any]
     status: str = "issued"
     cancel_reason: str | None = None
+    issued_at: float = field(default_factory=time.monotonic)
 
     def as_json(self) -> dict[str, Any]:
         """`GET /invoices/{id}`."""

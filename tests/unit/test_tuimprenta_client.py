@@ -17,6 +17,7 @@ from invoice_bridge.tuimprenta.client import (
     RateLimited,
     ServerError,
     TuimprentaClient,
+    TuimprentaError,
     Unauthorized,
     ValidationFailed,
 )
@@ -39,7 +40,7 @@ class FakeSession(requests.Session):
         self.answers = answers
         self.sent: list[dict[str, Any]] = []
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
         self.sent.append({"method": method, "url": url, **kwargs})
         return self.answers.pop(0)
 
@@ -105,7 +106,7 @@ def test_cancel_carries_an_idempotency_key_and_the_reason() -> None:
         (503, ServerError, True),
     ],
 )
-def test_error_statuses_become_typed_errors(status: int, kind: type[Exception], retryable: bool) -> None:
+def test_error_statuses_become_typed_errors(status: int, kind: type[TuimprentaError], retryable: bool) -> None:
     error = {
         "error": {
             "type": "validation_error",
@@ -159,7 +160,7 @@ def test_an_exhausted_window_on_a_success_pauses_everyone_until_it_resets() -> N
 
 def test_a_timeout_is_a_retryable_server_error() -> None:
     class TimingOut(FakeSession):
-        def request(self, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        def request(self, *args: Any, **kwargs: Any) -> requests.Response:
             raise requests.Timeout("slow")
 
     tui = TuimprentaClient("https://x.test/v1", SecretStr(API_KEY), session=TimingOut([]), sleep=lambda _s: None)
