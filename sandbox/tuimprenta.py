@@ -314,7 +314,9 @@ class TuimprentaPeer:
 
     def _finish_and_notify(self, batch_id: str) -> None:
         with self._lock:
-            batch = self.batches[batch_id]
+            batch = self.batches.get(batch_id)
+            if batch is None:
+                return
             self._advance(batch)
             if batch.status not in {"completed", "partial", "failed"} or batch.callback_sent:
                 return

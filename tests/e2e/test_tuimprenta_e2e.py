@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import requests
+from moto.core.base_backend import BackendDict
 
 from sandbox.stack import LocalStack, StackOptions
 from sandbox.tuimprenta import TuimprentaPeer
@@ -24,6 +25,8 @@ def stack() -> Iterator[LocalStack]:
         parameter_overrides={"TuimprentaBatchWindowSeconds": "0", "TuimprentaPollBaseSeconds": "1"},
         log_sink=lambda _function, _line: None,
     )
+    # In-process moto keeps its resources after another in-process stack of this session stopped.
+    BackendDict.reset()
     with LocalStack(options) as running:
         running.peers["buildnexion"].subscribe(
             f"{running.url}/webhooks/buildnexion", ["sales_invoice.created", "sales_invoice.canceled"]
