@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from bench import facturadirecta, quipu, receiver
+from bench import facturadirecta, quipu, receiver, tuimprenta
 
 BENCHES: dict[str, Callable[[bool], None]] = {
     "receiver": receiver.run,
     "quipu": quipu.run,
+    "tuimprenta": tuimprenta.run,
     "facturadirecta": facturadirecta.run,
 }
 

@@ -46,6 +46,8 @@ class LocalSettings(EnvSettings):
     facturadirecta_api_token: str = Field(
         default="sandbox-facturadirecta-token", min_length=1, alias="FACTURADIRECTA_API_TOKEN"
     )
+    # How long the sandbox tuimprenta takes from a batch's creation to its results (queued a third of it).
+    tuimprenta_processing_seconds: float = Field(default=3.0, ge=0, le=600, alias="TUIMPRENTA_PROCESSING_SECONDS")
     schedule_seconds: float = Field(default=5, gt=0, le=3600, alias="LOCAL_SCHEDULE_SECONDS")
 
     @field_validator("buildnexion_webhook_secret")

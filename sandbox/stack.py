@@ -64,6 +64,29 @@ def gateway_access_line(record: AccessRecord) -> str:
     )
 
 
+def drained_queue(resource: Mapping[str, Any]) -> str | None:
+    """The queue a function drains itself (no event source mapping), named by its template Metadata."""
+    hint = ((resource.get("Metadata") or {}).get("InvoiceBridge") or {}).get("DrainsQueue")
+    return hint if isinstance(hint, str) else None
+
+
+_API_URL_PREFIX = "https://${%s}.execute-api.${AWS::Region}.${AWS::URLSuffix}"
+
+
+def localize_api_urls(value: Any, api_ids: set[str], local_url: str) -> Any:
+    """`value` with every `!Sub` URL of a template HTTP API (`https://${Api}.execute-api...`) on `local_url`."""
+    if isinstance(value, list):
+        return [localize_api_urls(v, api_ids, local_url) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        text = value["Fn::Sub"]
+        for api_id in api_ids:
+            text = text.replace(_API_URL_PREFIX % api_id, local_url)
+        return {"Fn::Sub": text}
+    return {k: localize_api_urls(v, api_ids, local_url) for k, v in value.items()}
+
+
 class LocalStack:
     """Everything `invoice-bridge local serve` runs, startable from tests too."""
 
@@ -105,16 +128,19 @@ class LocalStack:
             self._intrinsics = intrinsics
             self._parameters = parameters
             base_env = {**process_environment_without_aws(), **self.aws.environment()}
+            # Bound first (routes come later), so the functions' environment can name the gateway's URL.
+            router = Router()
+            self._server = LocalHttpServer(router, port=self.options.port, access_log=self.options.access_log)
+            api_ids = set(self.template.resources_of_type("AWS::Serverless::HttpApi"))
             for spec in self.template.functions:
-                resolved = intrinsics.resolve(spec.environment)
+                environment = localize_api_urls(spec.environment, api_ids, self._server.url)
+                resolved = intrinsics.resolve(environment)
                 env = function_environment(spec, resolved, base_env, self.options.root)
                 self.pools[spec.logical_id] = FunctionPool(spec, env, self.options.log_sink)
-            router = Router()
             router.add("GET", "/local/status", self._status_route)
             router.add("GET", "/local/outputs", self._outputs_route)
             self._add_http_routes(router)
             self._add_event_sources(intrinsics)
-            self._server = LocalHttpServer(router, port=self.options.port, access_log=self.options.access_log)
             self._server.start()
             for poller in self.pollers:
                 poller.start()
@@ -225,8 +251,13 @@ class LocalStack:
     # -- status ------------------------------------------------------------------------------------
 
     def consumed_queues(self) -> set[str]:
-        """Queues that a wired function consumes."""
-        return {poller.mapping.queue.logical_id for poller in self.pollers}
+        """Queues that a wired function consumes: SQS event sources, and queues a function drains itself."""
+        drained = {
+            queue
+            for logical_id in self.pools
+            if (queue := drained_queue(self.template.resources[logical_id])) in self.provisioned.queues
+        }
+        return {poller.mapping.queue.logical_id for poller in self.pollers} | drained
 
     def status(self) -> dict[str, Any]:
         """`GET /local/status`: queue depths, open tuimprenta batches, and whether anything is left to do."""

@@ -98,7 +98,8 @@ def test_signed_webhooks_land_on_their_queues_once(served: Served) -> None:
     for path in BUILDNEXION_EVENTS:
         assert post(served, path.read_bytes()).json()["status"] in {"duplicate", "ignored"}
 
-    status = wait_for(lambda: s if (s := served.status())["idle"] else None, 30, "the stack to be idle")
+    expected["TuimprentaQueue"] = 0  # drained by the tuimprenta poller, which issues the sales invoices
+    status = wait_for(lambda: s if (s := served.status())["idle"] else None, 60, "the stack to be idle")
     queues = status["queues"]
     assert isinstance(queues, dict)
     # A queue a wired worker consumes is drained (QuipuQueue: the sandbox Quipu holds the invoices).

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from invoice_bridge.store import TUIMPRENTA_BATCHES_PK, StateStore, TuimprentaEventItem
+from invoice_bridge.store import TUIMPRENTA_BATCHES_PK, StateStore
+from invoice_bridge.tuimprenta.events import TuimprentaEventItem, record_tuimprenta_event
 from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
 from tests.conftest import load_event
 from tests.integration.conftest import Aws
@@ -18,8 +19,8 @@ def test_event_recorded_once_with_a_ttl(aws: Aws) -> None:
     event = TuimprentaEvent.model_validate(load_event("tuimprenta/batch_completed.json"))
     received = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
     item = TuimprentaEventItem.from_event(event, received)
-    assert store(aws).record_tuimprenta_event(item) is True
-    assert store(aws).record_tuimprenta_event(item) is False
+    assert record_tuimprenta_event(store(aws), item) is True
+    assert record_tuimprenta_event(store(aws), item) is False
     (stored,) = aws.session.client("dynamodb").scan(TableName=aws.provisioned.tables["StateTable"])["Items"]
     assert stored["batch_id"]["S"] == "batch_abc"
     assert int(stored["ttl"]["N"]) == int(datetime(2026, 11, 28, 12, 0, tzinfo=UTC).timestamp())

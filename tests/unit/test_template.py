@@ -201,3 +201,43 @@ def test_quipu_sync_function_consumes_its_fifo_queue_as_the_issue_asks() -> None
     assert environment["QUIPU_VOID_MODE"] == {"Ref": "QuipuVoidMode"}
     assert environment["QUIPU_ATTACH_PDF"] == {"Ref": "QuipuAttachPdf"}
     assert environment["QUIPU_OWNER_SLUG"] == {"Ref": "QuipuOwnerSlug"}
+
+
+def test_tuimprenta_poller_runs_on_a_schedule_within_its_queues_visibility() -> None:
+    resource = TEMPLATE.resources["TuimprentaPollerFunction"]
+    props = resource["Properties"]
+    (event,) = props["Events"].values()
+    assert event["Type"] == "ScheduleV2"
+    assert event["Properties"]["ScheduleExpression"] == {"Ref": "TuimprentaPollSchedule"}
+    assert TEMPLATE.parameter_defaults()["TuimprentaPollSchedule"] == "rate(1 minute)"
+    queue = TEMPLATE.resources["TuimprentaQueue"]["Properties"]
+    assert props["Timeout"] < queue["VisibilityTimeout"]
+    assert int(TEMPLATE.parameter_defaults()["TuimprentaRunSeconds"]) < props["Timeout"]
+    assert int(TEMPLATE.document["Parameters"]["TuimprentaRunSeconds"]["MaxValue"]) < props["Timeout"]
+    assert resource["Metadata"]["InvoiceBridge"]["DrainsQueue"] == "TuimprentaQueue"
+    assert props["LoggingConfig"]["LogGroup"] == {"Ref": "TuimprentaPollerLogGroup"}
+    assert any(
+        a["Properties"]["MetricName"] == "Errors"
+        and a["Properties"]["Dimensions"][0]["Value"] == {"Ref": "TuimprentaPollerFunction"}
+        for a in resources("AWS::CloudWatch::Alarm").values()
+    )
+
+
+def test_tuimprenta_poller_policies_are_exact() -> None:
+    policies = TEMPLATE.resources["TuimprentaPollerFunction"]["Properties"]["Policies"]
+    by_resource = {str(s["Resource"]): sorted(s["Action"]) for s in _statements(policies)}
+    assert by_resource == {
+        str({"Fn::GetAtt": ["StateTable", "Arn"]}): sorted(
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:Query"]
+        ),
+        str({"Fn::GetAtt": ["TuimprentaQueue", "Arn"]}): sorted(
+            ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"]
+        ),
+        str({"Fn::GetAtt": ["TuimprentaDeadLetterQueue", "Arn"]}): ["sqs:SendMessage"],
+    }
+    secrets = {
+        p["AWSSecretsManagerGetSecretValuePolicy"]["SecretArn"]["Ref"]
+        for p in policies
+        if "AWSSecretsManagerGetSecretValuePolicy" in p
+    }
+    assert secrets == {"TuimprentaSecret", "BuildNexionSecret"}

@@ -102,11 +102,12 @@ def backoff(attempt: int, base: float = 0.5, cap: float = MAX_BACKOFF_SECONDS) -
     return jitter(min(cap, base * 2 ** (attempt - 1)))
 
 
-def retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str], now: float, *, rate_limited: bool = True) -> float | None:
     """How long the platform asked us to wait: Retry-After (seconds or HTTP date), else the RateLimit reset.
 
     `RateLimit-Reset` (IETF draft) is a delta in seconds; `X-RateLimit-Reset` is a delta too unless it is
-    clearly an epoch timestamp (some platforms send one).
+    clearly an epoch timestamp (some platforms send one). The reset is a wait only on a rate-limited answer
+    (`rate_limited`): platforms send it on every answer, and a 5xx is not a request to wait for the window.
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     value = lowered.get("retry-after")
@@ -118,6 +119,8 @@ def retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
             return max(0.0, parsedate_to_datetime(value).timestamp() - now)
         except (TypeError, ValueError):
             pass
+    if not rate_limited:
+        return None
     for name in ("ratelimit-reset", "x-ratelimit-reset"):
         reset = _number(lowered.get(name))
         if reset is not None:
@@ -287,7 +290,9 @@ class ApiClient:
         status = response.status_code
         detail = self.parse_error(response)
         retryable = self.status_retryable.get(status, status >= 500)
-        retry_after = retry_after_seconds(response.headers, self._clock()) if retryable else None
+        retry_after = (
+            retry_after_seconds(response.headers, self._clock(), rate_limited=status == 429) if retryable else None
+        )
         if status == 429 and retry_after is not None and self.limiter is not None:
             self.limiter.pause_until(self._clock() + retry_after)
         request_id = next((response.headers[h] for h in self.request_id_headers if h in response.headers), None)

@@ -32,8 +32,9 @@ from invoice_bridge.errors import InvalidPayload, PayloadTooLarge
 from invoice_bridge.observability import count, logger
 from invoice_bridge.queues import QueuePublisher
 from invoice_bridge.secrets import BuildNexionSecret, SecretReader, TuimprentaSecret
-from invoice_bridge.store import StateStore, TuimprentaEventItem
+from invoice_bridge.store import StateStore
 from invoice_bridge.tuimprenta import webhook as tuimprenta_webhook
+from invoice_bridge.tuimprenta.events import TuimprentaEventItem, record_tuimprenta_event
 from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
 
 MAX_BODY_BYTES = 256 * 1024
@@ -231,7 +232,7 @@ class WebhookReceiver:
         logger.set_correlation_id(event.id)
         logger.append_keys(event_type=event.type)
         received_at = datetime.fromtimestamp(self._clock(), tz=UTC)
-        if not self._state.record_tuimprenta_event(TuimprentaEventItem.from_event(event, received_at)):
+        if not record_tuimprenta_event(self._state, TuimprentaEventItem.from_event(event, received_at)):
             logger.info("tuimprenta event already recorded")
             count("TuimprentaEventDuplicate")
             return Receipt("duplicate", event.id)

@@ -1,0 +1,391 @@
+"""The tuimprenta poller on moto with the sandbox tuimprenta on 127.0.0.1: batches, outcomes, crashes, cancels."""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import requests
+
+from invoice_bridge.aws import AwsClients
+from invoice_bridge.buildnexion.models import SalesInvoice
+from invoice_bridge.errors import ConfigurationError
+from invoice_bridge.http import Deadline
+from invoice_bridge.ledger import Leases, Ledger, StateTable, SyncStatus
+from invoice_bridge.store import StateStore
+from invoice_bridge.tuimprenta.batches import BatchStore
+from invoice_bridge.tuimprenta.events import TuimprentaEventItem, record_tuimprenta_event
+from invoice_bridge.tuimprenta.mapping import batch_body, payload_text, submission_key
+from invoice_bridge.tuimprenta.poller import LEASE_NAME, RunReport, TuimprentaPoller
+from invoice_bridge.tuimprenta.settings import TuimprentaPollerSettings
+from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
+from sandbox.aws_local import intrinsics_for
+from sandbox.cfn import Template
+from sandbox.settings import LocalSettings
+from sandbox.stack import localize_api_urls
+from sandbox.tuimprenta import TuimprentaPeer
+from tests.conftest import ROOT, load_event
+from tests.e2e.conftest import wait_for
+from tests.integration.conftest import TUIMPRENTA_SECRET, Aws
+
+API_KEY = LocalSettings.from_env({}).tuimprenta_api_key
+CALLBACK = "http://127.0.0.1:9/webhooks/tuimprenta"
+MINIMAL_SETTINGS = {
+    "STATE_TABLE_NAME": "t",
+    "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q",
+    "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/d",
+    "BUILDNEXION_API_URL": "https://api.buildnexion.com/v1",
+    "BUILDNEXION_SECRET_ARN": "arn:bn",
+    "TUIMPRENTA_API_URL": "https://api.tuimprenta.digital/v1",
+    "TUIMPRENTA_SECRET_ARN": "arn:tui",
+    "TUIMPRENTA_CALLBACK_URL": "https://api.example.com/webhooks/tuimprenta",
+}
+
+
+def envelope(object_id: str, event_type: str = "sales_invoice.created", **changes: Any) -> dict[str, Any]:
+    source = "07_sales_invoice_canceled.json" if event_type.endswith("canceled") else "05_sales_invoice_created.json"
+    event = copy.deepcopy(load_event(f"buildnexion/{source}"))
+    event["id"] = f"evt_{event_type.split('.')[1]}_{object_id}"
+    event["type"] = event_type
+    event["data"]["object"].update({"id": object_id, **changes})
+    return event
+
+
+@dataclass
+class Harness:
+    aws: Aws
+    peer: TuimprentaPeer
+    environment: dict[str, str]
+
+    def settings(self, **overrides: str) -> TuimprentaPollerSettings:
+        return TuimprentaPollerSettings.from_env({**self.environment, **overrides})
+
+    def poller(self, **overrides: str) -> TuimprentaPoller:
+        return TuimprentaPoller.from_settings(self.settings(**overrides), AwsClients(self.aws.session))
+
+    def run(self, **overrides: str) -> RunReport:
+        return self.poller(**overrides).run(Deadline(60))
+
+    def send(self, *events: dict[str, Any]) -> None:
+        sqs = self.aws.session.client("sqs")
+        url = self.aws.provisioned.queues["TuimprentaQueue"].url
+        for start in range(0, len(events), 10):
+            chunk = events[start : start + 10]
+            sqs.send_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "MessageBody": json.dumps(e)} for i, e in enumerate(chunk)],
+            )
+
+    def dead_letters(self) -> list[dict[str, Any]]:
+        return [json.loads(m["Body"]) for m in self.aws.queue_messages("TuimprentaDeadLetterQueue")]
+
+    def table(self) -> StateTable:
+        return StateTable(self.aws.session.client("dynamodb"), self.environment["STATE_TABLE_NAME"])
+
+    def ledger(self) -> Ledger:
+        return Ledger(self.table())
+
+    def issued(self, object_id: str) -> list[str]:
+        return [i.status for i in self.peer.issued_for(object_id)]
+
+
+@pytest.fixture
+def harness(aws: Aws) -> Iterator[Harness]:
+    peer = TuimprentaPeer(API_KEY, TUIMPRENTA_SECRET, processing_seconds=0.3, send_callbacks=False)
+    peer.start()
+    template = Template.load(ROOT / "template.yaml")
+    parameters = {**template.parameter_defaults(), "TuimprentaApiUrl": peer.base_url}
+    intrinsics = intrinsics_for(template, parameters, aws.provisioned)
+    (spec,) = [f for f in template.functions if f.logical_id == "TuimprentaPollerFunction"]
+    environment = {
+        k: str(v)
+        for k, v in intrinsics.resolve(
+            localize_api_urls(spec.environment, {"WebhookApi"}, "http://127.0.0.1:9")
+        ).items()
+    }
+    environment.update(
+        {
+            "RUN_SECONDS": "20",
+            "POLL_BASE_SECONDS": "0.1",
+            "POLL_MAX_SECONDS": "0.5",
+            "BATCH_WINDOW_SECONDS": "0",
+            "HINT_CHECK_SECONDS": "0.05",
+        }
+    )
+    try:
+        yield Harness(aws, peer, environment)
+    finally:
+        peer.stop()
+
+
+def test_the_callback_url_is_the_stacks_tuimprenta_webhook(harness: Harness) -> None:
+    assert harness.settings().callback_url == CALLBACK
+
+
+def test_a_drain_larger_than_two_batches_becomes_three_batches_each_issued_once(harness: Harness) -> None:
+    # 2,500 invoices against the 1,000 limit, scaled down by 100 (25 against 10): moto costs ~15 ms per
+    # DynamoDB write and its SQS receive is quadratic in the queue's depth, so 2,500 would take minutes.
+    ids = [f"sin_{n:04d}" for n in range(25)]
+    harness.send(*(envelope(i) for i in ids))
+    report = harness.run(MAX_BATCH_SIZE="10")
+    assert report.batches_submitted == 3
+    assert sorted(len(b.payload) for b in harness.peer.batches.values()) == [5, 10, 10]
+    assert report.issued == 25
+    assert all(harness.issued(i) == ["issued"] for i in ids)
+    assert len(harness.peer.invoices) == 25
+    assert harness.aws.depth("TuimprentaQueue") == 0
+    state = StateStore(harness.aws.session.client("dynamodb"), harness.environment["STATE_TABLE_NAME"])
+    assert state.count_open_tuimprenta_batches() == 0
+    # create + poll(s) + result per batch: far fewer calls than invoices
+    assert sum(harness.peer.calls.values()) <= 3 * 5
+
+
+def test_a_batch_never_holds_more_than_1000_invoices() -> None:
+    with pytest.raises(ConfigurationError, match="MAX_BATCH_SIZE"):
+        TuimprentaPollerSettings.from_env({**MINIMAL_SETTINGS, "MAX_BATCH_SIZE": "1001"})
+    assert TuimprentaPollerSettings.from_env(MINIMAL_SETTINGS).max_batch_size == 1000
+
+
+def test_a_partial_batch_dead_letters_exactly_its_two_invalid_invoices(harness: Harness) -> None:
+    customer = {"name": "Sin RIF", "tax_id": " ", "email": None}
+    valid = [envelope(f"sin_ok_{n}") for n in range(8)]
+    invalid = [envelope("sin_bad_1", customer=customer), envelope("sin_bad_2", customer=customer)]
+    harness.send(*valid[:4], invalid[0], *valid[4:], invalid[1])
+    report = harness.run()
+    (batch,) = harness.peer.batches.values()
+    assert batch.status == "partial"
+    assert (report.issued, report.failed) == (8, 2)
+    dead = harness.dead_letters()
+    assert sorted(d["object_id"] for d in dead) == ["sin_bad_1", "sin_bad_2"]
+    assert {d["error_code"] for d in dead} == {"E1001"}
+    assert all("tax_id" in d["error_message"] for d in dead)
+    entry = harness.ledger().get("tuimprenta", "sin_bad_1")
+    assert entry is not None
+    assert (entry.status, entry.error_code) == (SyncStatus.FAILED, "E1001")
+    issued = harness.ledger().get("tuimprenta", "sin_ok_3")
+    assert issued is not None
+    assert issued.status == SyncStatus.SYNCED
+    assert issued.remote_id == harness.peer.issued_for("sin_ok_3")[0].id
+    assert issued.details["number"] == str(harness.peer.issued_for("sin_ok_3")[0].number)
+    # never re-sent: another run does nothing more
+    harness.send(invalid[0])
+    assert harness.run().batches_submitted == 0
+    assert harness.aws.depth("TuimprentaDeadLetterQueue") == 2
+
+
+def test_a_crash_after_the_post_and_before_the_ledger_write_gets_the_same_batch_back(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [f"sin_c{n}" for n in range(5)]
+    harness.send(*(envelope(i) for i in ids))
+    poller = harness.poller()
+    real_put = BatchStore.put
+
+    def crash_once(self: BatchStore, item: Any) -> None:
+        if item.batch_id is not None:
+            raise RuntimeError("the process died")
+        real_put(self, item)
+
+    monkeypatch.setattr(BatchStore, "put", crash_once)
+    with pytest.raises(RuntimeError, match="died"):
+        poller.run(Deadline(30))
+    monkeypatch.setattr(BatchStore, "put", real_put)
+    assert harness.aws.depth("TuimprentaQueue") == 0  # deleted: the claims were durable
+    assert harness.peer.calls["POST /batches"] == 1
+
+    report = harness.run()
+    assert harness.peer.calls["POST /batches"] == 2  # the same key and body sent again...
+    assert len(harness.peer.batches) == 1  # ...gave the same batch back
+    assert report.issued == 5
+    assert all(harness.issued(i) == ["issued"] for i in ids)
+
+
+def test_a_crash_before_the_batch_item_leaves_the_messages_to_be_claimed_again(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.send(envelope("sin_x1"), envelope("sin_x2"))
+
+    received: list[Any] = []
+    real_receive = TuimprentaPoller._receive
+
+    def receive(self: TuimprentaPoller, work: Deadline) -> Any:
+        received.extend(real_receive(self, work))
+        return received
+
+    def crash(self: BatchStore, item: Any) -> None:
+        raise RuntimeError("the process died")
+
+    monkeypatch.setattr(TuimprentaPoller, "_receive", receive)
+    monkeypatch.setattr(BatchStore, "put", crash)
+    with pytest.raises(RuntimeError):
+        harness.run()
+    monkeypatch.undo()
+    assert harness.peer.calls["POST /batches"] == 0
+    assert harness.aws.depth("TuimprentaQueue") == 2  # not deleted: the claim never became a batch item
+    # Once their visibility timeout ends (played here at once), they are claimed again and issued once.
+    sqs = harness.aws.session.client("sqs")
+    url = harness.aws.provisioned.queues["TuimprentaQueue"].url
+    for message in received:
+        sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0)
+    assert harness.run().issued == 2
+    assert harness.issued("sin_x1") == harness.issued("sin_x2") == ["issued"]
+
+
+def test_409_for_a_key_used_with_another_body_dead_letters_the_batch(harness: Harness) -> None:
+    events = [envelope("sin_k1"), envelope("sin_k2")]
+    members = [
+        (e["data"]["object"]["id"], payload_text(SalesInvoice.model_validate(e["data"]["object"]))) for e in events
+    ]
+    key = submission_key(members, 1)
+    # Someone used the key the poller will derive with another body.
+    other = batch_body([members[0][1]], None)
+    answer = requests.post(
+        f"{harness.peer.base_url}/batches",
+        data=other,
+        headers={"Authorization": f"Bearer {API_KEY}", "Idempotency-Key": key, "Content-Type": "application/json"},
+        timeout=5,
+    )
+    assert answer.status_code == 201
+    harness.peer.invoices.clear()
+    harness.peer.batches.clear()
+    harness.send(*events)
+    report = harness.run()
+    assert report.failed == 2
+    dead = harness.dead_letters()
+    assert sorted(d["object_id"] for d in dead) == ["sin_k1", "sin_k2"]
+    assert {d["error_code"] for d in dead} == {"E4090"}
+    assert harness.peer.invoices == {}
+
+
+def test_429_and_5xx_on_create_are_retried_and_nothing_is_lost(harness: Harness) -> None:
+    harness.peer.fail_next("POST /batches", 429, 503)
+    harness.send(envelope("sin_r1"))
+    report = harness.run()
+    assert harness.peer.calls["POST /batches"] == 3
+    assert report.issued == 1
+    assert harness.issued("sin_r1") == ["issued"]
+    assert harness.dead_letters() == []
+
+
+def test_a_long_rate_limit_leaves_the_batch_claimed_for_the_next_run(harness: Harness) -> None:
+    harness.peer.fail_next("POST /batches", 429, 429, 429)
+    harness.send(envelope("sin_r2"))
+    first = harness.run(RUN_SECONDS="0")
+    assert first.batches_submitted == 0
+    assert harness.aws.depth("TuimprentaQueue") == 0  # claimed: no longer on the queue, not lost either
+    assert BatchStore(harness.table()).open()[0].batch_id is None
+    assert harness.run().issued == 1
+    assert harness.issued("sin_r2") == ["issued"]
+
+
+def test_the_peer_rate_limit_answers_with_x_ratelimit_headers() -> None:
+    peer = TuimprentaPeer("k", "s", rate_limit=2, rate_window_seconds=60)
+    peer.start()
+    try:
+        answers = [
+            requests.get(f"{peer.base_url}/batches/nope", headers={"Authorization": "Bearer k"}, timeout=5)
+            for _ in range(3)
+        ]
+    finally:
+        peer.stop()
+    assert [a.status_code for a in answers] == [404, 404, 429]
+    assert answers[0].headers["X-RateLimit-Limit"] == "2"
+    assert answers[1].headers["X-RateLimit-Remaining"] == "0"
+    assert answers[2].json()["error"]["code"] == "E4290"
+
+
+def test_a_cancel_before_submission_drops_the_invoice(harness: Harness) -> None:
+    harness.send(envelope("sin_d1"), envelope("sin_d1", "sales_invoice.canceled"), envelope("sin_d2"))
+    report = harness.run()
+    assert report.dropped == 1
+    assert harness.issued("sin_d1") == []
+    assert harness.issued("sin_d2") == ["issued"]
+    entry = harness.ledger().get("tuimprenta", "sin_d1")
+    assert entry is not None
+    assert entry.closed
+    # a late redelivery of the create is dropped too
+    harness.send(envelope("sin_d1"))
+    assert harness.run().batches_submitted == 0
+    assert harness.issued("sin_d1") == []
+
+
+def test_a_cancel_while_the_batch_is_open_waits_for_the_outcome(harness: Harness) -> None:
+    harness.peer.processing_seconds = 4.0
+    harness.send(envelope("sin_w1"))
+    assert harness.run(RUN_SECONDS="0").batches_submitted == 1
+    harness.send(envelope("sin_w1", "sales_invoice.canceled"))
+    waiting = harness.run(RUN_SECONDS="0")
+    assert waiting.canceled == 0
+    assert harness.peer.calls["POST /invoices/{id}/cancel"] == 0
+    done = harness.run()
+    assert (done.issued, done.canceled) == (1, 1)
+    assert harness.issued("sin_w1") == ["canceled"]
+    assert harness.peer.issued_for("sin_w1")[0].cancel_reason == "canceled in BuildNexion"
+
+
+def test_a_cancel_after_issue_cancels_at_tuimprenta_once(harness: Harness) -> None:
+    harness.send(envelope("sin_a1"))
+    assert harness.run().issued == 1
+    harness.send(envelope("sin_a1", "sales_invoice.canceled"))
+    assert harness.run().canceled == 1
+    harness.send(envelope("sin_a1", "sales_invoice.canceled"))  # a duplicate cancel
+    assert harness.run().canceled == 0
+    assert harness.peer.calls["POST /invoices/{id}/cancel"] == 1
+    assert harness.issued("sin_a1") == ["canceled"]
+
+
+def test_a_run_never_overlaps_another(harness: Harness) -> None:
+    harness.send(*(envelope(f"sin_o{n}") for n in range(20)))
+    Leases(harness.table()).acquire(LEASE_NAME, "another-run", 30)
+    skipped = harness.run()
+    assert skipped.skipped
+    assert harness.peer.calls.total() == 0
+    Leases(harness.table()).release(LEASE_NAME, "another-run")
+
+    harness.peer.processing_seconds = 1.0
+    reports: list[RunReport] = []
+    first = threading.Thread(target=lambda: reports.append(harness.run()))
+    first.start()
+    wait_for(lambda: harness.peer.calls["POST /batches"], 20, "the first run to submit")
+    second = harness.run()
+    first.join(30)
+    assert second.skipped
+    assert reports[0].issued == 20
+    assert all(harness.issued(f"sin_o{n}") == ["issued"] for n in range(20))
+
+
+def test_a_recorded_callback_makes_the_run_look_at_its_batch_at_once(harness: Harness) -> None:
+    harness.send(envelope("sin_h1"))
+    slow = {"POLL_BASE_SECONDS": "300", "POLL_MAX_SECONDS": "300"}
+    assert harness.run(RUN_SECONDS="0", **slow).batches_submitted == 1
+    (batch,) = harness.peer.batches.values()
+    wait_for(lambda: harness.peer.clock_reached(batch.done_at), 10, "the sandbox to finish the batch")
+    # Without a callback the next poll is five minutes away: a short run does nothing.
+    assert harness.run(RUN_SECONDS="1", **slow).issued == 0
+    event = TuimprentaEvent.model_validate(
+        {
+            "id": "evt_h1",
+            "type": "batch.completed",
+            "data": {"batch_id": batch.id},
+            "created_at": "2026-11-07T12:00:00Z",
+        }
+    )
+    store = StateStore(harness.aws.session.client("dynamodb"), harness.environment["STATE_TABLE_NAME"])
+    record_tuimprenta_event(store, TuimprentaEventItem.from_event(event, datetime.now(UTC)))
+    report = harness.run(RUN_SECONDS="1", **slow)
+    assert (report.polls, report.issued) == (1, 1)
+
+
+def test_invoices_a_failed_batch_left_without_a_result_are_submitted_again(harness: Harness) -> None:
+    harness.peer.flaky_ids.add("sin_f2")
+    harness.send(envelope("sin_f1"), envelope("sin_f2"))
+    report = harness.run()
+    assert (report.issued, report.resubmitted, report.batches_submitted) == (2, 1, 2)
+    assert harness.issued("sin_f2") == ["issued"]
+    assert harness.dead_letters() == []

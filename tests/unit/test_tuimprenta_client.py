@@ -1,0 +1,169 @@
+"""The tuimprenta client without sockets: headers it sends, error typing, retries, rate-limit headers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+from pydantic import SecretStr
+
+from invoice_bridge.http import Deadline
+from invoice_bridge.tuimprenta.client import (
+    FiscalRejection,
+    IdempotencyConflict,
+    NotFound,
+    RateLimited,
+    ServerError,
+    TuimprentaClient,
+    TuimprentaError,
+    Unauthorized,
+    ValidationFailed,
+)
+
+API_KEY = "tui_unit_key_never_logged"
+
+
+def response(status: int, body: Any, headers: dict[str, str] | None = None) -> requests.Response:
+    answer = requests.Response()
+    answer.status_code = status
+    answer._content = json.dumps(body).encode() if not isinstance(body, bytes) else body
+    answer.headers.update(headers or {})
+    answer.reason = "reason"
+    return answer
+
+
+class FakeSession(requests.Session):
+    def __init__(self, answers: list[requests.Response]) -> None:
+        super().__init__()
+        self.answers = answers
+        self.sent: list[dict[str, Any]] = []
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        self.sent.append({"method": method, "url": url, **kwargs})
+        return self.answers.pop(0)
+
+
+class Limiter:
+    def __init__(self) -> None:
+        self.acquired = 0
+        self.paused: list[float] = []
+
+    def acquire(self, deadline: Deadline) -> None:
+        self.acquired += 1
+
+    def pause_until(self, epoch_seconds: float) -> None:
+        self.paused.append(epoch_seconds)
+
+
+def client(answers: list[requests.Response], limiter: Limiter | None = None) -> tuple[TuimprentaClient, FakeSession]:
+    session = FakeSession(answers)
+    return (
+        TuimprentaClient(
+            "https://api.tuimprenta.test/v1",
+            SecretStr(API_KEY),
+            session=session,
+            limiter=limiter,
+            clock=lambda: 1_800_000_000.0,
+            sleep=lambda _s: None,
+        ),
+        session,
+    )
+
+
+BATCH = {"id": "batch_1", "type": "invoice.create", "status": "queued", "counts": {"queued": 2}}
+
+
+def test_create_batch_sends_bearer_key_idempotency_key_and_the_exact_body() -> None:
+    tui, session = client([response(201, BATCH)])
+    body = '{"type":"invoice.create","payload":[{"unit_price":19.99}]}'
+    batch = tui.create_batch(body, "ib-batch-abc", Deadline.unlimited())
+    assert batch.id == "batch_1"
+    (sent,) = session.sent
+    assert (sent["method"], sent["url"]) == ("POST", "https://api.tuimprenta.test/v1/batches")
+    assert sent["headers"]["Authorization"] == f"Bearer {API_KEY}"
+    assert sent["headers"]["Idempotency-Key"] == "ib-batch-abc"
+    assert sent["data"] == body.encode()
+
+
+def test_cancel_carries_an_idempotency_key_and_the_reason() -> None:
+    tui, session = client([response(200, {"id": "inv_1", "status": "canceled"})])
+    assert tui.cancel_invoice("inv_1", "mistake", "ib-cancel-inv_1", Deadline.unlimited()).status == "canceled"
+    assert session.sent[0]["headers"]["Idempotency-Key"] == "ib-cancel-inv_1"
+    assert json.loads(session.sent[0]["data"]) == {"reason": "mistake"}
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "retryable"),
+    [
+        (401, Unauthorized, True),
+        (402, FiscalRejection, False),
+        (404, NotFound, False),
+        (409, IdempotencyConflict, False),
+        (422, ValidationFailed, False),
+        (500, ServerError, True),
+        (503, ServerError, True),
+    ],
+)
+def test_error_statuses_become_typed_errors(status: int, kind: type[TuimprentaError], retryable: bool) -> None:
+    error = {
+        "error": {
+            "type": "validation_error",
+            "message": "El campo tax_id es requerido",
+            "field": "customer.tax_id",
+            "code": "E1001",
+        }
+    }
+    tui, _ = client([response(status, error)] * 3)
+    with pytest.raises(kind) as caught:
+        tui.batch("batch_1", Deadline.unlimited())
+    exc = caught.value
+    assert exc.retryable is retryable
+    assert exc.code == "E1001"
+    assert exc.field == "customer.tax_id"
+    assert API_KEY not in str(exc)
+
+
+def test_a_write_is_not_resent_blindly_but_a_keyed_batch_post_is() -> None:
+    tui, session = client([response(503, {}), response(201, BATCH)])
+    assert tui.create_batch("{}", "ib-batch-k", Deadline.unlimited()).id == "batch_1"
+    assert [s["headers"]["Idempotency-Key"] for s in session.sent] == ["ib-batch-k", "ib-batch-k"]
+    assert [s["data"] for s in session.sent] == [b"{}", b"{}"]
+
+
+def test_429_pauses_the_shared_limiter_until_the_reset_and_retries() -> None:
+    limiter = Limiter()
+    limited = response(429, {"error": {"type": "rate_limit", "message": "slow down"}}, {"X-RateLimit-Reset": "12"})
+    tui, _ = client([limited, response(200, BATCH)], limiter)
+    assert tui.batch("batch_1", Deadline.unlimited()).status == "queued"
+    assert limiter.paused == [1_800_000_012.0]
+    assert limiter.acquired == 2
+
+
+def test_429_after_the_last_attempt_is_a_retryable_rate_limited_error() -> None:
+    limited = response(429, {"error": {"message": "slow down"}}, {"Retry-After": "3"})
+    tui, _ = client([limited] * 3)
+    with pytest.raises(RateLimited) as caught:
+        tui.batch("batch_1", Deadline.unlimited())
+    assert caught.value.retryable is True
+    assert caught.value.retry_after == 3.0
+
+
+def test_an_exhausted_window_on_a_success_pauses_everyone_until_it_resets() -> None:
+    limiter = Limiter()
+    spent = {"X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "30"}
+    tui, _ = client([response(200, BATCH, spent)], limiter)
+    tui.batch("batch_1", Deadline.unlimited())
+    assert limiter.paused == [1_800_000_029.0]
+
+
+def test_a_timeout_is_a_retryable_server_error() -> None:
+    class TimingOut(FakeSession):
+        def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+            raise requests.Timeout("slow")
+
+    tui = TuimprentaClient("https://x.test/v1", SecretStr(API_KEY), session=TimingOut([]), sleep=lambda _s: None)
+    with pytest.raises(ServerError) as caught:
+        tui.batch("b", Deadline.unlimited())
+    assert caught.value.retryable is True
