@@ -109,7 +109,12 @@ def _dlq_redrive(args: argparse.Namespace, console: Console) -> int:
     console.print(f"redriven {len(result.moved)} message(s) to the {args.destination} queue")
     for missing in result.missing:
         console.print(f"[red]not on the dead-letter queue: {missing}[/red]")
-    return 1 if result.missing else 0
+    for object_id in result.replay_only:
+        console.print(
+            f"{object_id}: a rejected invoice, not an event; fix it at the source, then "
+            f"`invoice-bridge replay {object_id}` (and `dlq drop` this report)"
+        )
+    return 1 if result.missing or result.replay_only else 0
 
 
 def _dlq_drop(args: argparse.Namespace, console: Console) -> int:

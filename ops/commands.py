@@ -130,17 +130,27 @@ class DeadLetter:
     attributes: dict[str, str]
     group_id: str | None
     receipt_handle: str
+    is_event: bool = True
 
 
 def _dead_letter(message: dict[str, Any]) -> DeadLetter:
     attributes = {k: v.get("StringValue", "") for k, v in message.get("MessageAttributes", {}).items()}
     system = message.get("Attributes", {})
+    is_event = True
     try:
-        envelope = json.loads(message["Body"])
-        object_id = str(envelope["data"]["object"]["id"])
-        event_id, event_type = str(envelope["id"]), str(envelope["type"])
-    except (ValueError, KeyError, TypeError):
-        object_id, event_id, event_type = "?", attributes.get("event_id", "?"), attributes.get("event_type", "?")
+        body = json.loads(message["Body"])
+    except ValueError:
+        body = {}
+    try:
+        object_id = str(body["data"]["object"]["id"])
+        event_id, event_type = str(body["id"]), str(body["type"])
+    except (KeyError, TypeError):
+        # The tuimprenta poller dead-letters a report of the rejected invoice, not the event itself.
+        is_event = False
+        report = body if isinstance(body, dict) else {}
+        object_id = str(report.get("object_id") or "?")
+        event_id = str(report.get("event_id") or attributes.get("event_id") or "?")
+        event_type = attributes.get("event_type") or "?"
     sent = system.get("SentTimestamp")
     first = attributes.get("failed_at") or (
         datetime.fromtimestamp(int(sent) / 1000, tz=UTC).isoformat() if sent else "?"
@@ -157,6 +167,7 @@ def _dead_letter(message: dict[str, Any]) -> DeadLetter:
         attributes=attributes,
         group_id=system.get("MessageGroupId"),
         receipt_handle=message["ReceiptHandle"],
+        is_event=is_event,
     )
 
 
@@ -205,22 +216,32 @@ class RedriveResult:
     moved: list[str]
     missing: list[str]
     task_handle: str | None = None
+    replay_only: list[str] = field(default_factory=list)
 
 
 def dlq_redrive(target: Target, destination: Destination, ids: Sequence[str] = ()) -> RedriveResult:
-    """Send dead-lettered events back to their queue: all through SQS's move task where it applies, or by id."""
+    """Send dead-lettered events back to their queue: all through SQS's move task where it applies, or by id.
+
+    SQS's message-move task serves a standard dead-letter queue holding only events. tuimprenta's may also
+    hold reports of rejected invoices (not events): those are listed as `replay_only` (fix the invoice at
+    the source, then `replay` it) and left in place. Everything else is moved message by message, keeping
+    each object's FIFO group.
+    """
     sqs = target.sqs()
     source_url, dlq_url = target.queue_url(destination), target.dead_letter_queue_url(destination)
-    if not ids and not dlq_url.endswith(".fifo") and target.local_url is None:
+    letters = _peek(target, dlq_url)
+    wanted = set(ids)
+    named = [letter for letter in letters if not wanted or letter.message_id in wanted or letter.object_id in wanted]
+    chosen = [letter for letter in named if letter.is_event]
+    replay_only = sorted({letter.object_id for letter in named if not letter.is_event})
+    if not wanted and not replay_only and chosen and not dlq_url.endswith(".fifo") and target.local_url is None:
+        _release(target, dlq_url, letters)
         arns = [
             sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
             for u in (dlq_url, source_url)
         ]
         handle = sqs.start_message_move_task(SourceArn=arns[0], DestinationArn=arns[1])["TaskHandle"]
         return RedriveResult(moved=[], missing=[], task_handle=handle)
-    letters = _peek(target, dlq_url)
-    wanted = set(ids)
-    chosen = [letter for letter in letters if not wanted or letter.message_id in wanted or letter.object_id in wanted]
     _release(target, dlq_url, [letter for letter in letters if letter not in chosen])
     moved = []
     for letter in chosen:
@@ -239,8 +260,8 @@ def dlq_redrive(target: Target, destination: Destination, ids: Sequence[str] = (
         sqs.send_message(**request)
         sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=letter.receipt_handle)
         moved.append(letter.message_id)
-    found = {letter.message_id for letter in chosen} | {letter.object_id for letter in chosen}
-    return RedriveResult(moved=moved, missing=sorted(wanted - found))
+    found = {letter.message_id for letter in named} | {letter.object_id for letter in named}
+    return RedriveResult(moved=moved, missing=sorted(wanted - found), replay_only=replay_only)
 
 
 def dlq_drop(target: Target, destination: Destination, ids: Sequence[str]) -> RedriveResult:

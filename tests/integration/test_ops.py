@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
-from botocore.stub import Stubber
 
 from invoice_bridge.config import Destination
 from invoice_bridge.ledger import Ledger, LedgerEntry, StateTable
@@ -157,25 +156,53 @@ def test_dlq_redrive_of_everything_on_a_fifo_queue_moves_each_message(aws: Aws, 
     assert commands.dlq_list(target, Destination.QUIPU) == []
 
 
-def test_dlq_redrive_of_a_standard_queue_uses_sqs_own_message_move_task(aws: Aws, target: Target) -> None:
+def test_dlq_redrive_of_a_standard_queue_uses_sqs_own_message_move_task(
+    aws: Aws, target: Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # moto has no StartMessageMoveTask: the real client is used for everything else, that call is recorded.
     sqs = target.sqs()
-    with Stubber(sqs) as stub:
-        stub.add_response(
-            "get_queue_attributes",
-            {"Attributes": {"QueueArn": "arn:dlq"}},
-            {"QueueUrl": target.dead_letter_queue_url(Destination.TUIMPRENTA), "AttributeNames": ["QueueArn"]},
-        )
-        stub.add_response(
-            "get_queue_attributes",
-            {"Attributes": {"QueueArn": "arn:queue"}},
-            {"QueueUrl": target.queue_url(Destination.TUIMPRENTA), "AttributeNames": ["QueueArn"]},
-        )
-        stub.add_response(
-            "start_message_move_task", {"TaskHandle": "task-1"}, {"SourceArn": "arn:dlq", "DestinationArn": "arn:queue"}
-        )
-        result = commands.dlq_redrive(target, Destination.TUIMPRENTA)
-        stub.assert_no_pending_responses()
+    aws.session.client("sqs").send_message(
+        QueueUrl=aws.provisioned.queues["TuimprentaDeadLetterQueue"].url, MessageBody=envelope("e1", "sin_1")
+    )
+    calls: list[dict[str, str]] = []
+
+    def move(**kwargs: str) -> dict[str, str]:
+        calls.append(kwargs)
+        return {"TaskHandle": "task-1"}
+
+    monkeypatch.setattr(sqs, "start_message_move_task", move)
+    result = commands.dlq_redrive(target, Destination.TUIMPRENTA)
     assert result.task_handle == "task-1"
+    assert calls == [
+        {
+            "SourceArn": aws.provisioned.queues["TuimprentaDeadLetterQueue"].arn,
+            "DestinationArn": aws.provisioned.queues["TuimprentaQueue"].arn,
+        }
+    ]
+    # the message was left visible for SQS to move
+    assert len(commands.dlq_list(target, Destination.TUIMPRENTA)) == 1
+
+
+def test_a_rejected_sales_invoice_report_is_not_redriven_but_pointed_to_replay(aws: Aws, target: Target) -> None:
+    report = {
+        "object_id": "sin_9",
+        "event_id": "evt_9",
+        "batch_id": "batch_1",
+        "error_code": "E1001",
+        "error_message": "El campo tax_id es requerido",
+    }
+    aws.session.client("sqs").send_message(
+        QueueUrl=aws.provisioned.queues["TuimprentaDeadLetterQueue"].url,
+        MessageBody=json.dumps(report),
+        MessageAttributes={"error_message": {"DataType": "String", "StringValue": report["error_message"]}},
+    )
+    (letter,) = commands.dlq_list(target, Destination.TUIMPRENTA)
+    assert (letter.object_id, letter.event_id, letter.is_event) == ("sin_9", "evt_9", False)
+    assert letter.reason == "El campo tax_id es requerido"
+    result = commands.dlq_redrive(target, Destination.TUIMPRENTA, ["sin_9"])
+    assert (result.moved, result.missing, result.replay_only) == ([], [], ["sin_9"])
+    assert aws.queue_messages("TuimprentaQueue") == []
+    assert len(commands.dlq_list(target, Destination.TUIMPRENTA)) == 1
 
 
 def test_dlq_drop_deletes_only_the_named_event(aws: Aws, target: Target) -> None:

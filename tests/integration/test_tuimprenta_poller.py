@@ -179,6 +179,22 @@ def test_a_partial_batch_dead_letters_exactly_its_two_invalid_invoices(harness: 
     assert harness.aws.depth("TuimprentaDeadLetterQueue") == 2
 
 
+def test_a_rejected_invoice_fixed_at_the_source_is_issued_when_replayed(harness: Harness) -> None:
+    # Given an invoice tuimprenta rejected for its empty tax id
+    harness.send(envelope("sin_fix", customer={"name": "Sin RIF", "tax_id": " ", "email": None}))
+    assert harness.run().failed == 1
+    # When the operator fixes it in BuildNexion and replays it (a newer version of the same invoice)
+    fixed = envelope("sin_fix", updated_at="2026-11-08T09:00:00Z")
+    harness.send(fixed)
+    report = harness.run()
+    # Then it is issued, once
+    assert report.issued == 1
+    assert len(harness.peer.issued_for("sin_fix")) == 1
+    entry = harness.ledger().get("tuimprenta", "sin_fix")
+    assert entry is not None
+    assert entry.status == SyncStatus.SYNCED
+
+
 def test_a_crash_after_the_post_and_before_the_ledger_write_gets_the_same_batch_back(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -460,7 +460,7 @@ class TuimprentaPoller:
                 self._request_cancel(entry, cancels[-1], report)
                 continue
             latest = max(group, key=lambda d: d.invoice.updated_at)
-            if entry is not None and (entry.closed or not self._claimable(entry)):
+            if entry is not None and (entry.closed or not (self._claimable(entry) or _repaired(entry, latest))):
                 report.duplicates += len(group)
                 continue
             claims.append((latest, entry, payload_text(latest.invoice)))
@@ -548,3 +548,15 @@ class TuimprentaPoller:
         report.invoices_submitted += len(item.members)
         count("TuimprentaBatchCreated")
         logger.info("batch created", extra={"batch": batch.id, "invoices": len(item.members), "attempt": item.attempt})
+
+
+def _repaired(entry: LedgerEntry, drained: Drained) -> bool:
+    """A rejected invoice was never issued: a newer version from the source (fixed there) may be submitted.
+
+    The same version is never sent again, so a rejection is not retried blindly.
+    """
+    return (
+        entry.status == SyncStatus.FAILED
+        and entry.source_updated_at is not None
+        and drained.invoice.updated_at > entry.source_updated_at
+    )
