@@ -50,3 +50,10 @@ def observe(name: str, value: float, dimensions: Mapping[str, str] | None = None
     ) as metric:
         for key, item in (dimensions or {}).items():
             metric.add_dimension(name=key, value=item)
+
+
+def gauge(name: str, value: float) -> None:
+    """Record a level (a count of things open now) under `name`."""
+    if not _emit["metrics"]:
+        return
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)

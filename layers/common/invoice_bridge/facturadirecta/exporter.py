@@ -261,7 +261,6 @@ class FacturaDirectaExporter:
             )
         )
         logger.info("purchase order synced", extra={"action": action, "remote_id": record.id, "totals_match": match})
-        count("DocumentSynced", {"destination": DESTINATION, "action": action})
         return Outcome(action, record.id, match)
 
     def _record_failure(self, entry: LedgerEntry, code: str | None, message: str) -> None:

@@ -277,7 +277,7 @@ class QuipuSync:
                     "quipu_total_cents": remote_total,
                 },
             )
-            count("QuipuTotalMismatch", {"document": document})
+            count("TotalsMismatch", {"destination": "quipu"})
         return remote_total
 
     def _fail_if_permanent(self, entry: LedgerEntry, exc: PlatformError) -> None:

@@ -34,7 +34,7 @@ from invoice_bridge.errors import SyncError
 from invoice_bridge.http import Deadline, backoff
 from invoice_bridge.ledger import Leases, Ledger, LedgerEntry, StateTable, SyncStatus
 from invoice_bridge.limiter import DynamoRateLimiter, limiter_key
-from invoice_bridge.observability import count, logger
+from invoice_bridge.observability import count, gauge, logger
 from invoice_bridge.secrets import SecretReader, TuimprentaSecret
 from invoice_bridge.tuimprenta.batches import BATCH_CLOSED, BatchItem, BatchStore, CancelStore
 from invoice_bridge.tuimprenta.client import Batch, TuimprentaClient
@@ -168,6 +168,7 @@ class TuimprentaPoller:
             self._loop(client, work, deadline, report)
         finally:
             self.leases.release(LEASE_NAME, owner)
+        gauge("TuimprentaOpenBatches", len(self.batches.open()))
         logger.info("poller run done", extra={"report": report.as_dict()})
         return report
 
