@@ -6,10 +6,11 @@ from typing import Any, ClassVar
 
 from pydantic import SecretStr, ValidationError
 
-from invoice_bridge.buildnexion.models import Invoice, Provider, PurchaseOrder, SalesInvoice
+from invoice_bridge.buildnexion.models import Invoice, Provider, PurchaseOrder, SalesInvoice, WebhookEvent
 from invoice_bridge.config import describe_validation_error
-from invoice_bridge.errors import PermanentSyncError
+from invoice_bridge.errors import PermanentSyncError, PlatformError
 from invoice_bridge.http import ApiClient, Deadline
+from invoice_bridge.observability import count, logger
 
 
 class BuildNexionClient(ApiClient):
@@ -54,6 +55,33 @@ class BuildNexionClient(ApiClient):
     def sales_invoice(self, invoice_id: str, deadline: Deadline) -> SalesInvoice:
         """`GET /sales_invoices/{id}`."""
         return self._get(SalesInvoice, f"/sales_invoices/{invoice_id}", deadline)
+
+    def latest[T: (Invoice, PurchaseOrder, SalesInvoice)](
+        self, model: type[T], event: WebhookEvent, deadline: Deadline
+    ) -> T:
+        """The event's object as BuildNexion serves it now; the event's own (signed) copy when it answers 404.
+
+        Workers converge on the latest state, so they read it; an object BuildNexion no longer serves
+        (deleted since, or a sandbox that never held it) is still described by the event that named it.
+        """
+        collection = {Invoice: "invoices", PurchaseOrder: "purchase_orders", SalesInvoice: "sales_invoices"}[model]
+        try:
+            return self._get(model, f"/{collection}/{event.data.object.id}", deadline)
+        except PlatformError as exc:
+            if exc.status != 404:
+                raise
+        try:
+            copy = model.model_validate(event.data.object.model_dump())
+        except ValidationError as exc:
+            field, message = describe_validation_error(exc)
+            raise PermanentSyncError(
+                f"{event.data.object.object} {event.data.object.id}: not found in BuildNexion and the event's "
+                f"copy is incomplete ({field}: {message})",
+                code="invalid_source",
+            ) from None
+        logger.warning("object not found in BuildNexion; using the event's copy", extra={"object_id": copy.id})
+        count("SourceFromEvent", {"object": event.data.object.object})
+        return copy
 
     def list_page(
         self,

@@ -133,7 +133,7 @@ class FacturaDirectaExporter:
                 return self._skip("stale", entry)
             if entry.is_current(event.data.object.updated_at):
                 return self._skip("current", entry)
-            order = self._buildnexion().purchase_order(order_id, deadline)
+            order = self._buildnexion().latest(PurchaseOrder, event, deadline)
             if entry.is_current(order.updated_at) or entry.is_stale(order.updated_at):
                 return self._skip("current", entry)
             return self._apply(order, entry, event, deadline)

@@ -16,8 +16,6 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
 from invoice_bridge.buildnexion.client import BuildNexionClient
 from invoice_bridge.buildnexion.models import Invoice, WebhookEvent
 from invoice_bridge.errors import PermanentSyncError, PlatformError
@@ -109,21 +107,7 @@ class QuipuSync:
 
     def _latest(self, event: WebhookEvent, deadline: Deadline) -> Invoice:
         """BuildNexion's latest state of the invoice; the event's own copy when BuildNexion no longer serves it."""
-        try:
-            return self.buildnexion.invoice(event.data.object.id, deadline)
-        except PlatformError as exc:
-            if exc.status != 404:
-                raise
-        try:
-            invoice = Invoice.model_validate(event.data.object.model_dump())
-        except ValidationError:
-            raise PermanentSyncError(
-                f"invoice {event.data.object.id}: not found in BuildNexion and the event's copy is incomplete",
-                code="invalid_source",
-            ) from None
-        logger.warning("invoice not found in BuildNexion; using the event's copy", extra={"invoice_id": invoice.id})
-        count("QuipuSourceFromEvent")
-        return invoice
+        return self.buildnexion.latest(Invoice, event, deadline)
 
     @staticmethod
     def _skip_reason(entry: LedgerEntry, updated_at: datetime) -> str | None:

@@ -1,0 +1,75 @@
+"""The BuildNexion client against the sandbox BuildNexion: latest state, the event's copy on 404, lists."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from pydantic import SecretStr
+
+from invoice_bridge.buildnexion.client import BuildNexionClient
+from invoice_bridge.buildnexion.models import Invoice, PurchaseOrder, WebhookEvent
+from invoice_bridge.errors import PermanentSyncError, PlatformError
+from invoice_bridge.http import Deadline
+from sandbox.buildnexion import DEFAULT_API_KEY, BuildNexionPeer
+from tests.conftest import load_event
+
+
+@pytest.fixture
+def peer() -> Iterator[BuildNexionPeer]:
+    running = BuildNexionPeer(DEFAULT_API_KEY, ["whsec_x"])
+    running.start()
+    yield running
+    running.stop()
+
+
+def client(peer: BuildNexionPeer, key: str = DEFAULT_API_KEY) -> BuildNexionClient:
+    return BuildNexionClient(peer.base_url, SecretStr(key), max_attempts=1)
+
+
+def test_latest_is_what_buildnexion_serves_now(peer: BuildNexionPeer) -> None:
+    event = WebhookEvent.model_validate(load_event("buildnexion/01_invoice_created.json"))
+    newer = {**load_event("buildnexion/02_invoice_updated.json")["data"]["object"]}
+    peer.put_objects([newer])
+    latest = client(peer).latest(Invoice, event, Deadline(10))
+    assert latest.updated_at.isoformat() == newer["updated_at"].replace("Z", "+00:00")
+
+
+def test_latest_falls_back_to_the_event_s_copy_when_buildnexion_answers_404(peer: BuildNexionPeer) -> None:
+    event = WebhookEvent.model_validate(load_event("buildnexion/08_purchase_order_created.json"))
+    order = client(peer).latest(PurchaseOrder, event, Deadline(10))
+    assert order.id == "po_55"
+    assert order.model_dump(mode="json") == PurchaseOrder.model_validate(event.data.object.model_dump()).model_dump(
+        mode="json"
+    )
+
+
+def test_an_incomplete_event_copy_of_a_missing_object_is_permanent(peer: BuildNexionPeer) -> None:
+    envelope = load_event("buildnexion/08_purchase_order_created.json")
+    del envelope["data"]["object"]["lines"]
+    event = WebhookEvent.model_validate(envelope)
+    with pytest.raises(PermanentSyncError, match=r"not found in BuildNexion .*lines") as caught:
+        client(peer).latest(PurchaseOrder, event, Deadline(10))
+    assert caught.value.code == "invalid_source"
+
+
+def test_other_errors_are_not_hidden_by_the_fallback(peer: BuildNexionPeer) -> None:
+    event = WebhookEvent.model_validate(load_event("buildnexion/01_invoice_created.json"))
+    with pytest.raises(PlatformError) as caught:
+        client(peer, key="wrong").latest(Invoice, event, Deadline(10))
+    assert caught.value.status == 401
+    assert "wrong" not in str(caught.value)
+
+
+def test_list_pages_follow_the_cursor(peer: BuildNexionPeer) -> None:
+    base = load_event("buildnexion/01_invoice_created.json")["data"]["object"]
+    peer.put_objects([{**base, "id": f"inv_l{i}", "updated_at": f"2026-11-0{i + 1}T00:00:00Z"} for i in range(5)])
+    api = client(peer)
+    first, more = api.list_page("invoices", Deadline(10), updated_since=1_700_000_000, limit=2)
+    assert ([o["id"] for o in first], more) == (["inv_l0", "inv_l1"], True)
+    rest, more = api.list_page("invoices", Deadline(10), starting_after="inv_l1", limit=100, updated_since=0)
+    assert [o["id"] for o in rest][:3] == ["inv_l2", "inv_l3", "inv_l4"]
+    assert more is False
+    with pytest.raises(PlatformError) as caught:
+        api.list_page("invoices", Deadline(10), limit=101)
+    assert (caught.value.status, caught.value.field) == (400, "limit")
