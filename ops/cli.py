@@ -17,15 +17,20 @@ from invoice_bridge.errors import PlatformError
 from invoice_bridge.observability import quiet_for_command_line
 from ops import commands
 from ops.target import Target, TargetError, from_local, from_stack
+from sandbox.settings import LocalPort
 
-DEFAULT_LOCAL_URL = "http://127.0.0.1:3000"
 DESTINATIONS = [d.value for d in Destination]
 
 
 def _target(args: argparse.Namespace) -> Target:
     if args.stack:
         return from_stack(args.stack, args.region)
-    return from_local(args.local or DEFAULT_LOCAL_URL)
+    return from_local(args.local or default_local_url())
+
+
+def default_local_url() -> str:
+    """Where `invoice-bridge local serve` listens by default (LOCAL_PORT, else 3000)."""
+    return f"http://127.0.0.1:{LocalPort.from_env().local_port}"
 
 
 def _age(seconds: float | None) -> str:
@@ -208,8 +213,8 @@ def register(commands_parser: Any) -> None:
         "--local",
         metavar="URL",
         nargs="?",
-        const=DEFAULT_LOCAL_URL,
-        help=f"the running local stack (default {DEFAULT_LOCAL_URL}; the default target)",
+        const="",
+        help="the running local stack, the default target (default URL: http://127.0.0.1:$LOCAL_PORT, port 3000)",
     )
     where.add_argument("--region", help="the deployed stack's region (default: AWS_REGION / the CLI's)")
 

@@ -110,6 +110,8 @@ class BuildNexionPeer:
                 router.add("GET", f"/v1/{collection}", self._list_objects(collection))
         router.add("GET", "/v1/invoices/{id}/pdf", self._get_invoice_pdf)
         router.add("POST", "/v1/webhooks", self._post_webhook)
+        # Sandbox only: what `invoice-bridge local send` uses to hold the object of an event it sends.
+        router.add("PUT", "/v1/sandbox/objects", self._put_object)
         self._server = LocalHttpServer(router, port=port)
         self.put_objects(json.loads((FIXTURES / "providers.json").read_text(encoding="utf-8")))
 
@@ -242,6 +244,16 @@ class BuildNexionPeer:
         if invoice is None:
             return _error(404, "not_found", f"no invoice {params['id']}")
         return Reply(200, _minimal_pdf(str(invoice["invoice_number"])), {"Content-Type": "application/pdf"})
+
+    def _put_object(self, request: Request, _params: dict[str, str]) -> Reply:
+        self.calls["PUT /sandbox/objects"] += 1
+        if not self._authorized(request):
+            return _error(401, "unauthorized", "invalid API key")
+        try:
+            self.put_objects([request.json()])
+        except (ValueError, ValidationError) as exc:
+            return _error(400, "invalid_request", str(exc).splitlines()[0])
+        return Reply(204)
 
     def _post_webhook(self, request: Request, _params: dict[str, str]) -> Reply:
         self.calls["POST /webhooks"] += 1

@@ -15,6 +15,7 @@ import uuid
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import requests
 
@@ -203,7 +204,11 @@ def _send(args: argparse.Namespace) -> int:
     bodies = [(path, _read_event(path, args.fresh_id)) for path in args.files]
     worst = 0
     with requests.Session() as session:
+        sandbox = _sandbox_buildnexion(session, url) if args.source == "buildnexion" else None
         for path, body in bodies:
+            if sandbox is not None:
+                # BuildNexion holds every object it sends an event about: the workers read it from there.
+                _store_object(session, sandbox, body)
             header, value = _signature(args.source, body, args.secret, None)
             headers = {"Content-Type": "application/json", "User-Agent": f"invoice-bridge-cli ({args.source})"}
             try:
@@ -220,6 +225,29 @@ def _send(args: argparse.Namespace) -> int:
             print(f"{path}: {response.status_code} {response.text}", flush=True)
             worst = max(worst, 0 if response.ok else 1)
     return worst
+
+
+def _sandbox_buildnexion(session: requests.Session, webhook_url: str) -> str | None:
+    """The objects route of the stack's sandbox BuildNexion, when the stack at `webhook_url` runs one."""
+    parts = urlsplit(webhook_url)
+    try:
+        outputs = session.get(f"{parts.scheme}://{parts.netloc}/local/outputs", timeout=SEND_TIMEOUT).json()
+        api = str(outputs["outputs"]["BuildNexionApiUrl"]).rstrip("/")
+    except (requests.RequestException, ValueError, KeyError, TypeError):
+        return None  # not a local stack (or an older one): the event is sent on its own
+    return f"{api}/sandbox/objects" if urlsplit(api).hostname in LOOPBACK else None
+
+
+def _store_object(session: requests.Session, objects_url: str, body: bytes) -> None:
+    try:
+        obj = json.loads(body)["data"]["object"]
+    except (ValueError, KeyError, TypeError):
+        return  # not an event envelope: the receiver will answer 400 for it
+    api_key = LocalSettings.from_env().buildnexion_api_key
+    try:
+        session.put(objects_url, json=obj, headers={"Authorization": f"Bearer {api_key}"}, timeout=SEND_TIMEOUT)
+    except requests.RequestException:
+        return  # the event still goes out; a worker then falls back on the event's own copy
 
 
 def _sign(args: argparse.Namespace) -> int:

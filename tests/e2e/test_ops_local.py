@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +159,19 @@ def test_a_dead_lettered_invoice_is_found_repaired_at_the_source_redriven_and_sy
     assert not any(d.object_id == bad["id"] for d in commands.dlq_list(target, Destination.QUIPU))
     rows = {row.destination: row for row in commands.status(target)}
     assert rows["quipu"].dead_lettered == 0
+
+
+def test_local_send_has_the_sandbox_buildnexion_hold_the_object_so_backfill_finds_it(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    envelope = load_event("buildnexion/08_purchase_order_created.json")
+    envelope["id"] = "evt_send_holds_1"
+    envelope["data"]["object"].update({"id": "po_send_holds", "updated_at": "2026-11-20T08:00:00Z"})
+    event_file = tmp_path / "po.json"
+    event_file.write_text(json.dumps(envelope), encoding="utf-8")
+    result = run_cli("local", "send", str(event_file), "--url", f"{stack.url}/webhooks/buildnexion")
+    assert result.returncode == 0, result.stderr
+    peer: BuildNexionPeer = stack.peers["buildnexion"]
+    assert "po_send_holds" in {o["id"] for o in peer.objects_of("purchase_order")}
+    *_, last = commands.backfill(from_local(stack.url), Destination.FACTURADIRECTA, date(2026, 11, 20), restart=True)
+    assert last.enqueued >= 1
