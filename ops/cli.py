@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import date
-from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -18,8 +16,6 @@ from invoice_bridge.observability import quiet_for_command_line
 from ops import commands
 from ops.target import Target, TargetError, from_local, from_stack
 from sandbox.settings import LocalPort
-
-DESTINATIONS = [d.value for d in Destination]
 
 
 def _target(args: argparse.Namespace) -> Target:
@@ -203,79 +199,17 @@ def _reconcile(args: argparse.Namespace, console: Console) -> int:
     return 1 if differences else 0
 
 
-def register(commands_parser: Any) -> None:
-    """Add the operator commands to the `invoice-bridge` parser."""
-    where = argparse.ArgumentParser(add_help=False)
-    where.set_defaults(help_parser=None)
-    group = where.add_mutually_exclusive_group()
-    group.add_argument("--stack", metavar="NAME", help="a deployed stack, found through CloudFormation")
-    group.add_argument(
-        "--local",
-        metavar="URL",
-        nargs="?",
-        const="",
-        help="the running local stack, the default target (default URL: http://127.0.0.1:$LOCAL_PORT, port 3000)",
-    )
-    where.add_argument("--region", help="the deployed stack's region (default: AWS_REGION / the CLI's)")
-
-    status = commands_parser.add_parser("status", parents=[where], help="per destination: synced, failed, waiting")
-    status.add_argument("--json", action="store_true", help="JSON for scripts instead of a table")
-    status.set_defaults(func=_status)
-
-    dlq = commands_parser.add_parser("dlq", help="dead-lettered events").add_subparsers(
-        dest="dlq_command", required=True, metavar="{list,redrive,drop}", title="commands"
-    )
-    listing = dlq.add_parser("list", parents=[where], help="each dead-lettered event with its reason")
-    listing.add_argument("destination", choices=DESTINATIONS)
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(func=_dlq_list)
-    redrive = dlq.add_parser("redrive", parents=[where], help="send dead-lettered events back to their queue")
-    redrive.add_argument("destination", choices=DESTINATIONS)
-    redrive.add_argument("--id", action="append", help="a message id or object id (repeatable); default: all")
-    redrive.set_defaults(func=_dlq_redrive)
-    drop = dlq.add_parser("drop", parents=[where], help="delete dead-lettered events for good")
-    drop.add_argument("destination", choices=DESTINATIONS)
-    drop.add_argument("--id", action="append", required=True, help="a message id or object id (repeatable)")
-    drop.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    drop.set_defaults(func=_dlq_drop)
-
-    replay = commands_parser.add_parser(
-        "replay", parents=[where], help="enqueue objects' latest state from BuildNexion as fresh events"
-    )
-    replay.add_argument("object_ids", nargs="+", metavar="OBJECT_ID")
-    replay.add_argument(
-        "--kind",
-        choices=["invoice", "sales_invoice", "purchase_order"],
-        help="the object kind, when the id's prefix does not tell",
-    )
-    replay.set_defaults(func=_replay)
-
-    backfill = commands_parser.add_parser(
-        "backfill", parents=[where], help="enqueue every object BuildNexion updated in a period (resumable)"
-    )
-    backfill.add_argument("destination", choices=DESTINATIONS)
-    backfill.add_argument("--since", type=date.fromisoformat, required=True, metavar="YYYY-MM-DD")
-    backfill.add_argument("--until", type=date.fromisoformat, metavar="YYYY-MM-DD", help="exclusive")
-    backfill.add_argument("--restart", action="store_true", help="start over instead of resuming")
-    backfill.set_defaults(func=_backfill)
-
-    webhook = commands_parser.add_parser("webhook", help="BuildNexion webhook registration").add_subparsers(
-        dest="webhook_command", required=True, metavar="{register,retire-secret}", title="commands"
-    )
-    webhook_register = webhook.add_parser(
-        "register", parents=[where], help="register the stack's URL and store the returned secret"
-    )
-    webhook_register.set_defaults(func=_webhook_register)
-    retire = webhook.add_parser("retire-secret", parents=[where], help="keep only the newest webhook secret")
-    retire.add_argument("--yes", action="store_true")
-    retire.set_defaults(func=_webhook_retire)
-
-    reconcile = commands_parser.add_parser(
-        "reconcile", parents=[where], help="compare synced totals with BuildNexion; exit 1 on a difference"
-    )
-    reconcile.add_argument("destination", choices=DESTINATIONS)
-    reconcile.add_argument("--since", type=date.fromisoformat, metavar="YYYY-MM-DD")
-    reconcile.set_defaults(func=_reconcile)
+HANDLERS = {
+    "status": _status,
+    "dlq_list": _dlq_list,
+    "dlq_redrive": _dlq_redrive,
+    "dlq_drop": _dlq_drop,
+    "replay": _replay,
+    "backfill": _backfill,
+    "webhook_register": _webhook_register,
+    "webhook_retire": _webhook_retire,
+    "reconcile": _reconcile,
+}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -284,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     # Piped output (a file, a CI log) has no terminal width to follow: wide enough that no column is cut.
     console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
-        code: int = args.func(args, console)
+        code: int = HANDLERS[args.operation](args, console)
     except TargetError as exc:
         print(f"invoice-bridge: {exc}", file=sys.stderr)
         return 2

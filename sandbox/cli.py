@@ -18,12 +18,13 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import requests
+from botocore.exceptions import BotoCoreError
 
 from invoice_bridge.buildnexion.signature import SIGNATURE_HEADER, signature_header
 from invoice_bridge.errors import ConfigurationError
 from invoice_bridge.tuimprenta.webhook import SIGNATURE_HEADER as TUIMPRENTA_SIGNATURE_HEADER
 from invoice_bridge.tuimprenta.webhook import compute_signature
-from ops import cli as ops_cli
+from ops import parser as ops_parser
 from sandbox.buildnexion import SEND_TIMEOUT
 from sandbox.cfn import Template, TemplateError
 from sandbox.settings import LocalPort, LocalSettings
@@ -388,7 +389,7 @@ def build_parser() -> Parser:
     demo.add_argument("--events", type=Path, default=REPO_ROOT / "events" / "buildnexion", help="event files to send")
     demo.set_defaults(func=_demo)
 
-    ops_cli.register(commands)
+    ops_parser.register(commands)
     parser.set_defaults(func=None, help_parser=parser)
     local_parser.set_defaults(help_parser=local_parser)
     return parser
@@ -417,13 +418,22 @@ def _main(argv: list[str] | None) -> int:
         print(f"invoice-bridge: {exc}", file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    if args.func is None:
+    if args.func is None and getattr(args, "operation", None) is None:
         chooser: Parser = args.help_parser
         chooser.error("choose a command: " + ("local" if chooser is parser else "serve, wait, send, sign or demo"))
     bypass_proxy_for_loopback()
     if args.command != "local":
-        # The operator's commands: a deployed stack needs this machine's AWS profile, so it is kept.
-        return ops_cli.run(args)
+        # The operator's commands: a deployed stack needs this machine's AWS profile, so it is kept there;
+        # the local stack is reached with its own credentials, so a profile of this machine is not used.
+        if not getattr(args, "stack", None):
+            for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+                os.environ.pop(name, None)
+        try:
+            from ops.cli import run  # boto3 and Powertools load only for these commands
+        except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile this machine does not have
+            print(f"invoice-bridge: {exc}", file=sys.stderr)
+            return 2
+        return run(args)
     # The local stack talks to emulated AWS only; a profile of this machine (even a missing one) is not used.
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
         os.environ.pop(name, None)

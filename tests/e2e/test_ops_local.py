@@ -175,3 +175,30 @@ def test_local_send_has_the_sandbox_buildnexion_hold_the_object_so_backfill_find
     assert "po_send_holds" in {o["id"] for o in peer.objects_of("purchase_order")}
     *_, last = commands.backfill(from_local(stack.url), Destination.FACTURADIRECTA, date(2026, 11, 20), restart=True)
     assert last.enqueued >= 1
+
+
+def test_a_missing_aws_profile_is_one_line_for_a_deployed_stack_and_ignored_for_the_local_one() -> None:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "AWS_PROFILE": "no-such-profile"}
+    deployed = subprocess.run(
+        [CLI, "status", "--stack", "x", "--region", "eu-west-1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert (deployed.returncode, deployed.stderr.strip()) == (
+        2,
+        "invoice-bridge: The config profile (no-such-profile) could not be found",
+    )
+    local = subprocess.run(
+        [CLI, "status", "--local", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert local.returncode == 2
+    assert "no local stack answers" in local.stderr
+    assert "Traceback" not in local.stderr

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from invoice_bridge.buildnexion.models import SalesInvoice, SalesInvoiceLine
-from invoice_bridge.money import dumps, json_number, unit_price
+from invoice_bridge.money import dumps, json_number, normalize, unit_price
 
 BATCH_TYPE = "invoice.create"
 
@@ -21,9 +21,10 @@ def item(line: SalesInvoiceLine) -> dict[str, Any]:
     if line.sku:
         document["sku"] = line.sku
     document["description"] = line.description
-    document["qty"] = json_number(line.quantity)
+    # Quantities and rates are not money: written without trailing zeros ("2.50" → 2.5, "0.080" → 0.08).
+    document["qty"] = json_number(normalize(line.quantity))
     document["unit_price"] = json_number(unit_price(line.unit_amount, line.unit_amount_decimal), min_places=2)
-    document["tax_rate"] = json_number(line.tax_rate)
+    document["tax_rate"] = json_number(normalize(line.tax_rate))
     return document
 
 
