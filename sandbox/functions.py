@@ -141,7 +141,12 @@ class FunctionPool:
     """Instances of one function: reused while warm, started on demand up to a concurrency limit."""
 
     def __init__(
-        self, spec: FunctionSpec, environment: Mapping[str, str], log_sink: LogSink, max_concurrency: int = 10
+        self,
+        spec: FunctionSpec,
+        environment: Mapping[str, str],
+        log_sink: LogSink,
+        max_concurrency: int = 10,
+        max_starting: int = 2,
     ) -> None:
         self.spec = spec
         self._environment = dict(environment)
@@ -149,6 +154,12 @@ class FunctionPool:
         self._limit = threading.BoundedSemaphore(spec.reserved_concurrency or max_concurrency)
         self._idle: list[FunctionInstance] = []
         self._lock = threading.Lock()
+        # Lambda starts concurrent environments on separate machines; here they share this machine's
+        # cores. A burst that started an interpreter per request would have them starve each other past
+        # the sender's timeout, so at most `max_starting` start at once and the rest wait for a warm one.
+        self._ready = threading.Condition(self._lock)
+        self._starting = 0
+        self._max_starting = max(1, max_starting)
         self._running = 0
         self._closed = False
         self.invocations = 0
@@ -160,37 +171,60 @@ class FunctionPool:
         with self._lock:
             return self._running
 
+    def _take(self) -> FunctionInstance | None:
+        """A warm instance, or None with a start slot reserved for a new one."""
+        with self._ready:
+            while True:
+                if self._closed:
+                    raise FunctionError(f"{self.spec.logical_id}: the stack is stopping")
+                while self._idle:
+                    instance = self._idle.pop()
+                    if instance.alive:
+                        self._running += 1
+                        return instance
+                if self._starting < self._max_starting:
+                    self._starting += 1
+                    self._running += 1
+                    return None
+                self._ready.wait()
+
+    def _start(self) -> FunctionInstance:
+        try:
+            return FunctionInstance(self.spec, self._environment, self._log_sink)
+        finally:
+            with self._ready:
+                self._starting -= 1
+                self._ready.notify()
+
     def invoke(self, event: Any) -> Invocation:
         """Invoke on a warm instance or a new one."""
         with self._limit:
-            with self._lock:
-                if self._closed:
-                    raise FunctionError(f"{self.spec.logical_id}: the stack is stopping")
-                self._running += 1
-                instance = self._idle.pop() if self._idle else None
+            instance = self._take()
             try:
-                if instance is None or not instance.alive:
-                    instance = FunctionInstance(self.spec, self._environment, self._log_sink)
+                if instance is None:
+                    instance = self._start()
                 result = instance.invoke(event)
             finally:
                 with self._lock:
                     self._running -= 1
                     self.invocations += 1
-            with self._lock:
+            with self._ready:
                 if not result.ok:
                     self.errors += 1
                 if instance.alive and not self._closed:
                     self._idle.append(instance)
                     instance = None
+                    self._ready.notify()
             if instance is not None:
                 instance.close()
             return result
 
     def close(self) -> None:
         """End every idle instance at once; busy ones finish and are closed as they return."""
-        with self._lock:
+        with self._ready:
             self._closed = True
             idle, self._idle = self._idle, []
+            self._ready.notify_all()
         for instance in idle:
             # An idle instance holds no work (its logs are written as it goes): ending it now, as Lambda
             # retires an environment, spares the second its interpreter takes to tear itself down.

@@ -265,6 +265,7 @@ def test_ensure_reference_adopts_what_the_platform_already_has(table: StateTable
 def test_ensure_reference_defers_while_another_worker_creates(table: StateTable) -> None:
     leases = Leases(table)
     assert leases.acquire("ref#quipu#contact#B3", "other-worker", 30)
+    waits: list[float] = []
     with pytest.raises(RetryLater) as caught:
         ensure_reference(
             References(table),
@@ -274,8 +275,32 @@ def test_ensure_reference_defers_while_another_worker_creates(table: StateTable)
             key="B3",
             find=lambda: pytest.fail("must not look up"),
             create=lambda: pytest.fail("must not create"),
+            wait_seconds=1.0,
+            poll_seconds=0.25,
+            sleep=waits.append,
         )
     assert caught.value.retry_after == 2
+    assert waits == [0.25] * 4  # it waited for the holder, a bounded while, before handing the work back
+
+
+def test_ensure_reference_takes_the_id_the_lease_holder_remembers_meanwhile(table: StateTable) -> None:
+    refs, leases = References(table), Leases(table)
+    assert leases.acquire("ref#quipu#contact#B6", "other-worker", 30)
+
+    def holder_finishes(_seconds: float) -> None:
+        refs.put("quipu", "contact", "B6", "c-from-holder")
+
+    result = ensure_reference(
+        refs,
+        leases,
+        destination="quipu",
+        kind="contact",
+        key="B6",
+        find=lambda: pytest.fail("must not look up"),
+        create=lambda: pytest.fail("must not create"),
+        sleep=holder_finishes,
+    )
+    assert result == ("c-from-holder", False)
 
 
 def test_ensure_reference_releases_its_lease_when_the_platform_fails(table: StateTable) -> None:

@@ -347,20 +347,30 @@ def ensure_reference(
     find: Callable[[], str | None],
     create: Callable[[], str],
     lease_seconds: float = 30.0,
+    wait_seconds: float = 4.0,
+    poll_seconds: float = 0.25,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> tuple[str, bool]:
     """The platform id for `key`, found or created **once** even when workers race; (id, created).
 
     A remembered id costs no platform call. Otherwise one worker at a time (a lease per key) looks it up
-    and creates it when missing; a worker that meets the lease held retries later, when the holder has
-    remembered the id.
+    and creates it when missing. A worker that meets the lease held waits up to `wait_seconds` for the
+    holder to remember the id (usually a second or two), then hands its work back to be retried.
     """
     remembered = references.get(destination, kind, key)
     if remembered:
         return remembered, False
     lease = f"ref#{destination}#{kind}#{key}"
     owner = uuid.uuid4().hex
-    if not leases.acquire(lease, owner, lease_seconds):
-        raise RetryLater(f"another worker is creating {kind} {key} in {destination}", retry_after=2)
+    waited = 0.0
+    while not leases.acquire(lease, owner, lease_seconds):
+        if waited >= wait_seconds:
+            raise RetryLater(f"another worker is creating {kind} {key} in {destination}", retry_after=2)
+        sleep(poll_seconds)
+        waited += poll_seconds
+        remembered = references.get(destination, kind, key)
+        if remembered:
+            return remembered, False
     try:
         remembered = references.get(destination, kind, key)  # the previous holder may have just finished
         if remembered:
