@@ -87,8 +87,7 @@ def run(quick: bool) -> None:
     # least 5 * ceil((N - 5) / 5) s after the first, the best any client can do, whatever its margin.
     bound = 5.0 * math.ceil(max(0, total_requests - BURST) / BURST)
     print(f"  ideal / measured time:        {ratio:.3f} (target >= 0.95)")
-    print(
-        f"  best possible under the limit: {bound:.1f} s, so the ratio can reach at most {ideal / bound if bound else 0:.3f};"
-    )
+    best = ideal / bound if bound else 0.0
+    print(f"  best possible under the limit: {bound:.1f} s, so the ratio can reach at most {best:.3f};")
     print(f"  the rest is the limiter's safety margin of {DEFAULT_MARGIN_SECONDS} s a window")
     print(f"  wall time to idle:            {elapsed:.1f} s")
