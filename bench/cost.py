@@ -21,7 +21,7 @@ import copy
 import json
 import statistics
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -246,7 +246,7 @@ def cost_lines(figures: RunFigures) -> tuple[list[str], float]:
     """The cost table and the total per million documents."""
     docs = figures.mix.documents
     per_million = 1e6 / docs
-    units: dict[str, float] = Counter()
+    units: defaultdict[str, float] = defaultdict(float)
     units["apigw:requests"] = figures.functions["WebhookReceiverFunction"].invocations
     gb_s_local = gb_s_aws = 0.0
     for usage in figures.functions.values():
