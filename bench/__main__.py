@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from bench import facturadirecta, quipu, receiver, tuimprenta
+from bench import cost, facturadirecta, quipu, receiver, tuimprenta
 
 BENCHES: dict[str, Callable[[bool], None]] = {
     "receiver": receiver.run,
     "quipu": quipu.run,
     "tuimprenta": tuimprenta.run,
     "facturadirecta": facturadirecta.run,
+    "cost": cost.run,
 }
 
 

@@ -331,6 +331,10 @@ def invoke(handler: Handler, event: dict[str, Any], spec: FunctionSpec) -> tuple
 def measure_warm(stack: ReceiverStack, events: SignedEvents, rounds: Rounds) -> list[WarmRun]:
     """Wall and CPU times of in-process invocations of both handlers, after a warm-up, against the same moto."""
     spec = stack.spec
+    # Other benches import the layer before this environment is set: its Metrics took no namespace then.
+    from invoice_bridge.observability import metrics
+
+    metrics.namespace = metrics.namespace or stack.environment.get("POWERTOOLS_METRICS_NAMESPACE")
     with environment(stack.environment), stdout_silenced():
         handlers: dict[str, Handler] = {
             "real": load_module("bench_webhook_receiver_app", spec.code_dir / "app.py").lambda_handler,

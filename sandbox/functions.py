@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sandbox.cfn import FunctionSpec
+from sandbox.usage import FunctionUsage, InvocationUsage
 
 LogSink = Callable[[str, str], None]  # (function logical id, one log line)
 
@@ -28,6 +29,7 @@ class Invocation:
     error_type: str | None = None
     error_message: str | None = None
     duration_ms: float = 0.0
+    usage: InvocationUsage | None = None  # what the function process reported it consumed
 
 
 class FunctionError(Exception):
@@ -115,10 +117,15 @@ class FunctionInstance:
             self.kill()
             message = f"Task timed out after {self.spec.timeout} seconds" if timed_out else "the instance exited"
             return Invocation(False, error_type="Runtime.ExitError", error_message=message, duration_ms=elapsed)
+        usage = InvocationUsage.from_dict(reply.get("usage"))
         if reply["ok"]:
-            return Invocation(True, result=reply["result"], duration_ms=elapsed)
+            return Invocation(True, result=reply["result"], duration_ms=elapsed, usage=usage)
         return Invocation(
-            False, error_type=reply["errorType"], error_message=reply["errorMessage"], duration_ms=elapsed
+            False,
+            error_type=reply["errorType"],
+            error_message=reply["errorMessage"],
+            duration_ms=elapsed,
+            usage=usage,
         )
 
     def kill(self) -> None:
@@ -164,6 +171,7 @@ class FunctionPool:
         self._closed = False
         self.invocations = 0
         self.errors = 0
+        self.usage = FunctionUsage(spec.memory)
 
     @property
     def running(self) -> int:
@@ -211,6 +219,8 @@ class FunctionPool:
             with self._ready:
                 if not result.ok:
                     self.errors += 1
+                if result.usage is not None:
+                    self.usage.add(result.usage)
                 if instance.alive and not self._closed:
                     self._idle.append(instance)
                     instance = None

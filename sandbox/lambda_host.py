@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import os
+import resource
 import sys
 import time
 import traceback
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from sandbox.cfn import ACCOUNT_ID, REGION
+from sandbox.usage import AwsCallMeter
 
 
 @dataclass
@@ -51,8 +53,11 @@ def _error(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
 
 
 def serve(handler_path: str, function_name: str, memory: int, protocol: TextIO) -> None:
-    """Import the handler, then answer invocations from stdin until it closes."""
+    """Import the handler, then answer invocations from stdin until it closes, each with its usage."""
     module_name, _, attribute = handler_path.rpartition(".")
+    # Before the handler's import, so every botocore session it makes is metered.
+    meter = AwsCallMeter()
+    meter.install()
     started = time.perf_counter()
     handler: Any = None
     init_error: dict[str, Any] | None = None
@@ -61,11 +66,13 @@ def serve(handler_path: str, function_name: str, memory: int, protocol: TextIO) 
     except Exception as exc:  # noqa: BLE001 - the runtime reports any import failure on each invocation
         traceback.print_exc()
         init_error = _error(exc, "Runtime.ImportModuleError")
-    protocol.write(json.dumps({"ready": True, "init_ms": round((time.perf_counter() - started) * 1000)}) + "\n")
+    init_ms = (time.perf_counter() - started) * 1000
+    protocol.write(json.dumps({"ready": True, "init_ms": round(init_ms)}) + "\n")
     protocol.flush()
     for line in sys.stdin:
         request = json.loads(line)
         context = LocalLambdaContext(function_name, memory, request["request_id"], request["deadline_ms"])
+        started = time.perf_counter()
         if init_error is not None:
             reply = init_error
         else:
@@ -74,10 +81,16 @@ def serve(handler_path: str, function_name: str, memory: int, protocol: TextIO) 
             except Exception as exc:  # noqa: BLE001 - like the runtime: any handler error fails the invocation
                 traceback.print_exc()
                 reply = _error(exc)
+        usage = meter.take()
+        usage.duration_ms = (time.perf_counter() - started) * 1000
+        # Lambda bills the INIT phase with the first invocation of an environment.
+        usage.init_ms, init_ms = init_ms, 0.0
+        usage.max_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        reply["usage"] = usage.as_dict()
         try:
             text = json.dumps(reply)
         except TypeError as exc:
-            text = json.dumps(_error(exc, "Runtime.MarshalError"))
+            text = json.dumps({**_error(exc, "Runtime.MarshalError"), "usage": usage.as_dict()})
         protocol.write(text + "\n")
         protocol.flush()
 

@@ -6,6 +6,7 @@ import hashlib
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,6 +102,11 @@ class SqsPoller:
         # SQS hands out a FIFO group to one receiver at a time; moto's check is not atomic across
         # concurrent ReceiveMessage calls, so the workers of one mapping receive one at a time.
         self._receive_lock = threading.Lock()
+        # The SQS requests Lambda's pollers make for documents (billed to the account): receives that
+        # brought messages and the deletes. Empty long polls depend on time, not on documents: not counted.
+        self.sqs_requests: Counter[str] = Counter()
+        self.sqs_units: Counter[str] = Counter()  # billed requests, by "sqs:fifo" / "sqs:standard"
+        self._unit = "sqs:fifo" if mapping.queue.url.endswith(".fifo") else "sqs:standard"
 
     @property
     def busy(self) -> int:
@@ -150,6 +156,8 @@ class SqsPoller:
             return 0
         with self._lock:
             self._busy += 1
+            self.sqs_requests["sqs:ReceiveMessage"] += 1
+            self.sqs_units[self._unit] += 1  # a batch of up to 10 small messages: under 64 KB
         try:
             invocation = self._pool.invoke(lambda_sqs_event(queue, messages))
             if not invocation.ok:
@@ -158,6 +166,9 @@ class SqsPoller:
             done = [m for m in messages if m["MessageId"] not in failed]
             for start in range(0, len(done), 10):
                 chunk = done[start : start + 10]
+                with self._lock:
+                    self.sqs_requests["sqs:DeleteMessageBatch"] += 1
+                    self.sqs_units[self._unit] += 1
                 self._sqs.delete_message_batch(
                     QueueUrl=queue.url,
                     Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],

@@ -2,13 +2,77 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
+
+
+class _NoSegment(BaseSegment):
+    """What a disabled tracer records into: nothing."""
+
+    def close(self, end_time: int | None = None) -> None:
+        """Nothing to close."""
+
+    def add_subsegment(self, subsegment: Any) -> None:
+        """Nothing recorded."""
+
+    def remove_subsegment(self, subsegment: Any) -> None:
+        """Nothing recorded."""
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        """Nothing recorded."""
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        """Nothing recorded."""
+
+    def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None:
+        """Nothing recorded."""
+
+
+class DisabledTracingProvider(BaseProvider):
+    """The tracer's provider where tracing is off (outside Lambda, POWERTOOLS_TRACE_DISABLED, tests).
+
+    Powertools' default provider imports the X-Ray SDK (aws_xray_sdk.core, which loads botocore's session
+    machinery) even when tracing is disabled; this one imports nothing, so a cold start with tracing off
+    pays only for what it uses. With tracing on, the X-Ray SDK provider is used as before.
+    """
+
+    @contextlib.contextmanager
+    def in_subsegment(self, name: str | None = None, **kwargs: Any) -> Generator[BaseSegment, None, None]:
+        """A segment that records nothing."""
+        yield _NoSegment()
+
+    @contextlib.asynccontextmanager
+    async def in_subsegment_async(self, name: str | None = None, **kwargs: Any) -> AsyncGenerator[BaseSegment, None]:
+        """A segment that records nothing."""
+        yield _NoSegment()
+
+    def put_annotation(self, key: str, value: Any) -> None:
+        """Nothing recorded."""
+
+    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
+        """Nothing recorded."""
+
+    def patch(self, modules: Sequence[str]) -> None:
+        """Nothing to patch."""
+
+    def patch_all(self) -> None:
+        """Nothing to patch."""
+
+
+def _tracer() -> Tracer:
+    # Powertools' own rule for "tracing is off" (POWERTOOLS_TRACE_DISABLED, outside Lambda, SAM local).
+    if Tracer._is_tracer_disabled():
+        return Tracer(disabled=True, provider=DisabledTracingProvider())
+    return Tracer()
+
 
 logger = Logger()
-tracer = Tracer()
+tracer = _tracer()
 metrics = Metrics()
 _emit = {"metrics": True}
 
