@@ -39,7 +39,7 @@ def test_a_bad_spec_names_the_part(spec: str, named: str) -> None:
 
 
 def test_local_faults_is_validated_with_the_variable_named() -> None:
-    from invoice_bridge.config import ConfigurationError
+    from invoice_bridge.errors import ConfigurationError
 
     with pytest.raises(ConfigurationError, match="LOCAL_FAULTS"):
         LocalSettings.from_env({"LOCAL_FAULTS": "error=1.5"})
