@@ -13,10 +13,11 @@ export SAM_CLI_DISABLE_UPDATE_CHECK := 1
 # Python 3.12: an explicit PYTHON312, else python3.12 on PATH, else the newest pyenv 3.12.x.
 PYTHON312 ?= $(shell bash tools/find-python312.sh)
 
-.PHONY: help demo test lint typecheck validate unit integration e2e build bench deploy clean
+.PHONY: help demo chaos test lint typecheck validate unit integration e2e build bench deploy clean
 
 help:
 	@echo "make demo    run the whole pipeline locally against the sandbox platforms"
+	@echo "make chaos   200 objects through the local stack with every sandbox peer faulting (SEED=n; minutes)"
 	@echo "make test    lint, typecheck, sam validate --lint and every test"
 	@echo "make build   sam build"
 	@echo "make bench   print the benchmark figures"
@@ -39,6 +40,11 @@ $(VENV)/.installed: pyproject.toml layers/common/requirements.txt
 
 demo: .venv
 	$(BIN)/invoice-bridge local demo
+
+# A seed repeats a run's mix and each peer's fault decisions; LOCAL_FAULTS overrides the default faults.
+SEED ?= 1
+chaos: .venv
+	$(BIN)/python -m sandbox.chaos --seed $(SEED)
 
 lint: .venv
 	$(BIN)/ruff check .

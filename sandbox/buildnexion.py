@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 from invoice_bridge.buildnexion.models import OBJECT_MODELS
 from invoice_bridge.buildnexion.signature import SIGNATURE_HEADER, signature_header
 from invoice_bridge.config import describe_validation_error
+from sandbox.faults import FaultPlan
 from sandbox.httpserver import LocalHttpServer, Reply, Request, Router
 
 DEFAULT_API_KEY = "bn_test_sandbox_api_key"
@@ -92,7 +93,15 @@ class Delivery:
 class BuildNexionPeer:
     """BuildNexion's API on a loopback port, with its objects in memory."""
 
-    def __init__(self, api_key: str, webhook_secrets: Sequence[str], *, port: int = 0, max_attempts: int = 3):
+    def __init__(
+        self,
+        api_key: str,
+        webhook_secrets: Sequence[str],
+        *,
+        port: int = 0,
+        max_attempts: int = 3,
+        faults: FaultPlan | None = None,
+    ):
         if not webhook_secrets:
             raise ValueError("the sandbox BuildNexion needs at least one webhook secret")
         self._api_key = api_key
@@ -112,7 +121,14 @@ class BuildNexionPeer:
         router.add("POST", "/v1/webhooks", self._post_webhook)
         # Sandbox only: what `invoice-bridge local send` uses to hold the object of an event it sends.
         router.add("PUT", "/v1/sandbox/objects", self._put_object)
-        self._server = LocalHttpServer(router, port=port)
+        # Faults (LOCAL_FAULTS) play on the API; the sandbox-only control route is exempt.
+        self.faults = faults or FaultPlan(peer="buildnexion")
+        wrapped = self.faults.wrap(
+            router,
+            exempt=lambda request: request.path.startswith("/v1/sandbox/"),
+            error_reply=lambda status, code: _error(status, code or "api_error", "service unavailable"),
+        )
+        self._server = LocalHttpServer(wrapped, port=port)
         self.put_objects(json.loads((FIXTURES / "providers.json").read_text(encoding="utf-8")))
 
     @property
@@ -164,9 +180,11 @@ class BuildNexionPeer:
             self._subscriptions[self._subscriptions.index(existing)] = rotated
             return rotated
 
-    def deliver(self, envelope: Mapping[str, Any]) -> list[Delivery]:
-        """Store the event's object and send the event, signed, to every endpoint that wants it."""
-        self.put_objects([envelope["data"]["object"]])
+    def deliver(self, envelope: Mapping[str, Any], *, store: bool = True) -> list[Delivery]:
+        """Store the event's object (unless `store` is False: an event arriving after a newer version was
+        made) and send the event, signed, to every endpoint that wants it."""
+        if store:
+            self.put_objects([envelope["data"]["object"]])
         body = json.dumps(envelope, ensure_ascii=False).encode("utf-8")
         with self._lock:
             targets = [s for s in self._subscriptions if s.wants(str(envelope["type"]))]

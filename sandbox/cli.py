@@ -66,7 +66,11 @@ def _serve(args: argparse.Namespace) -> int:
     access_log = None if args.quiet else _print_access_line
     stack = LocalStack(
         StackOptions(
-            root=args.root, port=args.port, parameter_overrides=args.parameter_overrides, access_log=access_log
+            root=args.root,
+            port=args.port,
+            parameter_overrides=args.parameter_overrides,
+            access_log=access_log,
+            faults=args.faults,
         )
     )
     stopping = threading.Event()
@@ -88,6 +92,8 @@ def _serve(args: argparse.Namespace) -> int:
             source = "sandbox peer" if platform in stack.peers else "from the environment"
             print(f"  {platform} API: {url} ({source})", flush=True)
         print(f"  emulated AWS (moto): {stack.aws.endpoint}", flush=True)
+        if stack.settings.fault_settings().active:
+            print(f"  sandbox faults: {stack.settings.fault_settings().spec()}", flush=True)
         for key, value in sorted(args.parameter_overrides.items()):
             print(f"  parameter {key} = {value}", flush=True)
         print("ready; Ctrl-C (or SIGTERM) stops the stack", flush=True)
@@ -327,6 +333,13 @@ def build_parser() -> Parser:
         default=[],
         metavar="KEY=VALUE",
         help="template parameters to override, as sam spells them, e.g. 'LogLevel=DEBUG'",
+    )
+    serve.add_argument(
+        "--faults",
+        metavar="SPEC",
+        help="faults every sandbox peer injects, e.g. 'error=0.1,hang=0.03,after_effect=0.5,seed=7' "
+        "(5xx, hangs past the client's timeout, writes whose answer is lost after their effect); LOCAL_FAULTS "
+        "sets the default",
     )
     serve.set_defaults(func=_serve)
 

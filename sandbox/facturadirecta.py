@@ -9,6 +9,7 @@ taxes. Bad input answers the reference's error document with `INVALID_INPUT_DATA
 
 For tests: `write_delay_seconds` delays the answer of a write after it took effect (a client timeout
 then leaves the document created), and `inject_failures` makes the next requests fail with a status.
+Faults (sandbox/faults.py, seeded from LOCAL_FAULTS, and the injected ones) come after the credentials.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import itertools
 import secrets
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -32,6 +33,7 @@ from invoice_bridge.buildnexion.models import Provider, PurchaseOrder
 from invoice_bridge.facturadirecta.mapping import expected_totals, order_tag
 from invoice_bridge.facturadirecta.xml import XmlBuilder, XmlDocumentError, build_error, parse, text_of
 from invoice_bridge.money import decimal_string, normalize, parse_yyyymmdd, unit_price, yyyymmdd
+from sandbox.faults import FaultPlan
 from sandbox.httpserver import LocalHttpServer, Reply, Request, Router
 from sandbox.peers import DemoCheck
 from sandbox.settings import LocalSettings
@@ -96,13 +98,6 @@ class StoredOrder:
 
 
 @dataclass
-class Failure:
-    status: int
-    code: str
-    method: str | None
-
-
-@dataclass
 class State:
     providers: dict[str, dict[str, str]] = field(default_factory=dict)
     orders: dict[str, StoredOrder] = field(default_factory=dict)
@@ -124,7 +119,9 @@ class FacturaDirectaPeer:
         custom_attribute_labels: Sequence[str] = ("Obra", "Referencia interna"),
         write_delay_seconds: float = 0.0,
         port: int = 0,
+        faults: FaultPlan | None = None,
     ) -> None:
+        self.faults = faults or FaultPlan(peer="facturadirecta")
         self._expected_auth = "Basic " + base64.b64encode(f"{api_token}:x".encode()).decode("ascii")
         self.account = account
         self._buildnexion_api_key = buildnexion_api_key
@@ -134,7 +131,6 @@ class FacturaDirectaPeer:
         self.calls: Counter[str] = Counter()
         self._ids = itertools.count(101)
         self._lock = threading.RLock()
-        self._failures: deque[Failure] = deque()
         router = Router()
         router.add("GET", "/api/providers.xml", self._list_providers)
         router.add("POST", "/api/providers.xml", self._create_provider)
@@ -171,8 +167,7 @@ class FacturaDirectaPeer:
         self, status: int, count: int = 1, *, code: str = "INTERNAL_ERROR", method: str | None = None
     ) -> None:
         """The next `count` requests (of `method`, if given) answer `status` with the error document."""
-        with self._lock:
-            self._failures.extend(Failure(status, code, method) for _ in range(count))
+        self.faults.fail_next(status, count, method=method, code=code)
 
     def add_custom_attribute(self, order_id: str, label: str, value: str) -> None:
         """Set a custom attribute as a FacturaDirecta user would in the web app."""
@@ -194,12 +189,9 @@ class FacturaDirectaPeer:
         self.calls[key] += 1
         if not secrets.compare_digest((request.header("authorization") or "").encode(), self._expected_auth.encode()):
             return _error(401, "INVALID_CREDENTIALS", "Token de acceso no válido")
-        with self._lock:
-            failure = next((f for f in self._failures if f.method in (None, request.method)), None)
-            if failure is not None:
-                self._failures.remove(failure)
-        if failure is not None:
-            return _error(failure.status, failure.code, "Error interno simulado")
+        return self.faults.apply(request, lambda: self._dispatch(request), error_reply=_fault_reply)
+
+    def _dispatch(self, request: Request) -> Reply:
         try:
             return self._router.dispatch(request)
         except InputError as exc:
@@ -577,6 +569,10 @@ def _error(status: int, code: str, message: str) -> Reply:
     return Reply(status, build_error(status, code, message), XML)
 
 
+def _fault_reply(status: int, code: str | None) -> Reply:
+    return _error(status, code or "INTERNAL_ERROR", "Error interno simulado")
+
+
 def _body(request: Request, root_tag: str) -> etree._Element:
     try:
         return parse(request.body, root_tag)
@@ -618,4 +614,5 @@ def create_peer(settings: LocalSettings) -> FacturaDirectaPeer:
         settings.facturadirecta_api_token,
         account=settings.facturadirecta_account,
         buildnexion_api_key=settings.buildnexion_api_key,
+        faults=settings.fault_settings().plan("facturadirecta"),
     )

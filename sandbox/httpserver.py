@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import select
 import socket
 import sys
 import threading
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -58,6 +59,13 @@ class Reply:
 RouteHandler = Callable[[Request, dict[str, str]], Reply]
 
 
+class Dispatcher(Protocol):
+    """What LocalHttpServer serves: a Router, or one wrapped (sandbox/faults.py)."""
+
+    def dispatch(self, request: Request) -> Reply:
+        """The reply to one request."""
+
+
 class Router:
     """Routes by method and a path template with `{name}` segments."""
 
@@ -99,6 +107,15 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _REASONS = {400: "Bad Request", 411: "Length Required", 413: "Request Entity Too Large", 501: "Not Implemented"}
 
 
+class DropConnection(Exception):
+    """Raised by a route handler: answer nothing; hold the connection until the client gives up (at most
+    `linger` seconds, or until the server stops), then close it. A platform that hangs, then drops."""
+
+    def __init__(self, linger: float = 0.0) -> None:
+        super().__init__(f"drop the connection after at most {linger} s")
+        self.linger = linger
+
+
 class _BadRequest(Exception):
     """A request that cannot be read; answered with `status` and the connection closed."""
 
@@ -117,6 +134,7 @@ class _Server(ThreadingHTTPServer):
         self.connections: set[socket.socket] = set()
         self.answering = 0
         self.changed = threading.Condition()
+        self.stopping = threading.Event()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.changed:
@@ -148,7 +166,7 @@ class LocalHttpServer:
 
     def __init__(
         self,
-        router: Router,
+        router: Dispatcher,
         *,
         port: int = 0,
         host: str = "127.0.0.1",
@@ -185,6 +203,7 @@ class LocalHttpServer:
 
     def stop(self) -> None:
         """Stop accepting, let requests being answered finish, close idle connections, release the port."""
+        self._server.stopping.set()  # a dropped request still held (DropConnection) lets go now
         if self._thread:
             # shutdown() waits for serve_forever to notice; on a server never started it would wait forever.
             self._server.shutdown()
@@ -301,12 +320,29 @@ class LocalHttpServer:
                 if reply is None:
                     try:
                         reply = router.dispatch(request)
+                    except DropConnection as exc:
+                        self.close_connection = True
+                        self._hold_then_drop(exc.linger)
+                        return
                     except Exception as exc:  # noqa: BLE001 - a server answers 500 for any handler failure
                         print(f"{self.command} {parts.path}: {type(exc).__name__}: {exc}", file=sys.stderr)
                         reply = Reply.json(500, {"message": "Internal Server Error"})
                 self._send(reply)
                 if access_log is not None:
                     access_log(AccessRecord(request, reply, (time.perf_counter() - started) * 1000))
+
+            def _hold_then_drop(self, linger: float) -> None:
+                """Answer nothing until the client closes its end, `linger` passes or the server stops."""
+                deadline = time.monotonic() + linger
+                while not self.server.stopping.is_set():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    readable, _, _ = select.select([self.connection], [], [], min(0.1, remaining))
+                    if readable and not self.connection.recv(1, socket.MSG_PEEK):
+                        break  # the client timed out and closed the connection
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
 
             def _send(self, reply: Reply) -> None:
                 self.send_response(reply.status)

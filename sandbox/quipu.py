@@ -31,6 +31,7 @@ from email.policy import HTTP
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from sandbox.faults import FaultPlan
 from sandbox.httpserver import LocalHttpServer, Reply, Request, Router
 from sandbox.peers import DemoCheck
 from sandbox.ratelimit import SlidingWindow
@@ -179,8 +180,15 @@ def _period_matches(period: str, issue_date: str) -> bool:
 class QuipuPeer:
     """Quipu's API on a loopback port, its data in memory."""
 
-    def __init__(self, options: QuipuOptions | None = None, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        options: QuipuOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        faults: FaultPlan | None = None,
+    ) -> None:
         self.options = options or QuipuOptions()
+        self.faults = faults or FaultPlan(peer="quipu")
         self._clock = clock
         self.limiter = SlidingWindow(self.options.limit, self.options.window_seconds)
         self.calls: Counter[str] = Counter()
@@ -211,7 +219,7 @@ class QuipuPeer:
         ]
         for method, path, handler in routes:
             router.add(method, prefix + path, self._api(method, path, handler))
-        self._server = LocalHttpServer(router, port=self.options.port)
+        self._server = LocalHttpServer(self.faults.wrap(router, error_reply=_fault_reply), port=self.options.port)
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -755,6 +763,13 @@ class QuipuPeer:
         return problems
 
 
+def _fault_reply(status: int, code: str | None) -> Reply:
+    return ApiError(status, [(code or "Service unavailable", None)]).reply()
+
+
 def create_peer(settings: LocalSettings) -> QuipuPeer:
-    """The sandbox Quipu for the local stack, with the stack's Quipu credentials."""
-    return QuipuPeer(QuipuOptions(app_id=settings.quipu_app_id, app_secret=settings.quipu_app_secret))
+    """The sandbox Quipu for the local stack, with the stack's Quipu credentials and faults (LOCAL_FAULTS)."""
+    return QuipuPeer(
+        QuipuOptions(app_id=settings.quipu_app_id, app_secret=settings.quipu_app_secret),
+        faults=settings.fault_settings().plan("quipu"),
+    )

@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 
 from invoice_bridge.config import EnvSettings
 from sandbox.buildnexion import DEFAULT_API_KEY, DEFAULT_WEBHOOK_SECRET
+from sandbox.faults import FaultSettings, FaultSpecError
 
 # Template parameter that each *_API_URL variable sets.
 API_URL_PARAMETERS = {
@@ -49,6 +50,21 @@ class LocalSettings(EnvSettings):
     # How long the sandbox tuimprenta takes from a batch's creation to its results (queued a third of it).
     tuimprenta_processing_seconds: float = Field(default=3.0, ge=0, le=600, alias="TUIMPRENTA_PROCESSING_SECONDS")
     schedule_seconds: float = Field(default=5, gt=0, le=3600, alias="LOCAL_SCHEDULE_SECONDS")
+    # Faults every sandbox peer injects (sandbox/faults.py): "error=0.1,hang=0.03,after_effect=0.5,seed=7".
+    faults: str = Field(default="", alias="LOCAL_FAULTS")
+
+    @field_validator("faults")
+    @classmethod
+    def _readable_faults(cls, value: str) -> str:
+        try:
+            FaultSettings.parse(value)
+        except FaultSpecError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def fault_settings(self) -> FaultSettings:
+        """The faults the sandbox peers inject (none unless LOCAL_FAULTS says so)."""
+        return FaultSettings.parse(self.faults)
 
     @field_validator("buildnexion_webhook_secret")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -45,6 +46,7 @@ class StackOptions:
     workers_per_queue: int = MIN_WORKERS
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     access_log: AccessLog | None = None  # called once per gateway request (see gateway_access_line)
+    faults: str | None = None  # the sandbox peers' faults (as LOCAL_FAULTS, which this overrides)
 
 
 def gateway_access_line(record: AccessRecord) -> str:
@@ -92,7 +94,10 @@ class LocalStack:
 
     def __init__(self, options: StackOptions | None = None) -> None:
         self.options = options or StackOptions()
-        self.settings = LocalSettings.from_env(self.options.environ)
+        environ = self.options.environ
+        if self.options.faults is not None:
+            environ = {**(os.environ if environ is None else environ), "LOCAL_FAULTS": self.options.faults}
+        self.settings = LocalSettings.from_env(environ)
         self.template = Template.load(self.options.root / "template.yaml")
         self.aws = LocalAws()
         self.peers: dict[str, Any] = {}
@@ -193,7 +198,11 @@ class LocalStack:
             if url:
                 self.api_urls[platform] = url
         if "buildnexion" not in self.api_urls:
-            peer = BuildNexionPeer(self.settings.buildnexion_api_key, self.settings.webhook_secrets())
+            peer = BuildNexionPeer(
+                self.settings.buildnexion_api_key,
+                self.settings.webhook_secrets(),
+                faults=self.settings.fault_settings().plan("buildnexion"),
+            )
             peer.start()
             self.peers["buildnexion"] = peer
             self.api_urls["buildnexion"] = peer.base_url

@@ -1,6 +1,7 @@
 """Sandbox tuimprenta.digital: batches queued → processing → completed/partial/failed, the result CSV of
 DESIGN.md, idempotency keys, per-invoice validation, 60 requests a minute with X-RateLimit-* headers,
-signed callbacks, cancels. Faults can be injected for tests.
+signed callbacks, cancels. Faults (sandbox/faults.py) come after the key and the rate limit: seeded ones
+from LOCAL_FAULTS, and scripted ones for tests (`fail_next`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import requests
 from invoice_bridge.money import dumps
 from invoice_bridge.tuimprenta.results import HEADER
 from invoice_bridge.tuimprenta.webhook import SIGNATURE_HEADER, compute_signature
+from sandbox.faults import FaultPlan
 from sandbox.httpserver import LocalHttpServer, Reply, Request, Router
 from sandbox.peers import DemoCheck
 from sandbox.ratelimit import SlidingWindow
@@ -107,8 +109,10 @@ class TuimprentaPeer:
         rate_window_seconds: float = 60.0,
         send_callbacks: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        faults: FaultPlan | None = None,
     ) -> None:
         self._api_key = api_key
+        self.faults = faults or FaultPlan(peer="tuimprenta")
         self._webhook_secret = webhook_secret
         self.processing_seconds = processing_seconds
         self.send_callbacks = send_callbacks
@@ -119,8 +123,6 @@ class TuimprentaPeer:
         self.invoices: dict[str, IssuedInvoice] = {}
         self._idempotency: dict[str, tuple[str, int, bytes]] = {}  # key → (body hash, status, answer)
         self._numbers: Counter[str] = Counter()
-        # Faults for tests: the next N answers of a route key are this status instead.
-        self.faults: dict[str, list[int]] = {}
         # Invoice indexes (by buildnexion_id) whose row reads failed with a retryable code, once.
         self.flaky_ids: set[str] = set()
         self.calls: Counter[str] = Counter()
@@ -174,8 +176,8 @@ class TuimprentaPeer:
 
     def fail_next(self, route: str, *statuses: int) -> None:
         """Answer the next requests of `route` (e.g. "POST /batches") with these statuses."""
-        with self._lock:
-            self.faults.setdefault(route, []).extend(statuses)
+        for status in statuses:
+            self.faults.fail_next(status, route=route)
 
     # -- the API ---------------------------------------------------------------------------------------
 
@@ -188,18 +190,12 @@ class TuimprentaPeer:
             if not secrets.compare_digest((request.header("authorization") or "").encode(), expected.encode()):
                 return _error(401, "authentication_error", "API key inválida", "E4010")
             allowed, headers = self._limit.hit(self._api_key)
-            with self._lock:
-                pending = self.faults.get(route) if allowed else None
-                fault = pending.pop(0) if pending else None
             if not allowed:
                 reply = _error(429, "rate_limit_error", "Demasiadas solicitudes", "E4290")
-            elif fault is not None:
-                kind = "api_error" if fault >= 500 else "invalid_request_error"
-                reply = _error(fault, kind, "fallo inyectado", f"E{fault}0")
-                if fault == 429:
-                    headers["Retry-After"] = "1"
             else:
-                reply = handler(request, params)
+                reply = self.faults.apply(
+                    request, lambda: handler(request, params), route=route, error_reply=_fault_reply
+                )
             reply.headers.update(headers)
             return reply
 
@@ -424,6 +420,14 @@ class TuimprentaPeer:
         return check
 
 
+def _fault_reply(status: int, _code: str | None) -> Reply:
+    kind = "api_error" if status >= 500 else "invalid_request_error"
+    reply = _error(status, kind, "fallo inyectado", f"E{status}0")
+    if status == 429:
+        reply.headers["Retry-After"] = "1"
+    return reply
+
+
 def _money_json(status: int, document: Any) -> Reply:
     return Reply(status, dumps(document).encode(), {"Content-Type": "application/json"})
 
@@ -447,4 +451,5 @@ def create_peer(settings: LocalSettings) -> TuimprentaPeer:
         settings.tuimprenta_api_key,
         settings.tuimprenta_webhook_secret,
         processing_seconds=settings.tuimprenta_processing_seconds,
+        faults=settings.fault_settings().plan("tuimprenta"),
     )

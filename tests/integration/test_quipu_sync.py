@@ -18,11 +18,11 @@ from pydantic import SecretStr
 from invoice_bridge.aws import AwsClients
 from invoice_bridge.buildnexion.client import BuildNexionClient
 from invoice_bridge.buildnexion.models import WebhookEvent
-from invoice_bridge.errors import SyncError
+from invoice_bridge.errors import PlatformError, SyncError
 from invoice_bridge.http import Deadline
 from invoice_bridge.ledger import Leases, Ledger, References, StateTable, SyncStatus
 from invoice_bridge.limiter import DynamoRateLimiter, limiter_key
-from invoice_bridge.quipu.client import QuipuClient, TokenStore
+from invoice_bridge.quipu.client import QuipuClient, RemoteInvoice, TokenStore
 from invoice_bridge.quipu.settings import QuipuSyncSettings, VoidMode
 from invoice_bridge.quipu.sync import Outcome, QuipuSync
 from invoice_bridge.quipu.worker import QuipuWorker
@@ -198,6 +198,32 @@ def test_void_becomes_one_full_credit_note(rig: Rig) -> None:
     assert note.total_cents == -158480
     assert worker.apply(rig.publish(envelope("04_invoice_voided.json")), Deadline(30)).action == "skipped"
     assert len(rig.quipu.credit_notes(invoice.id)) == 1
+    assert rig.entry("inv_91c7d").closed
+
+
+def test_a_void_whose_credit_note_failed_is_credited_on_the_retry(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Found by `make chaos`: the void arrived first, the invoice was created with the voided version's
+    # timestamp, the credit note's create answered 503; the retry took the event as "already applied".
+    worker = rig.worker()
+    voided = rig.publish(envelope("04_invoice_voided.json"))
+    real_create = worker.quipu.create_invoice
+    creates: list[str] = []
+
+    def create_then_fail_the_credit_note(request: Any, deadline: Deadline) -> RemoteInvoice:
+        creates.append("create")
+        if len(creates) == 2:  # the credit note: Quipu answers 503 (nothing made)
+            raise PlatformError("quipu", "Service unavailable", status=503, retryable=True)
+        return real_create(request, deadline)
+
+    monkeypatch.setattr(worker.quipu, "create_invoice", create_then_fail_the_credit_note)
+    with pytest.raises(PlatformError):
+        worker.apply(voided, Deadline(30))
+    assert len(rig.quipu.expense_invoices("FL-2026/1187")) == 1
+    outcome = apply_until_done(worker, voided)  # the queue delivers the void again
+    assert outcome.action == "credited"
+    (invoice,) = rig.quipu.expense_invoices("FL-2026/1187")
+    (note,) = rig.quipu.credit_notes(invoice.id)
+    assert note.total_cents == -158480
     assert rig.entry("inv_91c7d").closed
 
 

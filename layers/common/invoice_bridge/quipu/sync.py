@@ -84,14 +84,15 @@ class QuipuSync:
             raise PermanentSyncError(f"{event.type} is not a supplier invoice event", code="unexpected_event")
         object_id = event.data.object.id
         entry = self.ledger.get_or_new(DESTINATION, object_id)
-        skipped = self._skip_reason(entry, event.data.object.updated_at)
+        event_voided = str(getattr(event.data.object, "status", "")).lower() in VOID_STATUSES
+        skipped = self._skip_reason(entry, event.data.object.updated_at, event_voided)
         if skipped:
             return self._skipped(object_id, skipped, entry)
         invoice = self._latest(event, deadline)
-        skipped = self._skip_reason(entry, invoice.updated_at)
+        voided = invoice.status.lower() in VOID_STATUSES
+        skipped = self._skip_reason(entry, invoice.updated_at, voided)
         if skipped:
             return self._skipped(object_id, skipped, entry)
-        voided = invoice.status.lower() in VOID_STATUSES
         if voided and self.void_mode is VoidMode.DELETE and entry.remote_id is None and entry.intent_id is None:
             # Never reached Quipu: there is nothing to delete, and nothing should be created.
             self.ledger.save(self._closed(entry, invoice, event, {"void": "nothing_to_delete"}))
@@ -110,12 +111,14 @@ class QuipuSync:
         return self.buildnexion.latest(Invoice, event, deadline)
 
     @staticmethod
-    def _skip_reason(entry: LedgerEntry, updated_at: datetime) -> str | None:
+    def _skip_reason(entry: LedgerEntry, updated_at: datetime, voided: bool = False) -> str | None:
         if entry.closed:
             return "already voided in Quipu"
         if entry.is_stale(updated_at):
             return "stale event"
-        if entry.is_current(updated_at):
+        # A void is applied only once the entry is closed: the invoice may be written with the voided
+        # version's timestamp and its credit note (or delete) fail; the retry must still void it.
+        if entry.is_current(updated_at) and not voided:
             return "already applied"
         return None
 

@@ -1,0 +1,134 @@
+"""The chaos run's checker: what each destination should hold (from BuildNexion) against what it holds.
+
+Pure: it takes plain records and returns findings; `sandbox.chaos` reads the peers and BuildNexion into
+these records. Four kinds of finding, each of which must be zero:
+
+- lost: a document BuildNexion has that the destination must hold and does not;
+- duplicated: a document held more than once, or a contact/provider created more than once;
+- wrong: a document held with other content or status than BuildNexion's latest (stale, not voided or
+  canceled, present when it must be gone), or a document nobody sent;
+- dead-lettered: messages on a dead-letter queue.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+REQUIRED = "required"  # must be held exactly once, with this content and status
+OPTIONAL = "optional"  # may be absent; if held, once and as expected (a sales invoice canceled before issue)
+ABSENT = "absent"  # must not be held (a voided invoice in Quipu's delete mode)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One document as BuildNexion's latest version says a destination must hold it."""
+
+    destination: str
+    source_id: str
+    content: Hashable
+    status: str
+    presence: str = REQUIRED
+
+
+@dataclass(frozen=True)
+class Held:
+    """One document as a destination holds it, reduced to what is compared."""
+
+    destination: str
+    source_id: str
+    content: Hashable
+    status: str
+
+
+@dataclass
+class Snapshot:
+    """Everything held, after the stack settled."""
+
+    held: list[Held] = field(default_factory=list)
+    # destination -> how many contacts/providers it holds per key (tax id)
+    parties: dict[str, Counter[str]] = field(default_factory=dict)
+    # dead-letter queue -> messages on it
+    dead_letters: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Findings:
+    """What the checker found; `ok` only when all four lists are empty."""
+
+    lost: list[str] = field(default_factory=list)
+    duplicated: list[str] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)
+    dead_lettered: list[str] = field(default_factory=list)
+    checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Nothing lost, duplicated, wrong or dead-lettered."""
+        return not (self.lost or self.duplicated or self.wrong or self.dead_lettered)
+
+    def counts(self) -> dict[str, int]:
+        """The four figures."""
+        dead = sum(int(line.rsplit(" ", 1)[-1]) for line in self.dead_lettered)
+        return {
+            "lost": len(self.lost),
+            "duplicated": len(self.duplicated),
+            "wrong": len(self.wrong),
+            "dead-lettered": dead,
+        }
+
+    def report(self) -> str:
+        """One line of figures, then one line per finding."""
+        figures = ", ".join(f"{count} {name}" for name, count in self.counts().items())
+        lines = [f"{self.checked} documents checked: {figures}"]
+        for name, found in (
+            ("lost", self.lost),
+            ("duplicated", self.duplicated),
+            ("wrong", self.wrong),
+            ("dead-lettered", self.dead_lettered),
+        ):
+            lines.extend(f"  {name}: {line}" for line in found)
+        return "\n".join(lines)
+
+
+def check(expected: Sequence[Expected], snapshot: Snapshot) -> Findings:
+    """Compare every expected document with what is held; report every difference."""
+    findings = Findings(checked=len(expected))
+    held: dict[tuple[str, str], list[Held]] = defaultdict(list)
+    for document in snapshot.held:
+        held[(document.destination, document.source_id)].append(document)
+    wanted = {(e.destination, e.source_id) for e in expected}
+    for want in expected:
+        name = f"{want.destination} {want.source_id}"
+        found = held.get((want.destination, want.source_id), [])
+        if len(found) > 1:
+            findings.duplicated.append(f"{name}: held {len(found)} times")
+            continue
+        if not found:
+            if want.presence == REQUIRED:
+                findings.lost.append(f"{name}: not held (BuildNexion: {want.status})")
+            continue
+        (have,) = found
+        if want.presence == ABSENT:
+            findings.wrong.append(f"{name}: still held ({have.status}); BuildNexion's is {want.status}")
+        elif have.status != want.status:
+            findings.wrong.append(f"{name}: status {have.status}, BuildNexion's is {want.status}")
+        elif have.content != want.content:
+            findings.wrong.append(f"{name}: content {have.content!r}, BuildNexion's latest is {want.content!r}")
+    for key, found in sorted(held.items()):
+        if key not in wanted:
+            findings.wrong.append(f"{key[0]} {key[1]}: held {len(found)} time(s), never sent")
+    for destination, parties in sorted(snapshot.parties.items()):
+        findings.duplicated.extend(
+            f"{destination} contact {key}: created {count} times" for key, count in sorted(parties.items()) if count > 1
+        )
+    findings.dead_lettered.extend(
+        f"{queue}: {count}" for queue, count in sorted(snapshot.dead_letters.items()) if count
+    )
+    return findings
+
+
+def count_parties(keys: Sequence[str] | Mapping[str, str]) -> Counter[str]:
+    """How many contacts/providers per key (given the key of each)."""
+    return Counter(keys.values() if isinstance(keys, Mapping) else keys)
