@@ -14,7 +14,7 @@ from invoice_bridge.config import ReceiverSettings
 from invoice_bridge.errors import InvalidPayload, PayloadTooLarge, SignatureError, WebhookRejected
 from invoice_bridge.observability import count, logger, metrics, tracer
 from invoice_bridge.receiver import Receipt, WebhookReceiver, raw_body
-from invoice_bridge.tuimprenta.webhook import SIGNATURE_HEADER as TUIMPRENTA_SIGNATURE
+from invoice_bridge.tuimprenta.signature import SIGNATURE_HEADER as TUIMPRENTA_SIGNATURE
 
 app = APIGatewayHttpResolver()
 
