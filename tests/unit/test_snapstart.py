@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import sys
 import types
@@ -46,7 +47,7 @@ def test_only_the_receiver_uses_snapstart() -> None:
 
 
 def test_without_the_runtime_hooks_library_nothing_is_registered(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(snapstart.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert snapstart.register_after_restore_hooks() is False
 
 
@@ -55,7 +56,7 @@ def test_after_a_restore_random_is_reseeded(monkeypatch: pytest.MonkeyPatch) -> 
     runtime = types.ModuleType(snapstart.RUNTIME_HOOKS_MODULE)
     runtime.register_after_restore = hooks.append  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, snapstart.RUNTIME_HOOKS_MODULE, runtime)
-    monkeypatch.setattr(snapstart.importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
     assert snapstart.register_after_restore_hooks() is True
     assert hooks == [snapstart.reseed_random]
 
