@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from bench import cost, facturadirecta, quipu, receiver, tuimprenta
+from bench import coldstart, cost, facturadirecta, quipu, receiver, tuimprenta
 
 BENCHES: dict[str, Callable[[bool], None]] = {
     "receiver": receiver.run,
@@ -13,6 +13,7 @@ BENCHES: dict[str, Callable[[bool], None]] = {
     "tuimprenta": tuimprenta.run,
     "facturadirecta": facturadirecta.run,
     "cost": cost.run,
+    "coldstart": coldstart.run,
 }
 
 

@@ -125,7 +125,11 @@ class Target:
 
 def from_stack(stack: str, region: str | None) -> Target:
     """The deployed stack `stack`, found through CloudFormation."""
-    session = boto3.session.Session(region_name=region)
+    try:
+        # The session reads the profile: a missing AWS_PROFILE fails here (the import no longer builds one).
+        session = boto3.session.Session(region_name=region)
+    except BotoCoreError as exc:
+        raise TargetError(str(exc)) from None
     try:
         cloudformation = session.client("cloudformation", config=AWS_CLIENT_CONFIG)
         (described,) = cloudformation.describe_stacks(StackName=stack)["Stacks"]

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 from aws_lambda_powertools.utilities.idempotency import (
@@ -33,9 +33,10 @@ from invoice_bridge.observability import count, logger
 from invoice_bridge.queues import QueuePublisher
 from invoice_bridge.secrets import BuildNexionSecret, SecretReader, TuimprentaSecret
 from invoice_bridge.store import StateStore
-from invoice_bridge.tuimprenta import webhook as tuimprenta_webhook
-from invoice_bridge.tuimprenta.events import TuimprentaEventItem, record_tuimprenta_event
-from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
+from invoice_bridge.tuimprenta import signature as tuimprenta_signature
+
+if TYPE_CHECKING:
+    from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -117,6 +118,9 @@ def parse_buildnexion_event(document: dict[str, Any]) -> WebhookEvent:
 
 def parse_tuimprenta_event(body: bytes) -> TuimprentaEvent:
     """tuimprenta's event, validated; InvalidPayload names the first bad field."""
+    # Imported here: tuimprenta's route serves one delivery per batch outcome, BuildNexion's serve the rest.
+    from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
+
     return _validated(TuimprentaEvent, parse_json_object(decode_body(body)))
 
 
@@ -227,8 +231,10 @@ class WebhookReceiver:
         count("WebhookReceived")
         check_size(body)
         secret = self._secrets.read(self._settings.tuimprenta_secret_id, TuimprentaSecret, "tuimprenta")
-        tuimprenta_webhook.verify_signature(signature, body, secret.webhook_secret.get_secret_value())
+        tuimprenta_signature.verify_signature(signature, body, secret.webhook_secret.get_secret_value())
         event = parse_tuimprenta_event(body)
+        from invoice_bridge.tuimprenta.events import TuimprentaEventItem, record_tuimprenta_event
+
         logger.set_correlation_id(event.id)
         logger.append_keys(event_type=event.type)
         received_at = datetime.fromtimestamp(self._clock(), tz=UTC)

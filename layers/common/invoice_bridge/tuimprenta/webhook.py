@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from invoice_bridge.errors import SignatureError
+from invoice_bridge.tuimprenta.signature import PREFIX, SIGNATURE_HEADER, compute_signature, verify_signature
 
-SIGNATURE_HEADER = "X-Tuimprenta-Signature"
-PREFIX = "sha256="
-
-
-def compute_signature(secret: str, body: bytes) -> str:
-    """The header value tuimprenta sends for `body`."""
-    return PREFIX + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-
-
-def verify_signature(header: str | None, body: bytes, secret: str) -> None:
-    """Raise SignatureError unless `header` is the signature of `body` under `secret`."""
-    if not header:
-        raise SignatureError("signature_missing", "no signature header")
-    candidate = header.strip().lower()
-    if not candidate.startswith(PREFIX):
-        raise SignatureError("signature_malformed", "signature without the sha256= prefix")
-    if not hmac.compare_digest(compute_signature(secret, body), candidate):
-        raise SignatureError("signature_mismatch", "signature does not match")
+__all__ = ["PREFIX", "SIGNATURE_HEADER", "TuimprentaEvent", "compute_signature", "verify_signature"]
 
 
 class TuimprentaEvent(BaseModel):
