@@ -128,7 +128,11 @@ def mixed_events(mix: Mix, run: str) -> list[dict[str, Any]]:
                 ("sales_invoice.canceled", {**obj, "status": "canceled", "updated_at": "2026-11-09T11:00:00Z"})
             )
     for i in range(mix.purchase_orders):
-        obj = {**copy.deepcopy(order), "id": f"po_{run}_{i}", "number": f"PO-{run}-{i:04d}"}
+        obj = {
+            **copy.deepcopy(order),
+            "id": f"po_{run}_{i}",
+            "number": f"PO-{run}-{i + 1:04d}",
+        }  # FacturaDirecta numbers from 1
         obj["provider_id"] = ("prv_123", "prv_207")[i % 2]
         creates.append(("purchase_order.created", obj))
         if i % 3 == 1:
