@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from sandbox.aws_local import QueueInfo
 from sandbox.cfn import Intrinsics, TemplateError
 from sandbox.functions import FunctionError, Invocation
-from sandbox.gateway import http_api_event, http_reply
+from sandbox.gateway import http_api_event, http_reply, route_to
 from sandbox.httpserver import Request, Router
 from sandbox.runner import SqsMapping, SqsPoller, failed_message_ids, lambda_sqs_event
 
@@ -108,40 +110,133 @@ def test_partial_batch_response_rules(invocation: Invocation, report: bool, fail
     assert failed_message_ids(MESSAGES, invocation, report) == failed
 
 
-class _OneBatchSqs:
-    """Hands out one message, then nothing; records how often it was asked."""
+class _ScriptedSqs:
+    """Hands out one message per receive, calls `on_last_receive` at receive `stop_after`; records deletes."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop_after: int, error: Exception | None = None) -> None:
+        self.on_last_receive: Callable[[], None] = lambda: None
+        self._stop_after = stop_after
+        self._error = error
         self.receives = 0
+        self.deleted: list[str] = []
 
     def receive_message(self, **_: Any) -> dict[str, Any]:
         self.receives += 1
-        return {"Messages": MESSAGES[:1]} if self.receives == 1 else {}
+        if self.receives >= self._stop_after:
+            self.on_last_receive()
+        if self.receives == 1 and self._error is not None:
+            raise self._error
+        return {"Messages": MESSAGES[:1]}
+
+    def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:  # noqa: N803
+        self.deleted.extend(entry["ReceiptHandle"] for entry in Entries)
+        return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 
 
-class _UnstartablePool:
-    spec = type("Spec", (), {"logical_id": "Broken"})()
+class _FlakyPool:
+    """A function whose first `failures` instances cannot start; later invocations succeed."""
+
+    spec = type("Spec", (), {"logical_id": "Flaky"})()
+
+    def __init__(self, failures: int) -> None:
+        self._failures = failures
+        self.invocations = 0
 
     def invoke(self, event: Any) -> Invocation:
-        raise FunctionError("Broken: the instance did not start")
+        self.invocations += 1
+        if self.invocations <= self._failures:
+            raise FunctionError("Flaky: the instance did not start")
+        return Invocation(True, {"batchItemFailures": []})
 
 
-def test_a_worker_survives_a_function_that_cannot_start() -> None:
-    # Given a function whose instances fail to start, and a queue with one message
-    sqs = _OneBatchSqs()
-    logged: list[str] = []
+def poller_for(pool: Any, sqs: _ScriptedSqs, logged: list[str]) -> SqsPoller:
+    """A one-worker poller on QUEUE that pauses 0 s after a failure; `sqs` stops it at its last receive."""
     mapping = SqsMapping(queue=QUEUE, batch_size=10, report_failures=True, workers=1)
-    poller = SqsPoller(mapping, _UnstartablePool(), sqs, logged.append)  # type: ignore[arg-type]
-    # When the worker loop runs until it has polled again after the failure
-    original_wait = poller._stop.wait
+    poller = SqsPoller(mapping, pool, sqs, logged.append, retry_seconds=0)  # type: ignore[arg-type]
+    sqs.on_last_receive = poller.stop
+    return poller
 
-    def stop_after_retry(timeout: float | None = None) -> bool:
-        poller._stop.set()
-        return original_wait(0)
 
-    poller._stop.wait = stop_after_retry  # type: ignore[method-assign]
+def test_a_worker_keeps_polling_after_a_function_that_cannot_start() -> None:
+    # Given a function whose first instance fails to start, and a queue that keeps handing out a message
+    logged: list[str] = []
+    pool, sqs = _FlakyPool(failures=1), _ScriptedSqs(stop_after=2)
+    poller = poller_for(pool, sqs, logged)
+    # When the worker runs (in this thread; the queue stops it at the second receive)
     poller._work()
-    # Then the failure is reported, the message is left for SQS to return, and the worker waits instead of dying
-    assert logged == ["Q: Broken: the instance did not start; the batch will be received again"]
-    assert sqs.receives == 1
+    # Then the failure is logged, the message is left for SQS to return, and the worker polled again and delivered it
+    assert logged == ["Q: Flaky: the instance did not start; the batch will be received again"]
+    assert (sqs.receives, pool.invocations, sqs.deleted) == (2, 2, ["r1"])
     assert poller.busy == 0
+
+
+def test_a_worker_keeps_polling_after_an_sqs_error() -> None:
+    logged: list[str] = []
+    error = ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "try later"}}, "ReceiveMessage")
+    sqs = _ScriptedSqs(stop_after=2, error=error)
+    poller = poller_for(_FlakyPool(failures=0), sqs, logged)
+    poller._work()
+    assert len(logged) == 1
+    assert logged[0].startswith("Q: SQS error")
+    assert (sqs.receives, sqs.deleted) == (2, ["r1"])
+
+
+def test_only_successes_are_deleted_in_chunks_of_ten() -> None:
+    messages: list[Any] = [{"MessageId": f"m{i}", "ReceiptHandle": f"r{i}", "Body": "b"} for i in range(12)]
+
+    class Sqs:
+        def __init__(self) -> None:
+            self.deletes: list[list[str]] = []
+
+        def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+            assert kwargs["MaxNumberOfMessages"] == 10
+            return {"Messages": messages}
+
+        def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> None:  # noqa: N803
+            assert QueueUrl == QUEUE.url
+            self.deletes.append([e["ReceiptHandle"] for e in Entries])
+
+    class Pool:
+        spec = type("Spec", (), {"logical_id": "F"})()
+
+        def invoke(self, event: Any) -> Invocation:
+            assert len(event["Records"]) == 12
+            return Invocation(True, {"batchItemFailures": [{"itemIdentifier": "m3"}]})
+
+    sqs = Sqs()
+    mapping = SqsMapping(queue=QUEUE, batch_size=20, report_failures=True, workers=1)
+    poller = SqsPoller(mapping, Pool(), sqs, [].append)  # type: ignore[arg-type]
+    assert poller.poll_once() == 12
+    done = [f"r{i}" for i in range(12) if i != 3]
+    assert sqs.deletes == [done[:10], done[10:]]
+
+
+class _Pool:
+    """A pool whose invocation outcome the test chooses."""
+
+    def __init__(self, outcome: Invocation | FunctionError) -> None:
+        self._outcome = outcome
+        self.events: list[Any] = []
+
+    def invoke(self, event: Any) -> Invocation:
+        self.events.append(event)
+        if isinstance(self._outcome, FunctionError):
+            raise self._outcome
+        return self._outcome
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status", "body"),
+    [
+        (Invocation(False, error_type="Boom", error_message="x"), 500, {"message": "Internal Server Error"}),
+        (FunctionError("F: the instance did not start"), 503, {"message": "Service Unavailable"}),
+        (Invocation(True, {"statusCode": 413, "body": '{"message": "Payload Too Large"}'}), 413, None),
+    ],
+)
+def test_gateway_answers_like_api_gateway(outcome: Invocation | FunctionError, status: int, body: Any) -> None:
+    pool = _Pool(outcome)
+    reply = route_to(pool, "POST /webhooks/buildnexion")(request(b"{}"), {})  # type: ignore[arg-type]
+    assert reply.status == status
+    assert json.loads(reply.body) == (body or {"message": "Payload Too Large"})
+    (event,) = pool.events
+    assert event["routeKey"] == "POST /webhooks/buildnexion"

@@ -42,6 +42,8 @@ def test_valid_signature_passes_and_returns_its_timestamp() -> None:
         (f"t={T},v1={SIG_1},v1={SIG_2}", [SECRET_2]),  # sender signs with old and new, we hold the new one
         (f"t={T},v1={SIG_2}", [SECRET_1, SECRET_2]),  # we hold both during rotation, sender moved on
         (f"t={T},v1=deadbeef,v1={SIG_1}", [SECRET_1]),  # any entry may match
+        (f"t={T},v1={SIG_1},v1=deadbeef", [SECRET_1]),  # a match is kept when later entries do not match
+        (f"t={T},v1={SIG_1}", [SECRET_1, SECRET_2]),  # a match is kept when later secrets do not match
         (f"t={T},v0=ignored,v1={SIG_1}", [SECRET_1]),  # other schemes are skipped
         (f" t={T} , v1={SIG_1.upper()} ", [SECRET_1]),  # white space and hex case do not matter
     ],
