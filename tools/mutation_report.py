@@ -29,12 +29,14 @@ def area(path: str) -> str:
 def main(mutants: Path = Path("mutants")) -> int:
     """Print survivors and scores; exit 1 when there are no results at all."""
     counts: dict[str, Counter[str]] = defaultdict(Counter)
+    per_file: dict[str, Counter[str]] = defaultdict(Counter)
     left: dict[str, list[tuple[str, str]]] = defaultdict(list)
     for meta in sorted(mutants.rglob("*.py.meta")):
         path = str(meta.relative_to(mutants)).removesuffix(".meta")
         for name, code in json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"].items():
             result = status(code)
             counts[area(path)][result] += 1
+            per_file[path][result] += 1
             if result not in {"killed", "timeout", "skipped"}:
                 left[path].append((name, result))
     if not counts:
@@ -45,6 +47,11 @@ def main(mutants: Path = Path("mutants")) -> int:
         print(f"  {path}")
         for name, result in names:
             print(f"    {result:12} {name}")
+    print("per file (killed/tested, not killed: survived + no tests):")
+    for path, counter in sorted(per_file.items()):
+        killed = counter["killed"] + counter["timeout"]
+        tested = sum(counter.values()) - counter["skipped"]
+        print(f"  {path:55} {killed:4}/{tested:<4} survived {counter['survived']:3}  no tests {counter['no tests']:3}")
     total_killed = total = 0
     for name, counter in sorted(counts.items()):
         killed = counter["killed"] + counter["timeout"]

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import re
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -11,11 +15,11 @@ import pytest
 from botocore.exceptions import ClientError
 
 from sandbox.aws_local import QueueInfo
-from sandbox.cfn import Intrinsics, TemplateError
+from sandbox.cfn import ACCOUNT_ID, REGION, Intrinsics, TemplateError
 from sandbox.functions import FunctionError, Invocation
 from sandbox.gateway import http_api_event, http_reply, route_to
 from sandbox.httpserver import Request, Router
-from sandbox.runner import SqsMapping, SqsPoller, failed_message_ids, lambda_sqs_event
+from sandbox.runner import Scheduler, SqsMapping, SqsPoller, failed_message_ids, lambda_sqs_event, scheduled_event
 
 
 def test_intrinsics_resolve_ref_getatt_sub_join_if() -> None:
@@ -240,3 +244,174 @@ def test_gateway_answers_like_api_gateway(outcome: Invocation | FunctionError, s
     assert json.loads(reply.body) == (body or {"message": "Payload Too Large"})
     (event,) = pool.events
     assert event["routeKey"] == "POST /webhooks/buildnexion"
+
+
+def test_http_api_event_is_the_whole_payload_format_2_event() -> None:
+    # Given a request with a textual body, a query string and a few headers
+    req = Request(
+        "POST",
+        "/webhooks/buildnexion",
+        "a=1&a=2&b=3",
+        {"content-type": "application/json", "host": "127.0.0.1:3000", "user-agent": "curl/8"},
+        b'{"a": 1}',
+        "10.0.0.7",
+    )
+    before = int(time.time() * 1000)
+    event = http_api_event(req, "POST /webhooks/buildnexion", api_id="api1")
+    after = int(time.time() * 1000)
+    # Then it is API Gateway's v2 event; only the request id and time vary
+    context = event["requestContext"]
+    assert uuid.UUID(context.pop("requestId")).version == 4
+    assert before <= context.pop("timeEpoch") <= after
+    assert re.fullmatch(r"\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000", context.pop("time"))
+    assert event == {
+        "version": "2.0",
+        "routeKey": "POST /webhooks/buildnexion",
+        "rawPath": "/webhooks/buildnexion",
+        "rawQueryString": "a=1&a=2&b=3",
+        "headers": {"content-type": "application/json", "host": "127.0.0.1:3000", "user-agent": "curl/8"},
+        "queryStringParameters": {"a": "1,2", "b": "3"},
+        "requestContext": {
+            "accountId": ACCOUNT_ID,
+            "apiId": "api1",
+            "domainName": "127.0.0.1:3000",
+            "domainPrefix": "127",
+            "http": {
+                "method": "POST",
+                "path": "/webhooks/buildnexion",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "10.0.0.7",
+                "userAgent": "curl/8",
+            },
+            "routeKey": "POST /webhooks/buildnexion",
+            "stage": "$default",
+        },
+        "isBase64Encoded": False,
+        "body": '{"a": 1}',
+    }
+
+
+def test_http_api_event_without_body_query_or_optional_headers() -> None:
+    event = http_api_event(Request("GET", "/x", "", {}, b"", "1.2.3.4"), "GET /x")
+    assert "body" not in event
+    assert "queryStringParameters" not in event
+    assert event["isBase64Encoded"] is False
+    assert event["requestContext"]["domainName"] == "127.0.0.1"
+    assert event["requestContext"]["http"]["userAgent"] == ""
+    assert event["requestContext"]["apiId"] == "local"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "textual"),
+    [
+        ("text/plain; charset=utf-8", b"hola", True),
+        ("application/xml", b"<a/>", True),
+        ("application/x-www-form-urlencoded", b"a=1", True),
+        ("application/json", b"\xff\xfe", False),  # declared text but not UTF-8: base64, as API Gateway does
+        ("image/png", b"png", False),
+    ],
+)
+def test_which_bodies_travel_as_text(content_type: str, body: bytes, textual: bool) -> None:
+    event = http_api_event(request(body, content_type), "POST /x")
+    assert event["isBase64Encoded"] is not textual
+    assert event["body"] == (body.decode() if textual else base64.b64encode(body).decode())
+
+
+def test_reply_headers_and_multi_value_headers() -> None:
+    reply = http_reply(
+        {
+            "statusCode": "201",
+            "headers": {"X-One": 1},
+            "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"]},
+            "body": None,
+        }
+    )
+    assert (reply.status, reply.body, reply.headers) == (201, b"", {"X-One": "1", "Set-Cookie": "a=1,b=2"})
+    text = http_reply("plain")
+    assert (text.status, text.body, text.headers) == (200, b"plain", {"Content-Type": "application/json"})
+
+
+def test_sqs_record_is_the_whole_lambda_record() -> None:
+    message: Any = {
+        "MessageId": "m1",
+        "ReceiptHandle": "r1",
+        "Body": "one",
+        "MD5OfBody": "given",
+        "Attributes": {"ApproximateReceiveCount": "1"},
+        "MessageAttributes": {"event_id": {"DataType": "String", "StringValue": "evt_1"}},
+    }
+    (record,) = lambda_sqs_event(QUEUE, [message])["Records"]
+    assert record == {
+        "messageId": "m1",
+        "receiptHandle": "r1",
+        "body": "one",
+        "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": {
+            "event_id": {
+                "stringValue": "evt_1",
+                "binaryValue": None,
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": "String",
+            }
+        },
+        "md5OfBody": "given",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": QUEUE.arn,
+        "awsRegion": REGION,
+    }
+    (computed,) = lambda_sqs_event(QUEUE, [{"MessageId": "m", "ReceiptHandle": "r", "Body": "one"}])["Records"]
+    assert computed["md5OfBody"] == hashlib.md5(b"one").hexdigest()  # noqa: S324 - SQS's own checksum
+    assert (computed["attributes"], computed["messageAttributes"]) == ({}, {})
+
+
+def test_scheduled_event_is_eventbridges() -> None:
+    event = scheduled_event("Ticker-Tick")
+    assert uuid.UUID(event.pop("id")).version == 4
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", event.pop("time"))
+    assert event == {
+        "version": "0",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT_ID,
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/Ticker-Tick"],
+        "detail": {},
+    }
+
+
+def test_a_tick_invokes_every_target_and_survives_failures() -> None:
+    spec = type("Spec", (), {"logical_id": "F"})()
+    broken, failing, healthy = (
+        _Pool(FunctionError("B: no start")),
+        _Pool(Invocation(False, None, "Boom", "x")),
+        _Pool(Invocation(True)),
+    )
+    failing.spec = healthy.spec = spec  # type: ignore[attr-defined]
+    logged: list[str] = []
+    scheduler = Scheduler([("b", broken), ("f", failing), ("h", healthy)], 60, logged.append)  # type: ignore[list-item]
+    scheduler.tick()
+    assert logged == ["b: B: no start; the next tick tries again", "F: Boom: x"]
+    assert [len(p.events) for p in (broken, failing, healthy)] == [1, 1, 1]
+    assert healthy.events[0]["resources"][0].endswith(":rule/h")
+    assert scheduler.ticks == 1
+
+
+def test_a_scheduler_ticks_every_interval_until_stopped() -> None:
+    pool, logged = _Pool(Invocation(True)), list[str]()
+    scheduler = Scheduler([("t", pool)], 0.01, logged.append)  # type: ignore[list-item]
+    scheduler.start()
+    deadline = time.monotonic() + 10
+    while scheduler.ticks < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)  # poll interval of a bounded wait on a condition
+    scheduler.stop()  # joins the thread: no tick can follow
+    assert scheduler.ticks >= 3
+    assert len(pool.events) == scheduler.ticks
+
+
+def test_a_scheduler_without_targets_starts_no_thread() -> None:
+    logged: list[str] = []
+    scheduler = Scheduler([], 0.01, logged.append)
+    scheduler.start()
+    scheduler.stop()
+    assert scheduler.ticks == 0
