@@ -339,3 +339,22 @@ def test_a_delivery_killed_mid_enqueue_does_not_block_the_retry(
     # When BuildNexion retries it, then the record of the dead invocation has expired with it: enqueued
     assert invoke(handler, signed_buildnexion(body))[1]["status"] == "accepted"
     assert aws.depth("FacturaDirectaQueue") == 1
+
+
+def test_tuimprenta_delivery_is_counted_logged_and_its_secret_named(
+    handler: ModuleType, aws: Aws, log_stream: io.StringIO, capfd: pytest.CaptureFixture[str]
+) -> None:
+    body = json.dumps(load_event("tuimprenta/invoice_issued.json")).encode()
+    invoke(handler, signed_tuimprenta(body))
+    invoke(handler, signed_tuimprenta(body))
+    metrics = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    names = [d["Name"] for m in metrics for d in m["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    assert names.count("WebhookReceived") == 2
+    assert names.count("TuimprentaEventRecorded") == names.count("TuimprentaEventDuplicate") == 1
+    logs = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    assert {log.get("correlation_id") for log in logs if "tuimprenta event" in log["message"]} == {"evt_tui_0002"}
+    secret_unreadable(aws, "TuimprentaSecret")
+    handler.receiver.cache_clear()  # a cold start: the warm one keeps the secret it read for a minute
+    with pytest.raises(ConfigurationError) as caught:
+        handler.lambda_handler(signed_tuimprenta(body), context())
+    assert caught.value.name == "secret tuimprenta field api_key"
