@@ -315,6 +315,8 @@ def test_dedupe_record_has_a_stable_key_and_the_configured_lifetime(
     # The key survives code renames: a fixed prefix and the hash of the event id (as JSON), nothing else.
     digest = hashlib.md5(b'"evt_01JDEMO0000000000000000001"').hexdigest()  # noqa: S324 - Powertools' key hash
     assert item["id"]["S"] == f"buildnexion-event#{digest}"
+    (message,) = aws.queue_messages("QuipuQueue")
+    assert json.loads(item["data"]["S"]) == {"destination": "quipu", "message_id": message["MessageId"]}
     assert before + expected <= int(item["expiration"]["N"]) <= after + expected
 
 
@@ -352,7 +354,12 @@ def test_tuimprenta_delivery_is_counted_logged_and_its_secret_named(
     assert names.count("WebhookReceived") == 2
     assert names.count("TuimprentaEventRecorded") == names.count("TuimprentaEventDuplicate") == 1
     logs = [json.loads(line) for line in log_stream.getvalue().splitlines()]
-    assert {log.get("correlation_id") for log in logs if "tuimprenta event" in log["message"]} == {"evt_tui_0002"}
+    outcomes = [log for log in logs if "tuimprenta event" in log["message"]]
+    assert [log["message"] for log in outcomes] == [
+        "tuimprenta event recorded for the poller",
+        "tuimprenta event already recorded",
+    ]
+    assert {(log["correlation_id"], log["event_type"]) for log in outcomes} == {("evt_tui_0002", "invoice.issued")}
     secret_unreadable(aws, "TuimprentaSecret")
     handler.receiver.cache_clear()  # a cold start: the warm one keeps the secret it read for a minute
     with pytest.raises(ConfigurationError) as caught:

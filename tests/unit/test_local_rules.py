@@ -5,10 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import re
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -106,6 +106,7 @@ def test_sqs_event_shape() -> None:
         (Invocation(True, {"batchItemFailures": [{"itemIdentifier": "m2"}]}), False, set()),
         (Invocation(True, {"batchItemFailures": [{"itemIdentifier": "nope"}]}), True, {"m1", "m2"}),
         (Invocation(True, {"batchItemFailures": [{"itemIdentifier": ""}]}), True, {"m1", "m2"}),
+        (Invocation(True, {"batchItemFailures": ["m2"]}), True, {"m1", "m2"}),  # not an object: whole batch
         (Invocation(True, None), True, set()),
         (Invocation(False, error_type="Boom"), True, {"m1", "m2"}),
     ],
@@ -124,7 +125,14 @@ class _ScriptedSqs:
         self.receives = 0
         self.deleted: list[str] = []
 
-    def receive_message(self, **_: Any) -> dict[str, Any]:
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        assert kwargs == {
+            "QueueUrl": QUEUE.url,
+            "MaxNumberOfMessages": 10,
+            "WaitTimeSeconds": 1,
+            "AttributeNames": ["All"],
+            "MessageAttributeNames": ["All"],
+        }
         self.receives += 1
         if self.receives >= self._stop_after:
             self.on_last_receive()
@@ -133,6 +141,8 @@ class _ScriptedSqs:
         return {"Messages": MESSAGES[:1]}
 
     def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:  # noqa: N803
+        assert QueueUrl == QUEUE.url
+        assert [entry["Id"] for entry in Entries] == [str(i) for i in range(len(Entries))]  # distinct, as SQS requires
         self.deleted.extend(entry["ReceiptHandle"] for entry in Entries)
         return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 
@@ -246,7 +256,7 @@ def test_gateway_answers_like_api_gateway(outcome: Invocation | FunctionError, s
     assert event["routeKey"] == "POST /webhooks/buildnexion"
 
 
-def test_http_api_event_is_the_whole_payload_format_2_event() -> None:
+def test_http_api_event_is_the_whole_payload_format_2_event(far_from_utc: None) -> None:
     # Given a request with a textual body, a query string and a few headers
     req = Request(
         "POST",
@@ -262,8 +272,10 @@ def test_http_api_event_is_the_whole_payload_format_2_event() -> None:
     # Then it is API Gateway's v2 event; only the request id and time vary
     context = event["requestContext"]
     assert uuid.UUID(context.pop("requestId")).version == 4
-    assert before <= context.pop("timeEpoch") <= after
-    assert re.fullmatch(r"\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000", context.pop("time"))
+    epoch_ms = context.pop("timeEpoch")
+    assert before <= epoch_ms <= after
+    stamped = datetime.strptime(context.pop("time"), "%d/%b/%Y:%H:%M:%S +0000").replace(tzinfo=UTC)
+    assert abs(stamped.timestamp() - epoch_ms / 1000) < 1  # the same instant, written in UTC
     assert event == {
         "version": "2.0",
         "routeKey": "POST /webhooks/buildnexion",
@@ -338,7 +350,10 @@ def test_sqs_record_is_the_whole_lambda_record() -> None:
         "Body": "one",
         "MD5OfBody": "given",
         "Attributes": {"ApproximateReceiveCount": "1"},
-        "MessageAttributes": {"event_id": {"DataType": "String", "StringValue": "evt_1"}},
+        "MessageAttributes": {
+            "event_id": {"DataType": "String", "StringValue": "evt_1"},
+            "blob": {"DataType": "Binary", "BinaryValue": b"\x00"},
+        },
     }
     (record,) = lambda_sqs_event(QUEUE, [message])["Records"]
     assert record == {
@@ -353,7 +368,14 @@ def test_sqs_record_is_the_whole_lambda_record() -> None:
                 "stringListValues": [],
                 "binaryListValues": [],
                 "dataType": "String",
-            }
+            },
+            "blob": {
+                "stringValue": None,
+                "binaryValue": b"\x00",
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": "Binary",
+            },
         },
         "md5OfBody": "given",
         "eventSource": "aws:sqs",
@@ -365,10 +387,11 @@ def test_sqs_record_is_the_whole_lambda_record() -> None:
     assert (computed["attributes"], computed["messageAttributes"]) == ({}, {})
 
 
-def test_scheduled_event_is_eventbridges() -> None:
+def test_scheduled_event_is_eventbridges(far_from_utc: None) -> None:
     event = scheduled_event("Ticker-Tick")
     assert uuid.UUID(event.pop("id")).version == 4
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", event.pop("time"))
+    stamped = datetime.strptime(event.pop("time"), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs(stamped.timestamp() - time.time()) < 2  # now, written in UTC
     assert event == {
         "version": "0",
         "detail-type": "Scheduled Event",
@@ -415,3 +438,27 @@ def test_a_scheduler_without_targets_starts_no_thread() -> None:
     scheduler.start()
     scheduler.stop()
     assert scheduler.ticks == 0
+
+
+def test_an_empty_receive_invokes_nothing_and_a_failed_invocation_is_logged() -> None:
+    class Sqs:
+        def __init__(self, batches: list[list[Any]]) -> None:
+            self.batches = batches
+
+        def receive_message(self, **_: Any) -> dict[str, Any]:
+            batch = self.batches.pop(0)
+            return {"Messages": batch} if batch else {}
+
+        def delete_message_batch(self, **_: Any) -> None:
+            raise AssertionError("nothing succeeded, nothing may be deleted")
+
+    pool = _Pool(Invocation(False, error_type="Boom", error_message="bad"))
+    pool.spec = type("Spec", (), {"logical_id": "F"})()  # type: ignore[attr-defined]
+    logged: list[str] = []
+    mapping = SqsMapping(queue=QUEUE, batch_size=10, report_failures=True, workers=1)
+    poller = SqsPoller(mapping, pool, Sqs([[], MESSAGES[:1]]), logged.append)  # type: ignore[arg-type]
+    assert poller.poll_once() == 0
+    assert pool.events == []
+    assert poller.poll_once() == 1
+    assert logged == ["F: Boom: bad"]
+    assert poller.busy == 0

@@ -107,5 +107,9 @@ def test_anything_left_to_do_means_not_idle(stack: Any) -> None:
 
 
 def test_status_of_a_stack_that_is_not_running_is_an_error() -> None:
-    with pytest.raises(RuntimeError, match="not running"):
+    with pytest.raises(RuntimeError, match=r"^the stack is not running$"):
         LocalStack(StackOptions(root=ROOT, environ={})).status()
+    half_started = stack_with({})
+    half_started._state = None
+    with pytest.raises(RuntimeError, match="not running"):
+        half_started.status()

@@ -15,6 +15,11 @@ def test_decoded_size_is_exact_without_decoding(size: int) -> None:
     assert base64_decoded_size(base64.b64encode(b"\xff" * size).decode()) == size
 
 
+def test_decoded_size_of_a_truncated_text_is_a_whole_number() -> None:
+    size = base64_decoded_size("abcde")
+    assert (size, type(size)) == (3, int)
+
+
 def test_plain_and_base64_bodies_come_back_as_the_bytes_sent() -> None:
     assert raw_body('{"a": "ñ"}', False) == '{"a": "ñ"}'.encode()
     assert raw_body(base64.b64encode(b"\xff\x00").decode(), True) == b"\xff\x00"

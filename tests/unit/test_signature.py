@@ -113,17 +113,17 @@ def test_tuimprenta_reference_vector() -> None:
 
 
 @pytest.mark.parametrize(
-    ("header", "reason"),
+    ("header", "reason", "detail"),
     [
-        (None, "signature_missing"),
-        (TUI_SIG.removeprefix("sha256="), "signature_malformed"),
-        (TUI_SIG[:-2] + "00", "signature_mismatch"),
+        (None, "signature_missing", "no signature header"),
+        (TUI_SIG.removeprefix("sha256="), "signature_malformed", "signature without the sha256= prefix"),
+        (TUI_SIG[:-2] + "00", "signature_mismatch", "signature does not match"),
     ],
 )
-def test_tuimprenta_rejections(header: str | None, reason: str) -> None:
+def test_tuimprenta_rejections(header: str | None, reason: str, detail: str) -> None:
     with pytest.raises(SignatureError) as caught:
         tuimprenta.verify_signature(header, TUI_BODY, "tui_secret")
-    assert caught.value.reason == reason
+    assert (caught.value.reason, str(caught.value)) == (reason, detail)
 
 
 def test_tuimprenta_prefix_and_hex_case_do_not_matter() -> None:

@@ -2,23 +2,9 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
-import pytest
-
 from invoice_bridge.store import TuimprentaEventItem
-
-
-@pytest.fixture
-def far_from_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The process runs in a zone 4 hours behind UTC (a naive or local conversion would show)."""
-    monkeypatch.setenv("TZ", "America/Caracas")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 def test_item_timestamps_are_utc_and_expire_after_seven_days(far_from_utc: None) -> None:
