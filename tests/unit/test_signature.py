@@ -89,6 +89,7 @@ def test_malformed_headers(header: str) -> None:
         (f"t={T + 1},v1={SIG_1}", BODY, [SECRET_1]),  # timestamp changed
         (f"t={T},v1={SIG_1}", BODY, [SECRET_2]),  # wrong secret
         (f"t={T},v1={SIG_1[:-1]}", BODY, [SECRET_1]),  # truncated signature
+        (f"t={T},v1={SIG_1}=", BODY, [SECRET_1]),  # the value runs to the end of the entry, '=' included
     ],
 )
 def test_mismatches(header: str, body: bytes, secrets: list[str]) -> None:
