@@ -113,3 +113,15 @@ def test_status_of_a_stack_that_is_not_running_is_an_error() -> None:
     half_started._state = None
     with pytest.raises(RuntimeError, match="not running"):
         half_started.status()
+
+
+def test_a_stack_that_never_started_reads_its_settings_and_template_and_stops_as_a_no_op() -> None:
+    # start() calls stop() when any step fails, so stop() must work on whatever was not started yet
+    stack = LocalStack(StackOptions(root=ROOT, environ={"LOCAL_SCHEDULE_SECONDS": "2"}))
+    assert stack.settings.schedule_seconds == 2
+    assert "WebhookReceiverFunction" in [f.logical_id for f in stack.template.functions]
+    stack.stop()
+    assert (stack.peers, stack.pools, stack.pollers, stack.routes, stack.aws.endpoint) == ({}, {}, [], [], "")
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = stack.url
+    assert LocalStack().options.port == 3000
