@@ -13,7 +13,7 @@ export SAM_CLI_DISABLE_UPDATE_CHECK := 1
 # Python 3.12: an explicit PYTHON312, else python3.12 on PATH, else the newest pyenv 3.12.x.
 PYTHON312 ?= $(shell bash tools/find-python312.sh)
 
-.PHONY: help demo chaos test lint typecheck validate unit integration e2e build bench deploy clean
+.PHONY: help demo chaos test lint typecheck validate unit integration e2e build bench deploy clean mutation
 
 help:
 	@echo "make demo    run the whole pipeline locally against the sandbox platforms"
@@ -22,6 +22,7 @@ help:
 	@echo "make build   sam build"
 	@echo "make bench   print the benchmark figures"
 	@echo "make deploy  sam deploy (guided the first time)"
+	@echo "make mutation  mutation testing (mutmut) of the layer and the local stack; prints the score last"
 
 # Incremental: a changed pyproject.toml re-runs pip in the existing venv (fast when nothing changed);
 # the venv is only created when missing or not Python 3.12, never deleted under running processes.
@@ -59,6 +60,37 @@ validate: .venv
 test: lint typecheck validate
 	$(BIN)/python -m pytest
 
+# Mutation testing has its own venv: mutmut 3.8 needs click>=8.4.2, aws-sam-cli pins click 8.1.8. It gets
+# the runtime dependencies, the dev extras without aws-sam-cli, and mutmut; not the project itself (an
+# editable install would let tests import the unmutated layer instead of mutmut's copy).
+MUTATION_VENV := .venv-mutation
+MBIN := $(CURDIR)/$(MUTATION_VENV)/bin
+MUTATION_JOBS ?= 2
+
+$(MUTATION_VENV)/.installed: pyproject.toml layers/common/requirements.txt
+	@if ! $(MBIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then \
+	  test -n "$(PYTHON312)" || { echo "Python 3.12 not found: set PYTHON312=/path/to/python3.12" >&2; exit 1; }; \
+	  rm -rf $(MUTATION_VENV) && "$(PYTHON312)" -m venv $(MUTATION_VENV); \
+	fi
+	$(MBIN)/python -m pip install -qq --upgrade pip
+	$(MBIN)/python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+	  deps = p["dependencies"] + p["optional-dependencies"]["mutation"] + \
+	  [d for d in p["optional-dependencies"]["dev"] if not d.startswith("aws-sam-cli")]; \
+	  print("\n".join(deps))' > $(MUTATION_VENV)/requirements.txt
+	$(MBIN)/python -m pip install -qq -r $(MUTATION_VENV)/requirements.txt
+	touch $@
+
+# Runs in .mutation/, a fresh copy of the tree with the layer at src/invoice_bridge (see [tool.mutmut]).
+mutation: $(MUTATION_VENV)/.installed
+	rm -rf .mutation && mkdir -p .mutation/src
+	cp -r pyproject.toml samconfig.toml template.yaml README.md functions events layers sandbox tests ops bench docs tools .mutation/
+	cp -r layers/common/invoice_bridge .mutation/src/
+	find .mutation -name __pycache__ -prune -exec rm -rf {} +
+	cd .mutation && env -u VIRTUAL_ENV PATH="$(MBIN):$$PATH" $(MBIN)/mutmut run --max-children $(MUTATION_JOBS) > mutmut.log 2>&1 \
+	  || { tail -n 60 mutmut.log; exit 1; }
+	@tail -n 3 .mutation/mutmut.log
+	@cd .mutation && $(MBIN)/python ../tools/mutation_report.py
+
 build: .venv
 	$(BIN)/sam build --template-file template.yaml
 
@@ -69,4 +101,4 @@ deploy: build
 	@if grep -q '^stack_name' samconfig.toml; then $(BIN)/sam deploy; else $(BIN)/sam deploy --guided; fi
 
 clean:
-	rm -rf $(VENV) .aws-sam .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(MUTATION_VENV) .mutation .aws-sam .mypy_cache .pytest_cache .ruff_cache

@@ -90,11 +90,14 @@ def failed_message_ids(messages: list[MessageTypeDef], invocation: Invocation, r
 class SqsPoller:
     """One event source mapping: several workers receive, invoke and delete what succeeded."""
 
-    def __init__(self, mapping: SqsMapping, pool: FunctionPool, sqs: SQSClient, log: LogFn) -> None:
+    def __init__(
+        self, mapping: SqsMapping, pool: FunctionPool, sqs: SQSClient, log: LogFn, retry_seconds: float = 1.0
+    ) -> None:
         self.mapping = mapping
         self._pool = pool
         self._sqs = sqs
         self._log = log
+        self._retry_seconds = retry_seconds  # pause after an SQS or instance failure before polling again
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._busy = 0
@@ -135,11 +138,11 @@ class SqsPoller:
                 self.poll_once(wait_seconds=1)
             except (BotoCoreError, ClientError) as exc:
                 self._log(f"{self.mapping.queue.logical_id}: SQS error {exc}; retrying")
-                self._stop.wait(1)
+                self._stop.wait(self._retry_seconds)
             except FunctionError as exc:
                 # As on Lambda, the batch stays on the queue and returns after its visibility timeout.
                 self._log(f"{self.mapping.queue.logical_id}: {exc}; the batch will be received again")
-                self._stop.wait(1)
+                self._stop.wait(self._retry_seconds)
 
     def poll_once(self, wait_seconds: int = 0) -> int:
         """Receive one batch, invoke, delete the successes; return how many messages came."""

@@ -264,7 +264,7 @@ class LocalStack:
         drained = {
             queue
             for logical_id in self.pools
-            if (queue := drained_queue(self.template.resources[logical_id])) in self.provisioned.queues
+            if (queue := drained_queue(self.template.resources.get(logical_id, {}))) in self.provisioned.queues
         }
         return {poller.mapping.queue.logical_id for poller in self.pollers} | drained
 

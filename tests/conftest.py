@@ -1,20 +1,71 @@
-"""Fixtures shared by every test layer: paths, the sample events, and the handler module."""
+"""Fixtures shared by every test layer: an isolated environment, paths, the sample events, the handler module.
+
+Isolation (every test, every layer): the machine's AWS_* and POWERTOOLS_* variables, and every variable a
+settings model reads, are removed; TEST_ENVIRONMENT is set instead. A test that needs more sets it itself
+with monkeypatch (tests/integration/conftest.py's `aws` fixture sets fake credentials, a region and the
+receiver's settings). Unit tests also run with sockets off: see tests/unit/conftest.py.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
+from collections.abc import MutableMapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-# Lambda sets these before the handler imports invoice_bridge.observability; so must the test session.
-os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "InvoiceBridge")
-os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "webhook-receiver")
-os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+ISOLATED_PREFIXES = ("AWS_", "POWERTOOLS_", "BOTO_")
+
+# What Lambda sets before the handler imports invoice_bridge.observability, and nothing from ~/.aws.
+TEST_ENVIRONMENT = {
+    "POWERTOOLS_SERVICE_NAME": "webhook-receiver",
+    "POWERTOOLS_METRICS_NAMESPACE": "InvoiceBridge",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def isolate(environ: MutableMapping[str, str]) -> None:
+    """Drop the caller's AWS_*, BOTO_* and POWERTOOLS_* variables and set TEST_ENVIRONMENT."""
+    for name in [n for n in environ if n.startswith(ISOLATED_PREFIXES)]:
+        del environ[name]
+    environ.update(TEST_ENVIRONMENT)
+
+
+# Before any test module imports invoice_bridge.observability (Powertools reads its variables at import).
+isolate(os.environ)
+
+
+def settings_variables() -> set[str]:
+    """Every variable a settings model (EnvSettings subclass, any depth) reads."""
+    from invoice_bridge.config import EnvSettings
+
+    names: set[str] = set()
+    pending: list[type[EnvSettings]] = [EnvSettings]
+    while pending:
+        model = pending.pop()
+        pending.extend(model.__subclasses__())
+        names.update(str(field.alias) for field in model.model_fields.values() if field.alias)
+    return names
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts from TEST_ENVIRONMENT: no AWS_*/POWERTOOLS_* or settings variable from the caller."""
+    settings = settings_variables()
+    for name in list(os.environ):
+        if name.startswith(ISOLATED_PREFIXES) or name in settings:
+            monkeypatch.delenv(name)
+    for name, value in TEST_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "events"

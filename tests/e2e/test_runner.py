@@ -7,6 +7,7 @@ timeout, redrive to the dead-letter queue after maxReceiveCount, two concurrent 
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 import threading
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from sandbox.stack import LocalStack, StackOptions
-from tests.e2e.conftest import wait_for
+from tests.e2e.conftest import StackLog, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +35,8 @@ Resources:
   WorkQueue:
     Type: AWS::SQS::Queue
     Properties:
-      VisibilityTimeout: 2
+      # Long enough that a loaded machine still deletes a good batch before it becomes visible again.
+      VisibilityTimeout: 3
       RedrivePolicy:
         deadLetterTargetArn: !GetAtt WorkDeadLetterQueue.Arn
         maxReceiveCount: 2
@@ -78,6 +80,12 @@ Resources:
           Properties:
             Queue: !GetAtt BarrierQueue.Arn
             BatchSize: 1
+  SlowFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: fn/
+      Handler: app.slow
+      Timeout: 1
   TickerFunction:
     Type: AWS::Serverless::Function
     Properties:
@@ -125,6 +133,12 @@ def barrier(event, context):
     _append("barrier.jsonl", {"met": len(list(arrivals.iterdir())) >= 2, "pid": os.getpid()})
 
 
+def slow(event, context):
+    _append("slow.jsonl", {"pid": os.getpid()})
+    time.sleep(event.get("sleep", 0))
+    return {"pid": os.getpid()}
+
+
 def tick(event, context):
     _append("ticks.jsonl", {"detail_type": event["detail-type"], "source": event["source"]})
 """
@@ -137,14 +151,19 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStack, Path]]:
+def stack_log() -> StackLog:
+    return StackLog()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, stack_log: StackLog) -> Iterator[tuple[LocalStack, Path]]:
     root = tmp_path_factory.mktemp("stack")
     records = root / "records"
     records.mkdir()
     (root / "template.yaml").write_text(TEMPLATE.format(record_dir=records))
     (root / "fn").mkdir()
     (root / "fn" / "app.py").write_text(textwrap.dedent(HANDLERS))
-    options = StackOptions(root=root, port=0, environ={"LOCAL_SCHEDULE_SECONDS": "0.3"}, log_sink=lambda fn, line: None)
+    options = StackOptions(root=root, port=0, environ={"LOCAL_SCHEDULE_SECONDS": "0.3"}, log_sink=stack_log.sink)
     with LocalStack(options) as running:
         # Two warm instances first: a cold start longer than the 2 s visibility timeout would let a message
         # come back while its first invocation still runs, which SQS allows but this test does not look at.
@@ -187,7 +206,7 @@ def test_batches_partial_failures_visibility_and_redrive(stack: tuple[LocalStack
     # the failed one came back only after its visibility timeout, and went to the DLQ after 2 receives.
     failed = [r for r in receives if r["body"] == "fail"]
     assert [r["count"] for r in failed] == [1, 2]
-    assert failed[1]["at"] - failed[0]["at"] >= 1.9
+    assert failed[1]["at"] - failed[0]["at"] >= 2.9
 
 
 def test_two_workers_invoke_concurrently(stack: tuple[LocalStack, Path]) -> None:
@@ -206,3 +225,18 @@ def test_scheduler_invokes_with_a_scheduled_event(stack: tuple[LocalStack, Path]
         lambda: t if len(t := read_jsonl(records / "ticks.jsonl")) >= 2 else None, 30, "two scheduled ticks"
     )
     assert ticks[0] == {"detail_type": "Scheduled Event", "source": "aws.events"}
+
+
+def test_a_timed_out_invocation_kills_its_instance(stack: tuple[LocalStack, Path]) -> None:
+    running, records = stack
+    pool = running.pools["SlowFunction"]
+    # Given an invocation that outlives the function's 1 s timeout
+    timed_out = pool.invoke({"sleep": 5})
+    # Then it fails as Lambda reports it, and its instance is gone (never reused with a stale reply pending)
+    assert (timed_out.ok, timed_out.error_message) == (False, "Task timed out after 1 seconds")
+    (first,) = read_jsonl(records / "slow.jsonl")
+    with pytest.raises(ProcessLookupError):
+        os.kill(first["pid"], 0)
+    again = pool.invoke({})
+    assert again.ok
+    assert again.result["pid"] != first["pid"]

@@ -91,9 +91,10 @@ def log_stream() -> Iterator[io.StringIO]:
     buffer = io.StringIO()
     handler = logger.registered_handler
     assert isinstance(handler, logging.StreamHandler)
-    previous = handler.setStream(buffer)
+    # Swapped, not setStream(): that flushes the stream from import time, which a runner (mutmut) may have closed.
+    previous, handler.stream = handler.stream, buffer
     yield buffer
-    handler.setStream(previous)
+    handler.stream = previous
 
 
 @pytest.fixture

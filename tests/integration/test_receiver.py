@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any, cast
 
 import pytest
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from invoice_bridge.config import DEFAULT_ROUTING
 from invoice_bridge.errors import ConfigurationError
+from invoice_bridge.queues import QueuePublisher
 from invoice_bridge.receiver import MAX_BODY_BYTES
+from sandbox.lambda_host import LocalLambdaContext
 from tests.conftest import BUILDNEXION_EVENTS, load_event
 from tests.integration.conftest import (
     WEBHOOK_SECRETS,
@@ -41,7 +46,8 @@ def total_depth(aws: Aws) -> int:
 def test_each_sample_event_is_routed_to_its_queue_in_order_groups(handler: ModuleType, aws: Aws, path: Path) -> None:
     # Given a correctly signed sample event
     envelope = load_event(f"buildnexion/{path.name}")
-    body = json.dumps(envelope, ensure_ascii=False).encode()
+    # Indented and not ASCII-escaped: a queue body re-serialised from the parsed event would differ.
+    body = json.dumps(envelope, ensure_ascii=False, indent=2).encode()
     # When BuildNexion delivers it
     status, answer = invoke(handler, signed_buildnexion(body))
     # Then it is answered 200 and sits on the right queue, grouped by object and deduped by event id
@@ -54,7 +60,8 @@ def test_each_sample_event_is_routed_to_its_queue_in_order_groups(handler: Modul
     assert answer == {"status": "accepted", "event_id": envelope["id"], "destination": destination.value}
     queue = QUEUE_OF[destination.value]
     (message,) = aws.queue_messages(queue)
-    assert json.loads(message["Body"]) == envelope
+    assert message["Body"] == body.decode("utf-8")  # exactly the signed text
+    assert message["MessageAttributes"]["event_id"]["StringValue"] == envelope["id"]
     assert message["MessageAttributes"]["event_type"]["StringValue"] == envelope["type"]
     if aws.provisioned.queues[queue].fifo:
         assert message["Attributes"]["MessageGroupId"] == envelope["data"]["object"]["id"]
@@ -199,6 +206,7 @@ def test_metrics_count_each_outcome(handler: ModuleType, aws: Aws, capfd: pytest
     names = [d["Name"] for m in metrics for d in m["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
     for name in ("WebhookAccepted", "WebhookDuplicate", "WebhookRejected", "WebhookIgnored"):
         assert name in names
+    assert names.count("WebhookReceived") == 4  # one per delivery, whatever became of it
     rejected = next(m for m in metrics if "WebhookRejected" in m)
     assert rejected["reason"] == "signature_mismatch"
     accepted = next(m for m in metrics if "WebhookAccepted" in m)
@@ -213,7 +221,9 @@ def test_tuimprenta_webhook_is_recorded_once_for_the_poller(handler: ModuleType,
     assert len(items) == 1
     assert items[0]["pk"]["S"] == "tuimprenta#webhook-events"
     assert items[0]["invoice_id"]["S"] == "inv_123"
-    assert "total" not in items[0]
+    # What the poller needs and nothing of the invoice's content (customer, totals).
+    assert set(items[0]) == {"pk", "sk", "event_type", "created_at", "received_at", "ttl", "invoice_id"}
+    assert items[0]["sk"]["S"] == "event#evt_tui_0002"
     assert total_depth(aws) == 0
 
 
@@ -245,3 +255,113 @@ def test_empty_secret_fails_the_invocation_naming_the_field_only(handler: Module
         handler.lambda_handler(signed_buildnexion(body_of("01_invoice_created.json")), context())
     assert caught.value.name == "secret buildnexion field api_key"
     assert total_depth(aws) == 0
+
+
+def secret_unreadable(aws: Aws, logical_id: str) -> None:
+    """Make reading the secret fail the invocation (as an unfilled secret does)."""
+    aws.session.client("secretsmanager").put_secret_value(
+        SecretId=aws.provisioned.secrets[logical_id], SecretString="{}"
+    )
+
+
+@pytest.mark.parametrize("path", ["/webhooks/buildnexion", "/webhooks/tuimprenta"])
+@pytest.mark.parametrize("encoding", ["text", "base64", "invalid base64"])
+def test_oversized_body_is_413_before_the_secret_or_the_encoding_is_looked_at(
+    handler: ModuleType, aws: Aws, path: str, encoding: str
+) -> None:
+    # Given secrets that would fail the invocation if they were read at all
+    secret_unreadable(aws, "BuildNexionSecret")
+    secret_unreadable(aws, "TuimprentaSecret")
+    body = b'{"id": "evt_big", "pad": "' + b"x" * MAX_BODY_BYTES + b'"}'
+    event = apigw_event(path, body, {})
+    if encoding != "text":
+        event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+    if encoding == "invalid base64":
+        event["body"] = "!" + event["body"][1:]
+    # When it arrives, it is refused for its size first, on both routes
+    assert invoke(handler, event) == (413, {"message": "Payload Too Large"})
+    assert total_depth(aws) == 0
+
+
+def test_base64_body_of_exactly_256_kib_is_not_refused_for_size(handler: ModuleType, aws: Aws) -> None:
+    envelope = load_event("buildnexion/01_invoice_created.json")
+    envelope["data"]["object"]["notes"] = ""
+    envelope["data"]["object"]["notes"] = "x" * (MAX_BODY_BYTES - len(json.dumps(envelope).encode()))
+    body = json.dumps(envelope).encode()
+    event = signed_buildnexion(body)
+    event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
+    assert invoke(handler, event)[0] == 200
+    assert aws.depth("QuipuQueue") == 1
+
+
+def idempotency_items(aws: Aws) -> list[dict[str, Any]]:
+    table = aws.provisioned.tables["IdempotencyTable"]
+    items: list[dict[str, Any]] = aws.session.client("dynamodb").scan(TableName=table)["Items"]
+    return items
+
+
+@pytest.mark.parametrize(("ttl", "expected"), [(None, 7 * 24 * 3600), ("7200", 7200)])
+def test_dedupe_record_has_a_stable_key_and_the_configured_lifetime(
+    handler: ModuleType, aws: Aws, monkeypatch: pytest.MonkeyPatch, ttl: str | None, expected: int
+) -> None:
+    if ttl is None:
+        monkeypatch.delenv("IDEMPOTENCY_TTL_SECONDS", raising=False)
+    else:
+        monkeypatch.setenv("IDEMPOTENCY_TTL_SECONDS", ttl)
+    before = int(time.time())
+    assert invoke(handler, signed_buildnexion(body_of("01_invoice_created.json")))[0] == 200
+    after = int(time.time())
+    (item,) = idempotency_items(aws)
+    # The key survives code renames: a fixed prefix and the hash of the event id (as JSON), nothing else.
+    digest = hashlib.md5(b'"evt_01JDEMO0000000000000000001"').hexdigest()  # noqa: S324 - Powertools' key hash
+    assert item["id"]["S"] == f"buildnexion-event#{digest}"
+    (message,) = aws.queue_messages("QuipuQueue")
+    assert json.loads(item["data"]["S"]) == {"destination": "quipu", "message_id": message["MessageId"]}
+    assert before + expected <= int(item["expiration"]["N"]) <= after + expected
+
+
+class InvocationKilled(BaseException):
+    """Stands for Lambda killing the instance mid-invocation (no exception handler runs)."""
+
+
+def test_a_delivery_killed_mid_enqueue_does_not_block_the_retry(
+    handler: ModuleType, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = body_of("08_purchase_order_created.json")
+
+    def killed(*args: object, **kwargs: object) -> str:
+        raise InvocationKilled
+
+    # Given a delivery whose instance is killed at its deadline while enqueueing (the dedupe record stays)
+    at_deadline = LocalLambdaContext("WebhookReceiverFunction", 512, "req-killed", int(time.time() * 1000))
+    with monkeypatch.context() as patch:
+        patch.setattr(QueuePublisher, "publish", killed)
+        with pytest.raises(InvocationKilled):
+            handler.lambda_handler(signed_buildnexion(body), cast(LambdaContext, at_deadline))
+    # When BuildNexion retries it, then the record of the dead invocation has expired with it: enqueued
+    assert invoke(handler, signed_buildnexion(body))[1]["status"] == "accepted"
+    assert aws.depth("FacturaDirectaQueue") == 1
+
+
+def test_tuimprenta_delivery_is_counted_logged_and_its_secret_named(
+    handler: ModuleType, aws: Aws, log_stream: io.StringIO, capfd: pytest.CaptureFixture[str]
+) -> None:
+    body = json.dumps(load_event("tuimprenta/invoice_issued.json")).encode()
+    invoke(handler, signed_tuimprenta(body))
+    invoke(handler, signed_tuimprenta(body))
+    metrics = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    names = [d["Name"] for m in metrics for d in m["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    assert names.count("WebhookReceived") == 2
+    assert names.count("TuimprentaEventRecorded") == names.count("TuimprentaEventDuplicate") == 1
+    logs = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    outcomes = [log for log in logs if "tuimprenta event" in log["message"]]
+    assert [log["message"] for log in outcomes] == [
+        "tuimprenta event recorded for the poller",
+        "tuimprenta event already recorded",
+    ]
+    assert {(log["correlation_id"], log["event_type"]) for log in outcomes} == {("evt_tui_0002", "invoice.issued")}
+    secret_unreadable(aws, "TuimprentaSecret")
+    handler.receiver.cache_clear()  # a cold start: the warm one keeps the secret it read for a minute
+    with pytest.raises(ConfigurationError) as caught:
+        handler.lambda_handler(signed_tuimprenta(body), context())
+    assert caught.value.name == "secret tuimprenta field api_key"

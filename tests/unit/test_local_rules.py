@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from sandbox.aws_local import QueueInfo
-from sandbox.cfn import Intrinsics, TemplateError
+from sandbox.cfn import ACCOUNT_ID, REGION, Intrinsics, TemplateError
 from sandbox.functions import FunctionError, Invocation
-from sandbox.gateway import http_api_event, http_reply
+from sandbox.gateway import http_api_event, http_reply, route_to
 from sandbox.httpserver import Request, Router
-from sandbox.runner import SqsMapping, SqsPoller, failed_message_ids, lambda_sqs_event
+from sandbox.runner import Scheduler, SqsMapping, SqsPoller, failed_message_ids, lambda_sqs_event, scheduled_event
 
 
 def test_intrinsics_resolve_ref_getatt_sub_join_if() -> None:
@@ -100,6 +106,7 @@ def test_sqs_event_shape() -> None:
         (Invocation(True, {"batchItemFailures": [{"itemIdentifier": "m2"}]}), False, set()),
         (Invocation(True, {"batchItemFailures": [{"itemIdentifier": "nope"}]}), True, {"m1", "m2"}),
         (Invocation(True, {"batchItemFailures": [{"itemIdentifier": ""}]}), True, {"m1", "m2"}),
+        (Invocation(True, {"batchItemFailures": ["m2"]}), True, {"m1", "m2"}),  # not an object: whole batch
         (Invocation(True, None), True, set()),
         (Invocation(False, error_type="Boom"), True, {"m1", "m2"}),
     ],
@@ -108,40 +115,350 @@ def test_partial_batch_response_rules(invocation: Invocation, report: bool, fail
     assert failed_message_ids(MESSAGES, invocation, report) == failed
 
 
-class _OneBatchSqs:
-    """Hands out one message, then nothing; records how often it was asked."""
+class _ScriptedSqs:
+    """Hands out one message per receive, calls `on_last_receive` at receive `stop_after`; records deletes."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop_after: int, error: Exception | None = None) -> None:
+        self.on_last_receive: Callable[[], None] = lambda: None
+        self._stop_after = stop_after
+        self._error = error
         self.receives = 0
+        self.deleted: list[str] = []
 
-    def receive_message(self, **_: Any) -> dict[str, Any]:
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        assert kwargs == {
+            "QueueUrl": QUEUE.url,
+            "MaxNumberOfMessages": 10,
+            "WaitTimeSeconds": 1,
+            "AttributeNames": ["All"],
+            "MessageAttributeNames": ["All"],
+        }
         self.receives += 1
-        return {"Messages": MESSAGES[:1]} if self.receives == 1 else {}
+        if self.receives >= self._stop_after:
+            self.on_last_receive()
+        if self.receives == 1 and self._error is not None:
+            raise self._error
+        return {"Messages": MESSAGES[:1]}
+
+    def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, Any]:  # noqa: N803
+        assert QueueUrl == QUEUE.url
+        assert [entry["Id"] for entry in Entries] == [str(i) for i in range(len(Entries))]  # distinct, as SQS requires
+        self.deleted.extend(entry["ReceiptHandle"] for entry in Entries)
+        return {"Successful": [{"Id": e["Id"]} for e in Entries], "Failed": []}
 
 
-class _UnstartablePool:
-    spec = type("Spec", (), {"logical_id": "Broken"})()
+class _FlakyPool:
+    """A function whose first `failures` instances cannot start; later invocations succeed."""
+
+    spec = type("Spec", (), {"logical_id": "Flaky"})()
+
+    def __init__(self, failures: int) -> None:
+        self._failures = failures
+        self.invocations = 0
 
     def invoke(self, event: Any) -> Invocation:
-        raise FunctionError("Broken: the instance did not start")
+        self.invocations += 1
+        if self.invocations <= self._failures:
+            raise FunctionError("Flaky: the instance did not start")
+        return Invocation(True, {"batchItemFailures": []})
 
 
-def test_a_worker_survives_a_function_that_cannot_start() -> None:
-    # Given a function whose instances fail to start, and a queue with one message
-    sqs = _OneBatchSqs()
+def poller_for(pool: Any, sqs: _ScriptedSqs, logged: list[str]) -> SqsPoller:
+    """A one-worker poller on QUEUE that pauses 0 s after a failure; `sqs` stops it at its last receive."""
+    mapping = SqsMapping(queue=QUEUE, batch_size=10, report_failures=True, workers=1)
+    poller = SqsPoller(mapping, pool, sqs, logged.append, retry_seconds=0)  # type: ignore[arg-type]
+    sqs.on_last_receive = poller.stop
+    return poller
+
+
+def test_a_worker_keeps_polling_after_a_function_that_cannot_start() -> None:
+    # Given a function whose first instance fails to start, and a queue that keeps handing out a message
+    logged: list[str] = []
+    pool, sqs = _FlakyPool(failures=1), _ScriptedSqs(stop_after=2)
+    poller = poller_for(pool, sqs, logged)
+    # When the worker runs (in this thread; the queue stops it at the second receive)
+    poller._work()
+    # Then the failure is logged, the message is left for SQS to return, and the worker polled again and delivered it
+    assert logged == ["Q: Flaky: the instance did not start; the batch will be received again"]
+    assert (sqs.receives, pool.invocations, sqs.deleted) == (2, 2, ["r1"])
+    assert poller.busy == 0
+
+
+def test_a_worker_keeps_polling_after_an_sqs_error() -> None:
+    logged: list[str] = []
+    error = ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "try later"}}, "ReceiveMessage")
+    sqs = _ScriptedSqs(stop_after=2, error=error)
+    poller = poller_for(_FlakyPool(failures=0), sqs, logged)
+    poller._work()
+    assert len(logged) == 1
+    assert logged[0].startswith("Q: SQS error")
+    assert (sqs.receives, sqs.deleted) == (2, ["r1"])
+
+
+def test_only_successes_are_deleted_in_chunks_of_ten() -> None:
+    messages: list[Any] = [{"MessageId": f"m{i}", "ReceiptHandle": f"r{i}", "Body": "b"} for i in range(12)]
+
+    class Sqs:
+        def __init__(self) -> None:
+            self.deletes: list[list[str]] = []
+
+        def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+            assert kwargs["MaxNumberOfMessages"] == 10
+            return {"Messages": messages}
+
+        def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> None:  # noqa: N803
+            assert QueueUrl == QUEUE.url
+            self.deletes.append([e["ReceiptHandle"] for e in Entries])
+
+    class Pool:
+        spec = type("Spec", (), {"logical_id": "F"})()
+
+        def invoke(self, event: Any) -> Invocation:
+            assert len(event["Records"]) == 12
+            return Invocation(True, {"batchItemFailures": [{"itemIdentifier": "m3"}]})
+
+    sqs = Sqs()
+    mapping = SqsMapping(queue=QUEUE, batch_size=20, report_failures=True, workers=1)
+    poller = SqsPoller(mapping, Pool(), sqs, [].append)  # type: ignore[arg-type]
+    assert poller.poll_once() == 12
+    done = [f"r{i}" for i in range(12) if i != 3]
+    assert sqs.deletes == [done[:10], done[10:]]
+
+
+class _Pool:
+    """A pool whose invocation outcome the test chooses."""
+
+    def __init__(self, outcome: Invocation | FunctionError) -> None:
+        self._outcome = outcome
+        self.events: list[Any] = []
+
+    def invoke(self, event: Any) -> Invocation:
+        self.events.append(event)
+        if isinstance(self._outcome, FunctionError):
+            raise self._outcome
+        return self._outcome
+
+
+@pytest.mark.parametrize(
+    ("outcome", "status", "body"),
+    [
+        (Invocation(False, error_type="Boom", error_message="x"), 500, {"message": "Internal Server Error"}),
+        (FunctionError("F: the instance did not start"), 503, {"message": "Service Unavailable"}),
+        (Invocation(True, {"statusCode": 413, "body": '{"message": "Payload Too Large"}'}), 413, None),
+    ],
+)
+def test_gateway_answers_like_api_gateway(outcome: Invocation | FunctionError, status: int, body: Any) -> None:
+    pool = _Pool(outcome)
+    reply = route_to(pool, "POST /webhooks/buildnexion")(request(b"{}"), {})  # type: ignore[arg-type]
+    assert reply.status == status
+    assert json.loads(reply.body) == (body or {"message": "Payload Too Large"})
+    (event,) = pool.events
+    assert event["routeKey"] == "POST /webhooks/buildnexion"
+
+
+def test_http_api_event_is_the_whole_payload_format_2_event(far_from_utc: None) -> None:
+    # Given a request with a textual body, a query string and a few headers
+    req = Request(
+        "POST",
+        "/webhooks/buildnexion",
+        "a=1&a=2&b=3",
+        {"content-type": "application/json", "host": "127.0.0.1:3000", "user-agent": "curl/8"},
+        b'{"a": 1}',
+        "10.0.0.7",
+    )
+    before = int(time.time() * 1000)
+    event = http_api_event(req, "POST /webhooks/buildnexion", api_id="api1")
+    after = int(time.time() * 1000)
+    # Then it is API Gateway's v2 event; only the request id and time vary
+    context = event["requestContext"]
+    assert uuid.UUID(context.pop("requestId")).version == 4
+    epoch_ms = context.pop("timeEpoch")
+    assert before <= epoch_ms <= after
+    stamped = datetime.strptime(context.pop("time"), "%d/%b/%Y:%H:%M:%S +0000").replace(tzinfo=UTC)
+    assert abs(stamped.timestamp() - epoch_ms / 1000) < 1  # the same instant, written in UTC
+    assert event == {
+        "version": "2.0",
+        "routeKey": "POST /webhooks/buildnexion",
+        "rawPath": "/webhooks/buildnexion",
+        "rawQueryString": "a=1&a=2&b=3",
+        "headers": {"content-type": "application/json", "host": "127.0.0.1:3000", "user-agent": "curl/8"},
+        "queryStringParameters": {"a": "1,2", "b": "3"},
+        "requestContext": {
+            "accountId": ACCOUNT_ID,
+            "apiId": "api1",
+            "domainName": "127.0.0.1:3000",
+            "domainPrefix": "127",
+            "http": {
+                "method": "POST",
+                "path": "/webhooks/buildnexion",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "10.0.0.7",
+                "userAgent": "curl/8",
+            },
+            "routeKey": "POST /webhooks/buildnexion",
+            "stage": "$default",
+        },
+        "isBase64Encoded": False,
+        "body": '{"a": 1}',
+    }
+
+
+def test_http_api_event_without_body_query_or_optional_headers() -> None:
+    event = http_api_event(Request("GET", "/x", "", {}, b"", "1.2.3.4"), "GET /x")
+    assert "body" not in event
+    assert "queryStringParameters" not in event
+    assert event["isBase64Encoded"] is False
+    assert event["requestContext"]["domainName"] == "127.0.0.1"
+    assert event["requestContext"]["http"]["userAgent"] == ""
+    assert event["requestContext"]["apiId"] == "local"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "textual"),
+    [
+        ("text/plain; charset=utf-8", b"hola", True),
+        ("application/xml", b"<a/>", True),
+        ("application/x-www-form-urlencoded", b"a=1", True),
+        ("application/json", b"\xff\xfe", False),  # declared text but not UTF-8: base64, as API Gateway does
+        ("image/png", b"png", False),
+    ],
+)
+def test_which_bodies_travel_as_text(content_type: str, body: bytes, textual: bool) -> None:
+    event = http_api_event(request(body, content_type), "POST /x")
+    assert event["isBase64Encoded"] is not textual
+    assert event["body"] == (body.decode() if textual else base64.b64encode(body).decode())
+
+
+def test_reply_headers_and_multi_value_headers() -> None:
+    reply = http_reply(
+        {
+            "statusCode": "201",
+            "headers": {"X-One": 1},
+            "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"]},
+            "body": None,
+        }
+    )
+    assert (reply.status, reply.body, reply.headers) == (201, b"", {"X-One": "1", "Set-Cookie": "a=1,b=2"})
+    text = http_reply("plain")
+    assert (text.status, text.body, text.headers) == (200, b"plain", {"Content-Type": "application/json"})
+
+
+def test_sqs_record_is_the_whole_lambda_record() -> None:
+    message: Any = {
+        "MessageId": "m1",
+        "ReceiptHandle": "r1",
+        "Body": "one",
+        "MD5OfBody": "given",
+        "Attributes": {"ApproximateReceiveCount": "1"},
+        "MessageAttributes": {
+            "event_id": {"DataType": "String", "StringValue": "evt_1"},
+            "blob": {"DataType": "Binary", "BinaryValue": b"\x00"},
+        },
+    }
+    (record,) = lambda_sqs_event(QUEUE, [message])["Records"]
+    assert record == {
+        "messageId": "m1",
+        "receiptHandle": "r1",
+        "body": "one",
+        "attributes": {"ApproximateReceiveCount": "1"},
+        "messageAttributes": {
+            "event_id": {
+                "stringValue": "evt_1",
+                "binaryValue": None,
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": "String",
+            },
+            "blob": {
+                "stringValue": None,
+                "binaryValue": b"\x00",
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": "Binary",
+            },
+        },
+        "md5OfBody": "given",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": QUEUE.arn,
+        "awsRegion": REGION,
+    }
+    (computed,) = lambda_sqs_event(QUEUE, [{"MessageId": "m", "ReceiptHandle": "r", "Body": "one"}])["Records"]
+    assert computed["md5OfBody"] == hashlib.md5(b"one").hexdigest()  # noqa: S324 - SQS's own checksum
+    assert (computed["attributes"], computed["messageAttributes"]) == ({}, {})
+
+
+def test_scheduled_event_is_eventbridges(far_from_utc: None) -> None:
+    event = scheduled_event("Ticker-Tick")
+    assert uuid.UUID(event.pop("id")).version == 4
+    stamped = datetime.strptime(event.pop("time"), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert abs(stamped.timestamp() - time.time()) < 2  # now, written in UTC
+    assert event == {
+        "version": "0",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT_ID,
+        "region": REGION,
+        "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/Ticker-Tick"],
+        "detail": {},
+    }
+
+
+def test_a_tick_invokes_every_target_and_survives_failures() -> None:
+    spec = type("Spec", (), {"logical_id": "F"})()
+    broken, failing, healthy = (
+        _Pool(FunctionError("B: no start")),
+        _Pool(Invocation(False, None, "Boom", "x")),
+        _Pool(Invocation(True)),
+    )
+    failing.spec = healthy.spec = spec  # type: ignore[attr-defined]
+    logged: list[str] = []
+    scheduler = Scheduler([("b", broken), ("f", failing), ("h", healthy)], 60, logged.append)  # type: ignore[list-item]
+    scheduler.tick()
+    assert logged == ["b: B: no start; the next tick tries again", "F: Boom: x"]
+    assert [len(p.events) for p in (broken, failing, healthy)] == [1, 1, 1]
+    assert healthy.events[0]["resources"][0].endswith(":rule/h")
+    assert scheduler.ticks == 1
+
+
+def test_a_scheduler_ticks_every_interval_until_stopped() -> None:
+    pool, logged = _Pool(Invocation(True)), list[str]()
+    scheduler = Scheduler([("t", pool)], 0.01, logged.append)  # type: ignore[list-item]
+    scheduler.start()
+    deadline = time.monotonic() + 10
+    while scheduler.ticks < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)  # poll interval of a bounded wait on a condition
+    scheduler.stop()  # joins the thread: no tick can follow
+    assert scheduler.ticks >= 3
+    assert len(pool.events) == scheduler.ticks
+
+
+def test_a_scheduler_without_targets_starts_no_thread() -> None:
+    logged: list[str] = []
+    scheduler = Scheduler([], 0.01, logged.append)
+    scheduler.start()
+    scheduler.stop()
+    assert scheduler.ticks == 0
+
+
+def test_an_empty_receive_invokes_nothing_and_a_failed_invocation_is_logged() -> None:
+    class Sqs:
+        def __init__(self, batches: list[list[Any]]) -> None:
+            self.batches = batches
+
+        def receive_message(self, **_: Any) -> dict[str, Any]:
+            batch = self.batches.pop(0)
+            return {"Messages": batch} if batch else {}
+
+        def delete_message_batch(self, **_: Any) -> None:
+            raise AssertionError("nothing succeeded, nothing may be deleted")
+
+    pool = _Pool(Invocation(False, error_type="Boom", error_message="bad"))
+    pool.spec = type("Spec", (), {"logical_id": "F"})()  # type: ignore[attr-defined]
     logged: list[str] = []
     mapping = SqsMapping(queue=QUEUE, batch_size=10, report_failures=True, workers=1)
-    poller = SqsPoller(mapping, _UnstartablePool(), sqs, logged.append)  # type: ignore[arg-type]
-    # When the worker loop runs until it has polled again after the failure
-    original_wait = poller._stop.wait
-
-    def stop_after_retry(timeout: float | None = None) -> bool:
-        poller._stop.set()
-        return original_wait(0)
-
-    poller._stop.wait = stop_after_retry  # type: ignore[method-assign]
-    poller._work()
-    # Then the failure is reported, the message is left for SQS to return, and the worker waits instead of dying
-    assert logged == ["Q: Broken: the instance did not start; the batch will be received again"]
-    assert sqs.receives == 1
+    poller = SqsPoller(mapping, pool, Sqs([[], MESSAGES[:1]]), logged.append)  # type: ignore[arg-type]
+    assert poller.poll_once() == 0
+    assert pool.events == []
+    assert poller.poll_once() == 1
+    assert logged == ["F: Boom: bad"]
     assert poller.busy == 0

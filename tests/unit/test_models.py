@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from invoice_bridge.buildnexion.models import OBJECT_MODELS, Invoice, SalesInvoice
+from invoice_bridge.config import describe_validation_error
 from invoice_bridge.errors import InvalidPayload
 from invoice_bridge.receiver import parse_buildnexion_event, parse_buildnexion_head
+from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
 from tests.conftest import BUILDNEXION_EVENTS, load_event
 
 
@@ -73,3 +76,27 @@ def test_head_needs_only_id_type_and_created() -> None:
     with pytest.raises(InvalidPayload) as caught:
         parse_buildnexion_head({"id": "evt_1", "type": "provider.updated", "created": "yesterday"})
     assert caught.value.field == "created"
+
+
+def test_tuimprenta_ids_are_read_only_when_they_are_strings() -> None:
+    event = TuimprentaEvent.model_validate(
+        {"id": "evt_1", "type": "invoice.issued", "created_at": "2026-11-21T12:00:00Z", "data": {"invoice_id": 7}}
+    )
+    assert (event.invoice_id(), event.batch_id()) == (None, None)
+    event = TuimprentaEvent.model_validate(
+        {"id": "evt_2", "type": "batch.completed", "created_at": "2026-11-21T12:00:00Z", "data": {"batch_id": ["b"]}}
+    )
+    assert event.batch_id() is None
+
+
+def test_problems_are_worded_for_the_sender() -> None:
+    event = load_event("buildnexion/01_invoice_created.json")
+    event["data"]["object"]["object"] = "purchase_order"
+    with pytest.raises(InvalidPayload) as caught:
+        parse_buildnexion_event(event)
+    assert caught.value.message == "must be 'invoice' for a invoice.created event"
+    obj = load_event("buildnexion/01_invoice_created.json")["data"]["object"]
+    obj["lines"][0]["quantity"] = 12.5
+    with pytest.raises(ValidationError) as refused:
+        Invoice.model_validate(obj)
+    assert describe_validation_error(refused.value) == ("lines[0].quantity", 'must be a decimal string, e.g. "12.5"')

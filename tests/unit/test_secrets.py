@@ -77,3 +77,21 @@ def test_aws_failure_is_a_retryable_dependency_error(stubbed: tuple[SecretReader
     stubber.add_client_error("get_secret_value", service_error_code="ThrottlingException", http_status_code=400)
     with pytest.raises(DependencyUnavailable, match="secret buildnexion"):
         reader.read(ARN, BuildNexionSecret, "buildnexion")
+
+
+def secret_reader(max_age_seconds: int) -> tuple[SecretReader, Stubber]:
+    client = boto3.client("secretsmanager", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    return SecretReader(SecretsProvider(boto3_client=client), max_age_seconds=max_age_seconds), Stubber(client)
+
+
+@pytest.mark.parametrize(("max_age", "calls"), [(0, 2), (60, 1)])
+def test_a_value_is_reused_for_max_age_seconds_only(max_age: int, calls: int) -> None:
+    # Given a reader with a cache lifetime, and Secrets Manager answering exactly `calls` times
+    reader, stubber = secret_reader(max_age)
+    with stubber:
+        for _ in range(calls):
+            answer(stubber, json.dumps({"api_key": "bn_live_x", "webhook_secrets": ["whsec_1"]}))
+        # When the secret is read twice in a row, then Secrets Manager was asked `calls` times, no more, no less
+        for _ in range(2):
+            assert reader.read(ARN, BuildNexionSecret, "buildnexion").api_key.get_secret_value() == "bn_live_x"
+        stubber.assert_no_pending_responses()

@@ -42,6 +42,8 @@ def test_valid_signature_passes_and_returns_its_timestamp() -> None:
         (f"t={T},v1={SIG_1},v1={SIG_2}", [SECRET_2]),  # sender signs with old and new, we hold the new one
         (f"t={T},v1={SIG_2}", [SECRET_1, SECRET_2]),  # we hold both during rotation, sender moved on
         (f"t={T},v1=deadbeef,v1={SIG_1}", [SECRET_1]),  # any entry may match
+        (f"t={T},v1={SIG_1},v1=deadbeef", [SECRET_1]),  # a match is kept when later entries do not match
+        (f"t={T},v1={SIG_1}", [SECRET_1, SECRET_2]),  # a match is kept when later secrets do not match
         (f"t={T},v0=ignored,v1={SIG_1}", [SECRET_1]),  # other schemes are skipped
         (f" t={T} , v1={SIG_1.upper()} ", [SECRET_1]),  # white space and hex case do not matter
     ],
@@ -87,6 +89,7 @@ def test_malformed_headers(header: str) -> None:
         (f"t={T + 1},v1={SIG_1}", BODY, [SECRET_1]),  # timestamp changed
         (f"t={T},v1={SIG_1}", BODY, [SECRET_2]),  # wrong secret
         (f"t={T},v1={SIG_1[:-1]}", BODY, [SECRET_1]),  # truncated signature
+        (f"t={T},v1={SIG_1}=", BODY, [SECRET_1]),  # the value runs to the end of the entry, '=' included
     ],
 )
 def test_mismatches(header: str, body: bytes, secrets: list[str]) -> None:
@@ -111,17 +114,17 @@ def test_tuimprenta_reference_vector() -> None:
 
 
 @pytest.mark.parametrize(
-    ("header", "reason"),
+    ("header", "reason", "detail"),
     [
-        (None, "signature_missing"),
-        (TUI_SIG.removeprefix("sha256="), "signature_malformed"),
-        (TUI_SIG[:-2] + "00", "signature_mismatch"),
+        (None, "signature_missing", "no signature header"),
+        (TUI_SIG.removeprefix("sha256="), "signature_malformed", "signature without the sha256= prefix"),
+        (TUI_SIG[:-2] + "00", "signature_mismatch", "signature does not match"),
     ],
 )
-def test_tuimprenta_rejections(header: str | None, reason: str) -> None:
+def test_tuimprenta_rejections(header: str | None, reason: str, detail: str) -> None:
     with pytest.raises(SignatureError) as caught:
         tuimprenta.verify_signature(header, TUI_BODY, "tui_secret")
-    assert caught.value.reason == reason
+    assert (caught.value.reason, str(caught.value)) == (reason, detail)
 
 
 def test_tuimprenta_prefix_and_hex_case_do_not_matter() -> None:

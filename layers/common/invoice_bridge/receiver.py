@@ -59,22 +59,35 @@ class Receipt:
         return body
 
 
+def base64_decoded_size(text: str) -> int:
+    """How many bytes base64 `text` decodes to, computed without decoding it."""
+    padding = len(text[-2:]) - len(text[-2:].rstrip("="))
+    return len(text) * 3 // 4 - padding
+
+
 def raw_body(body: str | None, is_base64_encoded: bool) -> bytes:
-    """The request body exactly as sent, which is what the signatures cover."""
+    """The request body exactly as sent, which is what the signatures cover; size is checked first."""
     if body is None:
         return b""
     if not is_base64_encoded:
         return body.encode("utf-8")
+    # Size before anything else, as README promises: an oversized body is 413 even when it is not base64.
+    check_size_of(base64_decoded_size(body))
     try:
         return base64.b64decode(body, validate=True)
     except binascii.Error:
         raise InvalidPayload("body", "is not valid base64") from None
 
 
+def check_size_of(size: int) -> None:
+    """Refuse a body of `size` bytes when it is over the limit."""
+    if size > MAX_BODY_BYTES:
+        raise PayloadTooLarge(size, MAX_BODY_BYTES)
+
+
 def check_size(body: bytes) -> None:
     """Refuse a body over the limit before anything reads it."""
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(len(body), MAX_BODY_BYTES)
+    check_size_of(len(body))
 
 
 def decode_body(body: bytes) -> str:
