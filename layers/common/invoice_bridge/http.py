@@ -15,6 +15,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, NoReturn, Protocol
 
 import requests
+from pydantic import SecretStr
 
 from invoice_bridge.errors import PlatformError, RetryLater
 from invoice_bridge.observability import count, logger
@@ -344,6 +345,22 @@ class ApiClient:
         count("PlatformRequest", {"platform": self.platform})
         if response.status_code == 429:
             count("PlatformRateLimited", {"platform": self.platform})
+
+
+class BearerKeyClient(ApiClient):
+    """A platform that takes its API key as a bearer token and answers JSON (BuildNexion, tuimprenta)."""
+
+    def __init__(self, base_url: str, api_key: SecretStr, **kwargs: Any) -> None:
+        super().__init__(base_url, **kwargs)
+        self._api_key = api_key
+
+    def auth_headers(self) -> dict[str, str]:
+        """The API key as a bearer token (never logged)."""
+        return {"Authorization": f"Bearer {self._api_key.get_secret_value()}"}
+
+    def default_headers(self) -> dict[str, str]:
+        """JSON answers."""
+        return {"Accept": "application/json"}
 
 
 def _text(value: Any) -> str | None:

@@ -4,31 +4,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from invoice_bridge.buildnexion.models import Invoice, Provider, PurchaseOrder, SalesInvoice, WebhookEvent
 from invoice_bridge.config import describe_validation_error
 from invoice_bridge.errors import PermanentSyncError, PlatformError
-from invoice_bridge.http import ApiClient, Deadline
+from invoice_bridge.http import BearerKeyClient, Deadline
 from invoice_bridge.observability import count, logger
 
 
-class BuildNexionClient(ApiClient):
+class BuildNexionClient(BearerKeyClient):
     """`Authorization: Bearer <api key>` on `BUILDNEXION_API_URL`."""
 
     platform: ClassVar[str] = "buildnexion"
-
-    def __init__(self, base_url: str, api_key: SecretStr, **kwargs: Any) -> None:
-        super().__init__(base_url, **kwargs)
-        self._api_key = api_key
-
-    def auth_headers(self) -> dict[str, str]:
-        """The API key as a bearer token."""
-        return {"Authorization": f"Bearer {self._api_key.get_secret_value()}"}
-
-    def default_headers(self) -> dict[str, str]:
-        """JSON in and out."""
-        return {"Accept": "application/json"}
 
     def _get[T: (Provider, Invoice, PurchaseOrder, SalesInvoice)](
         self, model: type[T], path: str, deadline: Deadline

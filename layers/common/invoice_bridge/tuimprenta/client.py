@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from invoice_bridge.config import describe_validation_error
 from invoice_bridge.errors import PlatformError
-from invoice_bridge.http import DEFAULT_STATUS_RETRYABLE, ApiClient, Deadline
+from invoice_bridge.http import DEFAULT_STATUS_RETRYABLE, BearerKeyClient, Deadline
 from invoice_bridge.money import dumps
 
 BatchStatus = Literal["queued", "processing", "completed", "failed", "partial"]
@@ -98,23 +98,11 @@ class Invoice(BaseModel):
     number: int | None = None
 
 
-class TuimprentaClient(ApiClient):
+class TuimprentaClient(BearerKeyClient):
     """The one client of tuimprenta.digital."""
 
     platform: ClassVar[str] = "tuimprenta"
     status_retryable: ClassVar[Mapping[int, bool]] = {**DEFAULT_STATUS_RETRYABLE, 401: True, 409: False}
-
-    def __init__(self, base_url: str, api_key: SecretStr, **kwargs: Any) -> None:
-        super().__init__(base_url, **kwargs)
-        self._api_key = api_key
-
-    def auth_headers(self) -> dict[str, str]:
-        """The API key as a bearer token (never logged)."""
-        return {"Authorization": f"Bearer {self._api_key.get_secret_value()}"}
-
-    def default_headers(self) -> dict[str, str]:
-        """JSON answers."""
-        return {"Accept": "application/json"}
 
     def error_from(self, response: requests.Response) -> PlatformError:
         """The base's typed error, as the class of its status."""
