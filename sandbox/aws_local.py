@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,32 @@ class Provisioned:
     secrets: dict[str, str] = field(default_factory=dict)
 
 
+_ATOMIC_WRITES = threading.RLock()
+_WRITE_METHODS = ("put_item", "update_item", "delete_item", "transact_write_items")
+
+
+def make_dynamodb_writes_atomic() -> None:
+    """Have moto apply each DynamoDB write, condition check included, as one step, as DynamoDB does.
+
+    moto checks a condition expression and then writes, with nothing in between to stop a concurrent
+    request: two workers could both win a conditional put (a lease, a ledger version) that DynamoDB
+    would grant to one. Everything here that is exactly-once rests on those conditions. Idempotent.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in _WRITE_METHODS:
+        method = getattr(DynamoDBBackend, name)
+        if getattr(method, "_atomic", False):
+            continue
+
+        def atomic(self: Any, *args: Any, __method: Any = method, **kwargs: Any) -> Any:
+            with _ATOMIC_WRITES:
+                return __method(self, *args, **kwargs)
+
+        atomic._atomic = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, atomic)
+
+
 class LocalAws:
     """An in-process moto server on a loopback port, and clients pointed at it."""
 
@@ -64,6 +91,7 @@ class LocalAws:
         """Start moto and remember its endpoint."""
         # moto's server logs every request through werkzeug; the stack reports what matters instead.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        make_dynamodb_writes_atomic()
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"

@@ -20,7 +20,7 @@ from moto import mock_aws
 from invoice_bridge.buildnexion.signature import signature_header
 from invoice_bridge.observability import logger
 from invoice_bridge.tuimprenta.webhook import compute_signature as tuimprenta_signature
-from sandbox.aws_local import FAKE_CREDENTIALS, Provisioned, Provisioner, intrinsics_for
+from sandbox.aws_local import FAKE_CREDENTIALS, Provisioned, Provisioner, intrinsics_for, make_dynamodb_writes_atomic
 from sandbox.cfn import REGION, Template
 from sandbox.lambda_host import LocalLambdaContext
 from sandbox.settings import LocalSettings
@@ -67,6 +67,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+    make_dynamodb_writes_atomic()  # as DynamoDB: a conditional write is granted to one of two racing workers
     with mock_aws():
         session = boto3.session.Session(region_name=REGION)
         template = Template.load(ROOT / "template.yaml")
