@@ -192,10 +192,18 @@ def test_unknown_event_type_is_200_and_ignored(handler: ModuleType, aws: Aws) ->
 def test_logs_carry_the_event_id_and_no_body_or_secret(handler: ModuleType, aws: Aws, log_stream: io.StringIO) -> None:
     invoke(handler, signed_buildnexion(body_of("05_sales_invoice_created.json")))
     invoke(handler, signed_buildnexion(body_of("05_sales_invoice_created.json"), secrets=["wrong"]))
+    invoke(handler, signed_buildnexion(body_of("12_provider_updated.json")))
     output = log_stream.getvalue()
     logs = [json.loads(line) for line in output.splitlines()]
-    assert logs
-    assert any(log.get("correlation_id") == "evt_01JDEMO0000000000000000005" for log in logs)
+    enqueued = next(log for log in logs if log["message"] == "event enqueued")
+    assert (enqueued["correlation_id"], enqueued["event_type"], enqueued["object_id"], enqueued["destination"]) == (
+        "evt_01JDEMO0000000000000000005",
+        "sales_invoice.created",
+        "sin_9",
+        "tuimprenta",
+    )
+    ignored = next(log for log in logs if log["message"] == "event type not routed; ignored")
+    assert ignored["event_type"] == "provider.updated"
     assert any(log.get("reason") == "signature_mismatch" for log in logs)
     for leaked in ("Inversiones ABC", "admin@abc.com", "J-12345678-9", *WEBHOOK_SECRETS):
         assert leaked not in output
