@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -13,6 +14,7 @@ import pytest
 from invoice_bridge.aws import AwsClients
 from invoice_bridge.buildnexion.signature import signature_header
 from invoice_bridge.config import ReceiverSettings
+from invoice_bridge.observability import metrics
 from invoice_bridge.receiver import Receipt, WebhookReceiver
 from tests.conftest import load_event
 from tests.integration.conftest import WEBHOOK_SECRETS, Aws, context
@@ -46,8 +48,9 @@ class HeldClients(AwsClients):
         return self.held
 
 
-def test_concurrent_double_delivery_enqueues_once(aws: Aws) -> None:
-    # Given a receiver whose first SendMessage is held mid-flight
+def test_concurrent_double_delivery_enqueues_once(aws: Aws, log_stream: io.StringIO) -> None:
+    # Given a receiver whose first SendMessage is held mid-flight (and no metric left over from other tests)
+    metrics.clear_metrics()
     clients = HeldClients(aws)
     receiver = WebhookReceiver.from_settings(ReceiverSettings.from_env(aws.environment), clients)
     receiver.register_lambda_context(context())
@@ -69,6 +72,11 @@ def test_concurrent_double_delivery_enqueues_once(aws: Aws) -> None:
     assert second.outcome == "duplicate"
     assert clients.held.sends == 1
     assert aws.depth("QuipuQueue") == 1
+    # and the second was logged and counted as a duplicate
+    messages = [json.loads(line)["message"] for line in log_stream.getvalue().splitlines()]
+    assert "event is being enqueued by a concurrent delivery" in messages
+    assert "WebhookDuplicate" in metrics.metric_set
+    metrics.clear_metrics()
 
 
 def test_a_failed_enqueue_leaves_the_event_to_be_retried(aws: Aws) -> None:

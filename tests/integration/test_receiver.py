@@ -157,24 +157,29 @@ def test_body_of_exactly_256_kib_is_not_refused_for_size(handler: ModuleType) ->
 
 
 @pytest.mark.parametrize(
-    ("body", "field"),
+    ("body", "field", "message"),
     [
-        (b"{not json", "body"),
-        ('{"id": "evt_utf16", "type": "invoice.created", "created": 1}'.encode("utf-16"), "body"),
-        (b"[1, 2]", "body"),
-        (b'{"type": "invoice.created", "created": 1}', "id"),
-        (b'{"id": "evt_1", "type": "invoice.created", "created": 1}', "data"),
+        (b"{not json", "body", "is not valid JSON"),
+        (
+            '{"id": "evt_utf16", "type": "invoice.created", "created": 1}'.encode("utf-16"),
+            "body",
+            "is not UTF-8 text",
+        ),
+        (b"[1, 2]", "body", "must be a JSON object"),
+        (b'{"type": "invoice.created", "created": 1}', "id", "Field required"),
+        (b'{"id": "evt_1", "type": "invoice.created", "created": 1}', "data", "Field required"),
         (
             b'{"id": "evt_1", "type": "invoice.created", "created": 1, "data": {"object": {"object": "invoice"}}}',
             "data.object.id",
+            "Field required",
         ),
     ],
 )
-def test_malformed_payloads_are_400_naming_the_field(handler: ModuleType, aws: Aws, body: bytes, field: str) -> None:
+def test_malformed_payloads_are_400_naming_the_field(
+    handler: ModuleType, aws: Aws, body: bytes, field: str, message: str
+) -> None:
     status, answer = invoke(handler, signed_buildnexion(body))
-    assert status == 400
-    assert answer["field"] == field
-    assert answer["message"]
+    assert (status, answer) == (400, {"message": message, "field": field})
     assert total_depth(aws) == 0
 
 
@@ -187,10 +192,18 @@ def test_unknown_event_type_is_200_and_ignored(handler: ModuleType, aws: Aws) ->
 def test_logs_carry_the_event_id_and_no_body_or_secret(handler: ModuleType, aws: Aws, log_stream: io.StringIO) -> None:
     invoke(handler, signed_buildnexion(body_of("05_sales_invoice_created.json")))
     invoke(handler, signed_buildnexion(body_of("05_sales_invoice_created.json"), secrets=["wrong"]))
+    invoke(handler, signed_buildnexion(body_of("12_provider_updated.json")))
     output = log_stream.getvalue()
     logs = [json.loads(line) for line in output.splitlines()]
-    assert logs
-    assert any(log.get("correlation_id") == "evt_01JDEMO0000000000000000005" for log in logs)
+    enqueued = next(log for log in logs if log["message"] == "event enqueued")
+    assert (enqueued["correlation_id"], enqueued["event_type"], enqueued["object_id"], enqueued["destination"]) == (
+        "evt_01JDEMO0000000000000000005",
+        "sales_invoice.created",
+        "sin_9",
+        "tuimprenta",
+    )
+    ignored = next(log for log in logs if log["message"] == "event type not routed; ignored")
+    assert ignored["event_type"] == "provider.updated"
     assert any(log.get("reason") == "signature_mismatch" for log in logs)
     for leaked in ("Inversiones ABC", "admin@abc.com", "J-12345678-9", *WEBHOOK_SECRETS):
         assert leaked not in output
