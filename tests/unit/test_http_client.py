@@ -350,3 +350,47 @@ def test_deadline_from_a_lambda_context_keeps_a_reserve() -> None:
 def test_retry_later_carries_its_wait() -> None:
     error = RetryLater("slot", retry_after=3.5)
     assert (error.retryable, error.retry_after) == (True, 3.5)
+
+
+def test_a_retry_is_sent_only_if_the_wait_and_a_connect_still_fit_the_deadline() -> None:
+    # Retry-After 2 s and a 3.05 s connect timeout: 6 s left is enough for one more try, 4 s is not.
+    client, adapter, _ = make_client([(503, {"Retry-After": "2"}, b""), ok()])
+    client.request("GET", "/x", deadline=Deadline(6))
+    assert len(adapter.requests) == 2
+    client, adapter, _ = make_client([(503, {"Retry-After": "2"}, b""), ok()])
+    with pytest.raises(PlatformError):
+        client.request("GET", "/x", deadline=Deadline(4))
+    assert len(adapter.requests) == 1
+
+
+def test_a_permanent_error_carries_no_wait_even_with_retry_after() -> None:
+    client, _, _ = make_client([(422, {"Retry-After": "5"}, b"")])
+    with pytest.raises(PlatformError) as caught:
+        client.request("POST", "/x", deadline=Deadline.unlimited())
+    assert caught.value.retry_after is None
+
+
+def test_a_5xx_waits_its_backoff_not_the_rate_limit_window_it_mentions() -> None:
+    client, _, sleeps = make_client([(503, {"X-RateLimit-Reset": "60"}, b""), ok()])
+    client.request("GET", "/x", deadline=Deadline.unlimited())
+    assert sleeps[0] < 1.0  # the window's reset is a wait only on a 429
+
+
+def test_a_429_with_an_epoch_reset_waits_until_then() -> None:
+    client, _, _ = make_client([(429, {"X-RateLimit-Reset": str(int(NOW) + 12)}, b"")], max_attempts=1)
+    with pytest.raises(PlatformError) as caught:
+        client.request("GET", "/x", deadline=Deadline.unlimited())
+    assert caught.value.retry_after == 12
+
+
+def test_without_a_limiter_an_exhausted_window_is_just_an_answer() -> None:
+    client, _, _ = make_client([ok(headers={"RateLimit-Remaining": "0", "RateLimit-Reset": "4"})])
+    assert client.request("GET", "/x", deadline=Deadline.unlimited()).status_code == 200
+
+
+def test_a_429_pauses_the_limiter_once_from_its_own_wait() -> None:
+    limiter = FakeLimiter()
+    headers = {"RateLimit-Remaining": "0", "RateLimit-Reset": "4"}
+    client, _, _ = make_client([(429, headers, b""), ok()], limiter=limiter)
+    client.request("GET", "/x", deadline=Deadline.unlimited())
+    assert limiter.paused == [NOW + 4]  # not also the success path's rounded-down pause
