@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-import requests
 from pydantic import SecretStr
 
 from invoice_bridge.buildnexion.client import BuildNexionClient
@@ -443,22 +442,11 @@ def backfill(
 
 def webhook_register(target: Target) -> tuple[str, int]:
     """Register the stack's webhook URL for its routed event types; append the secret. (id, secrets kept)."""
-    secret = target.read_secret("BuildNexionSecretArn")
-    api_key = str(secret.get("api_key") or "")
-    if not api_key:
-        raise TargetError("the BuildNexion secret has no api_key: fill it first (README, Deploying)")
     events = sorted(target.routing_table)
     if not events:
         raise TargetError("the stack routes no event types (RoutingTable is empty)")
-    response = requests.post(
-        f"{target.output('BuildNexionApiUrl').rstrip('/')}/webhooks",
-        json={"url": target.output("WebhookUrl"), "events": events},
-        headers={"Authorization": f"Bearer {api_key}"},
-        timeout=(3.05, 10),
-    )
-    if not response.ok:
-        raise TargetError(f"BuildNexion refused the registration: HTTP {response.status_code}")
-    registered = response.json()
+    registered = buildnexion(target).register_webhook(target.output("WebhookUrl"), events, Deadline(30))
+    secret = target.read_secret("BuildNexionSecretArn")
     secrets = [s for s in secret.get("webhook_secrets", []) if s]
     if registered["secret"] not in secrets:
         secrets.append(registered["secret"])  # appended: the old one stays valid until retired

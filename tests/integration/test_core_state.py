@@ -207,14 +207,14 @@ def test_intent_keeps_the_version_already_applied() -> None:
     assert again.intent_id != applied.with_intent(T0, "evt_2", "invoice.updated").intent_id
 
 
-def test_references_remember_and_forget(table: StateTable) -> None:
+def test_references_remember_per_destination(table: StateTable) -> None:
     refs = References(table)
     assert refs.get("quipu", "contact", "B12345678") is None
     refs.put("quipu", "contact", "B12345678", "c-1")
     assert refs.get("quipu", "contact", "B12345678") == "c-1"
     assert refs.get("facturadirecta", "contact", "B12345678") is None
-    refs.forget("quipu", "contact", "B12345678")
-    assert refs.get("quipu", "contact", "B12345678") is None
+    refs.put("quipu", "contact", "B12345678", "c-2")  # the platform is the truth: a newer id replaces it
+    assert refs.get("quipu", "contact", "B12345678") == "c-2"
 
 
 def test_leases_exclude_until_released_or_expired(table: StateTable) -> None:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 
 from invoice_bridge.config import Destination
@@ -329,4 +328,3 @@ def test_a_deployed_stack_is_found_through_its_outputs(aws: Aws) -> None:
         target.queue_url(Destination.FACTURADIRECTA)
     with pytest.raises(TargetError, match="stack missing"):
         from_stack("missing", REGION)
-    assert isinstance(target.session, boto3.session.Session)

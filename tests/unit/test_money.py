@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date
 from decimal import Decimal
 
 import pytest
@@ -67,12 +67,6 @@ def test_decimal_to_cents_rounds_half_up(amount: str, cents: int) -> None:
     assert money.decimal_to_cents(Decimal(amount)) == cents
 
 
-def test_percent_to_fraction() -> None:
-    assert str(money.percent_to_fraction(Decimal("21"))) == "0.21"
-    assert str(money.percent_to_fraction(Decimal("10.5"))) == "0.105"
-    assert str(money.percent_to_fraction(Decimal("0"))) == "0"
-
-
 @pytest.mark.parametrize(
     ("cents", "text"),
     [(1999, "19.99"), (10, "0.10"), (3, "0.03"), (1000001, "10000.01"), (100, "1.00")],
@@ -118,11 +112,3 @@ def test_yyyymmdd_round_trip() -> None:
 def test_parse_yyyymmdd_refuses_other_text(bad: str) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - both our message and date()'s own are acceptable
         money.parse_yyyymmdd(bad)
-
-
-def test_utc_iso_is_explicit_about_the_zone() -> None:
-    madrid_winter = timezone(timedelta(hours=1))
-    assert money.utc_iso(datetime(2026, 11, 3, 11, 15, tzinfo=madrid_winter)) == "2026-11-03T10:15:00Z"
-    assert money.utc_iso(datetime(2026, 11, 3, 10, 15, tzinfo=UTC)) == "2026-11-03T10:15:00Z"
-    with pytest.raises(ValueError, match="naive datetime"):
-        money.utc_iso(datetime(2026, 11, 3, 10, 15))

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, NoReturn, Protocol
 import requests
 from pydantic import SecretStr
 
-from invoice_bridge.errors import PlatformError, RetryLater
+from invoice_bridge.errors import PlatformError
 from invoice_bridge.observability import count, logger
 
 # (connect, read) in seconds: far under the shortest worker timeout, so a hung platform fails the call,
@@ -365,8 +365,3 @@ class BearerKeyClient(ApiClient):
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def raise_retry_later(message: str, retry_after: float) -> NoReturn:
-    """Give the work back to its queue for `retry_after` seconds."""
-    raise RetryLater(message, retry_after=retry_after)

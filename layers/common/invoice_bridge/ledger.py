@@ -283,12 +283,6 @@ class References:
             },
         )
 
-    def forget(self, destination: str, kind: str, key: str) -> None:
-        """Drop a remembered id (the platform no longer has it)."""
-        self._table.client.delete_item(
-            TableName=self._table.table_name, Key={"pk": {"S": self._pk(destination, kind)}, "sk": {"S": key}}
-        )
-
 
 class Leases:
     """Named leases: one holder at a time, each lease expiring so a crashed holder never blocks for ever."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -43,11 +43,6 @@ def normalize(value: Decimal, min_places: int = 0) -> Decimal:
 def decimal_string(value: Decimal, min_places: int = 0) -> str:
     """The plain decimal text of `value` (never exponent notation): Decimal('1E+2') → '100'."""
     return f"{normalize(value, min_places):f}"
-
-
-def percent_to_fraction(percent: Decimal) -> Decimal:
-    """21 → 0.21, exactly."""
-    return normalize(percent / HUNDRED)
 
 
 class RawNumber(str):
@@ -107,10 +102,3 @@ def parse_yyyymmdd(text: str) -> date:
     if len(text) != 8 or not text.isdigit():
         raise ValueError(f"not an AAAAMMDD date: {text!r}")
     return date(int(text[:4]), int(text[4:6]), int(text[6:]))
-
-
-def utc_iso(moment: datetime) -> str:
-    """An aware datetime as UTC ISO-8601 with a Z; naive datetimes are refused."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime: the time zone must be explicit")
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -11,7 +11,6 @@ Anything else (a bug) fails the record; SQS's redrive policy dead-letters it aft
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Callable
@@ -203,8 +202,3 @@ class BatchEdge:
             )
             if result.get("Failed"):
                 logger.warning("could not set the backoff of some records", extra={"failed": len(result["Failed"])})
-
-
-def dump_attributes(record: SQSRecord) -> str:
-    """The record's message attributes as JSON text (for logs: ids and types only)."""
-    return json.dumps({k: v.string_value for k, v in record.message_attributes.items()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
@@ -88,6 +89,11 @@ class BuildNexionClient(BearerKeyClient):
             params["starting_after"] = starting_after
         document = self.request("GET", f"/{collection}", deadline=deadline, params=params).json()
         return list(document["data"]), bool(document["has_more"])
+
+    def register_webhook(self, url: str, events: list[str], deadline: Deadline) -> dict[str, Any]:
+        """`POST /webhooks {"url", "events"}` → `{"id", "url", "events", "secret"}` (the secret is never logged)."""
+        body = json.dumps({"url": url, "events": events})
+        return dict(self.request("POST", "/webhooks", deadline=deadline, json_text=body).json())
 
     def invoice_pdf(self, invoice_id: str, deadline: Deadline) -> bytes:
         """`GET /invoices/{id}/pdf`, the bytes of the PDF."""
