@@ -8,7 +8,7 @@ import pytest
 from pydantic import SecretStr
 
 from invoice_bridge.buildnexion.client import BuildNexionClient
-from invoice_bridge.buildnexion.models import Invoice, PurchaseOrder, WebhookEvent
+from invoice_bridge.buildnexion.models import Invoice, PurchaseOrder, SalesInvoice, WebhookEvent
 from invoice_bridge.errors import PermanentSyncError, PlatformError
 from invoice_bridge.http import Deadline
 from sandbox.buildnexion import DEFAULT_API_KEY, BuildNexionPeer
@@ -73,3 +73,46 @@ def test_list_pages_follow_the_cursor(peer: BuildNexionPeer) -> None:
     with pytest.raises(PlatformError) as caught:
         api.list_page("invoices", Deadline(10), limit=101)
     assert (caught.value.status, caught.value.field) == (400, "limit")
+
+
+@pytest.mark.parametrize(
+    ("sample", "model"),
+    [("08_purchase_order_created.json", PurchaseOrder), ("05_sales_invoice_created.json", SalesInvoice)],
+)
+def test_latest_reads_each_kind_from_its_own_collection(
+    peer: BuildNexionPeer, sample: str, model: type[PurchaseOrder] | type[SalesInvoice]
+) -> None:
+    # A wrong path would 404 and fall back to the event's copy: the newer served version proves the read.
+    envelope = load_event(f"buildnexion/{sample}")
+    event = WebhookEvent.model_validate(envelope)
+    peer.put_objects([{**envelope["data"]["object"], "updated_at": "2026-12-01T00:00:00Z"}])
+    api = client(peer)
+    latest = (
+        api.latest(PurchaseOrder, event, Deadline(10))
+        if model is PurchaseOrder
+        else api.latest(SalesInvoice, event, Deadline(10))
+    )
+    assert latest.updated_at.isoformat() == "2026-12-01T00:00:00+00:00"
+    assert peer.calls[f"GET /{'purchase_orders' if model is PurchaseOrder else 'sales_invoices'}/{{id}}"] == 1
+
+
+def test_an_object_buildnexion_serves_malformed_is_a_permanent_error(peer: BuildNexionPeer) -> None:
+    envelope = load_event("buildnexion/01_invoice_created.json")
+    served = {**envelope["data"]["object"]}
+    del served["lines"]
+    peer._objects[("invoice", served["id"])] = served  # stored as a broken BuildNexion would serve it
+    with pytest.raises(PermanentSyncError, match=r"BuildNexion /invoices/inv_8f3k2: lines: Field required") as caught:
+        client(peer).invoice(served["id"], Deadline(10))
+    assert caught.value.code == "invalid_source"
+    assert caught.value.retryable is False
+
+
+def test_register_webhook_answers_the_id_and_secret(peer: BuildNexionPeer) -> None:
+    registered = client(peer).register_webhook("https://example.test/hook", ["invoice.created"], Deadline(10))
+    assert registered["url"] == "https://example.test/hook"
+    assert registered["events"] == ["invoice.created"]
+    assert registered["id"].startswith("we_")
+    assert registered["secret"] == "whsec_x"
+    with pytest.raises(PlatformError) as caught:
+        client(peer).register_webhook("ftp://nope", ["invoice.created"], Deadline(10))
+    assert caught.value.status == 400
