@@ -18,7 +18,11 @@ class TemplateError(Exception):
     """The template uses something the local stack cannot play; names the resource and property."""
 
 
-class _CfnLoader(yaml.SafeLoader):
+# The C loader when PyYAML has it: the tests parse the template once per moto fixture.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _CfnLoader(_SafeLoader):  # type: ignore[misc,valid-type]
     """YAML loader that turns `!Ref x` into `{"Ref": x}` and `!Sub s` into `{"Fn::Sub": s}`."""
 
 

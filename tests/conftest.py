@@ -9,9 +9,11 @@ receiver's settings). Unit tests also run with sockets off: see tests/unit/conft
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
+import logging
 import os
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -92,3 +94,17 @@ def load_handler_module(code_dir: Path, name: str) -> ModuleType:
 def receiver_app() -> ModuleType:
     """functions/webhook_receiver/app.py, imported once (import must not read settings or make clients)."""
     return load_handler_module(ROOT / "functions" / "webhook_receiver", "webhook_receiver_app")
+
+
+@pytest.fixture
+def log_stream() -> Iterator[io.StringIO]:
+    """Everything the functions' Powertools logger writes during the test (it keeps the stream it got at import)."""
+    from invoice_bridge.observability import logger  # at use: the logger reads the isolated environment
+
+    buffer = io.StringIO()
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    # Swapped, not setStream(): that flushes the stream from import time, which a runner (mutmut) may have closed.
+    previous, handler.stream = handler.stream, buffer
+    yield buffer
+    handler.stream = previous

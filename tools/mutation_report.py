@@ -1,8 +1,9 @@
 """Summarise a mutmut 3 run (run from the folder holding mutants/): survivors, then the score.
 
 Reads mutmut's own result files (mutants/**/*.py.meta). A mutant counts as killed when a test failed
-or timed out on it; "no tests" (no unit or integration test calls the function) and "survived" count
-against the score. The last line printed is the overall score.
+or timed out on it, or when mypy (part of `make test`) rejected it; "no tests" (no unit or integration
+test calls the function) and "survived" count against the score. The last line printed is the overall
+score.
 """
 
 from __future__ import annotations
@@ -12,8 +13,17 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
-KILLED = {1: "killed", 3: "killed", 36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout"}
-NAMES = {0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 37: "caught by type check", None: "not checked"}
+KILLED = {
+    1: "killed",
+    3: "killed",
+    37: "caught by mypy",
+    36: "timeout",
+    -24: "timeout",
+    24: "timeout",
+    152: "timeout",
+    255: "timeout",
+}
+NAMES = {0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", None: "not checked"}
 
 
 def status(exit_code: int | None) -> str:
@@ -37,7 +47,7 @@ def main(mutants: Path = Path("mutants")) -> int:
             result = status(code)
             counts[area(path)][result] += 1
             per_file[path][result] += 1
-            if result not in {"killed", "timeout", "skipped"}:
+            if result not in {"killed", "timeout", "caught by mypy", "skipped"}:
                 left[path].append((name, result))
     if not counts:
         print("no mutmut results found under mutants/", file=sys.stderr)
@@ -49,12 +59,12 @@ def main(mutants: Path = Path("mutants")) -> int:
             print(f"    {result:12} {name}")
     print("per file (killed/tested, not killed: survived + no tests):")
     for path, counter in sorted(per_file.items()):
-        killed = counter["killed"] + counter["timeout"]
+        killed = counter["killed"] + counter["timeout"] + counter["caught by mypy"]
         tested = sum(counter.values()) - counter["skipped"]
         print(f"  {path:55} {killed:4}/{tested:<4} survived {counter['survived']:3}  no tests {counter['no tests']:3}")
     total_killed = total = 0
     for name, counter in sorted(counts.items()):
-        killed = counter["killed"] + counter["timeout"]
+        killed = counter["killed"] + counter["timeout"] + counter["caught by mypy"]
         tested = sum(counter.values()) - counter["skipped"]
         total_killed += killed
         total += tested

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import io
 import json
-import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,7 +16,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from moto import mock_aws
 
 from invoice_bridge.buildnexion.signature import signature_header
-from invoice_bridge.observability import logger
 from invoice_bridge.tuimprenta.webhook import compute_signature as tuimprenta_signature
 from sandbox.aws_local import FAKE_CREDENTIALS, Provisioned, Provisioner, intrinsics_for, make_dynamodb_writes_atomic
 from sandbox.cfn import REGION, Template
@@ -84,18 +81,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Aws]:
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
         yield Aws(provisioned, environment, session)
-
-
-@pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    """Everything the functions' Powertools logger writes during the test (it keeps the stream it got at import)."""
-    buffer = io.StringIO()
-    handler = logger.registered_handler
-    assert isinstance(handler, logging.StreamHandler)
-    # Swapped, not setStream(): that flushes the stream from import time, which a runner (mutmut) may have closed.
-    previous, handler.stream = handler.stream, buffer
-    yield buffer
-    handler.stream = previous
 
 
 @pytest.fixture

@@ -102,7 +102,7 @@ def test_an_object_buildnexion_serves_malformed_is_a_permanent_error(peer: Build
     del served["lines"]
     peer._objects[("invoice", served["id"])] = served  # stored as a broken BuildNexion would serve it
     with pytest.raises(PermanentSyncError, match=r"BuildNexion /invoices/inv_8f3k2: lines: Field required") as caught:
-        client(peer).invoice(served["id"], Deadline(10))
+        client(peer).latest(Invoice, WebhookEvent.model_validate(envelope), Deadline(10))
     assert caught.value.code == "invalid_source"
     assert caught.value.retryable is False
 
@@ -116,3 +116,21 @@ def test_register_webhook_answers_the_id_and_secret(peer: BuildNexionPeer) -> No
     with pytest.raises(PlatformError) as caught:
         client(peer).register_webhook("ftp://nope", ["invoice.created"], Deadline(10))
     assert caught.value.status == 400
+
+
+@pytest.mark.parametrize(
+    ("getter", "collection", "event_file"),
+    [
+        ("invoice", "invoices", "01_invoice_created.json"),
+        ("sales_invoice", "sales_invoices", "05_sales_invoice_created.json"),
+        ("purchase_order", "purchase_orders", "08_purchase_order_created.json"),
+    ],
+)
+def test_each_getter_reads_its_own_collection(
+    peer: BuildNexionPeer, getter: str, collection: str, event_file: str
+) -> None:
+    served = {**load_event(f"buildnexion/{event_file}")["data"]["object"], "updated_at": "2026-12-01T00:00:00Z"}
+    peer.put_objects([served])
+    fetched = getattr(client(peer), getter)(served["id"], Deadline(10))
+    assert (fetched.id, fetched.updated_at.isoformat()) == (served["id"], "2026-12-01T00:00:00+00:00")
+    assert peer.calls[f"GET /{collection}/{{id}}"] == 1

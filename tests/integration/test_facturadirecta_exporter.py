@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from invoice_bridge.buildnexion.client import BuildNexionClient
 from invoice_bridge.buildnexion.models import WebhookEvent
-from invoice_bridge.errors import PlatformError, RetryLater
+from invoice_bridge.errors import PermanentSyncError, PlatformError, RetryLater
 from invoice_bridge.facturadirecta.client import FacturaDirectaXmlClient
 from invoice_bridge.facturadirecta.exporter import DESTINATION, FacturaDirectaExporter
 from invoice_bridge.http import Deadline
@@ -292,3 +292,28 @@ def test_a_400_invalid_input_goes_straight_to_the_dead_letter_queue(world: World
     assert "Error interno simulado" in dead["MessageAttributes"]["error_message"]["StringValue"]
     assert json.loads(dead["Body"])["id"] == "evt_01JDEMO0000000000000000008"
     assert world.fd.state.orders == {}
+
+
+def test_an_update_facturadirecta_refuses_is_recorded_as_failed_in_the_ledger(world: World) -> None:
+    # Given a synced order
+    world.exporter().sync(world.event("08_purchase_order_created.json"), Deadline.unlimited())
+    # When FacturaDirecta refuses its update
+    world.fd.inject_failures(400, code="INVALID_INPUT_DATA", method="PUT")
+    with pytest.raises(PlatformError) as caught:
+        world.exporter().sync(world.event("09_purchase_order_updated.json"), Deadline.unlimited())
+    # Then the error is permanent and the ledger says why, for `status` and `reconcile`
+    assert caught.value.retryable is False
+    entry = world.ledger("po_55")
+    assert (entry.status, entry.error_code) == (SyncStatus.FAILED, "INVALID_INPUT_DATA")
+    assert "Error interno simulado" in entry.error_message
+
+
+def test_an_order_with_more_vat_rates_than_tax_slots_is_recorded_as_failed(world: World) -> None:
+    envelope = load_event("buildnexion/08_purchase_order_created.json")
+    lines = envelope["data"]["object"]["lines"]
+    many = [{**lines[0], "vat_percent": rate} for rate in ["21", "10", "5", "4", "0"]]  # one more than 4 slots
+    with pytest.raises(PermanentSyncError):
+        world.exporter().sync(world.event("08_purchase_order_created.json", lines=many), Deadline.unlimited())
+    entry = world.ledger("po_55")
+    assert (entry.status, entry.error_code) == (SyncStatus.FAILED, "too_many_tax_rates")
+    assert world.fd.orders_tagged("bn:po_55") == []

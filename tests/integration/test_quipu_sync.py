@@ -15,17 +15,15 @@ from typing import Any, cast
 import pytest
 from pydantic import SecretStr
 
-from invoice_bridge.aws import AwsClients
 from invoice_bridge.buildnexion.client import BuildNexionClient
 from invoice_bridge.buildnexion.models import WebhookEvent
-from invoice_bridge.errors import PlatformError, SyncError
+from invoice_bridge.errors import PlatformError, RetryLater, SyncError
 from invoice_bridge.http import Deadline
 from invoice_bridge.ledger import Leases, Ledger, References, StateTable, SyncStatus
 from invoice_bridge.limiter import DynamoRateLimiter, limiter_key
-from invoice_bridge.quipu.client import QuipuClient, RemoteInvoice, TokenStore
-from invoice_bridge.quipu.settings import QuipuSyncSettings, VoidMode
+from invoice_bridge.quipu.client import AccessToken, QuipuClient, RemoteInvoice, TokenStore
+from invoice_bridge.quipu.settings import VoidMode
 from invoice_bridge.quipu.sync import Outcome, QuipuSync
-from invoice_bridge.quipu.worker import QuipuWorker
 from sandbox.aws_local import intrinsics_for
 from sandbox.buildnexion import DEFAULT_API_KEY, BuildNexionPeer
 from sandbox.cfn import Template
@@ -405,10 +403,7 @@ def test_the_handler_syncs_a_batch_and_dead_letters_a_rejected_invoice(
     for name, value in environment.items():
         monkeypatch.setenv(name, str(value))
     module: ModuleType = load_handler_module(ROOT / "functions" / "quipu_sync", "quipu_sync_app")
-    module.worker.cache_clear()
-    monkeypatch.setattr(
-        module, "worker", lambda: QuipuWorker(QuipuSyncSettings.from_env(), AwsClients(rig.aws.session))
-    )
+    module.worker.cache_clear()  # the handler's own cold start: settings from the environment, clients on moto
     bad = new_invoice(9)
     bad["data"]["object"]["lines"][0]["vat_percent"] = "121"
     good = envelope("01_invoice_created.json")
@@ -422,3 +417,48 @@ def test_the_handler_syncs_a_batch_and_dead_letters_a_rejected_invoice(
     (dead,) = rig.aws.queue_messages("QuipuDeadLetterQueue")
     assert json.loads(dead["Body"])["id"] == bad["id"]
     assert "vat_percent" in dead["MessageAttributes"]["error_message"]["StringValue"]
+    module.worker.cache_clear()
+
+
+def _waiting_client(rig: Rig, sleep: Any) -> tuple[QuipuClient, TokenStore]:
+    """A client that finds the token lease held by another worker and no shared token."""
+    table = rig.table()
+    tokens = TokenStore(table, APP_ID)
+    leases = Leases(table)
+    assert leases.acquire(tokens.lease_name, "another-worker", 60)
+    client = QuipuClient(
+        rig.quipu.base_url, SecretStr(APP_ID), SecretStr(APP_SECRET), tokens=tokens, leases=leases, sleep=sleep
+    )
+    return client, tokens
+
+
+def test_while_another_worker_renews_the_token_a_worker_waits_for_the_one_it_shares(rig: Rig) -> None:
+    # Given another worker renewing, which shares its token during our third poll
+    polls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 3:
+            now = time.time()
+            tokens.put(AccessToken(SecretStr("renewed-elsewhere"), now, now + 3600))
+
+    client, tokens = _waiting_client(rig, sleep)
+
+    # When this worker needs a token, Then it uses the shared one without asking Quipu for its own
+    assert client.access_token(Deadline(30)).value.get_secret_value() == "renewed-elsewhere"
+    assert polls == [0.2, 0.2, 0.2]
+    assert rig.quipu.calls["POST /oauth/token"] == 0
+
+
+@pytest.mark.parametrize(("deadline_seconds", "waited"), [(3.0, 3.0), (60.0, 10.0)])
+def test_a_renewer_that_never_shares_hands_the_message_back_within_the_deadline(
+    rig: Rig, deadline_seconds: float, waited: float
+) -> None:
+    polls: list[float] = []
+    client, _ = _waiting_client(rig, polls.append)
+    with pytest.raises(RetryLater) as raised:
+        client.access_token(Deadline(deadline_seconds, clock=lambda: 0.0))
+    assert "renewing the access token" in str(raised.value)
+    assert raised.value.retry_after == 2
+    assert sum(polls) == pytest.approx(waited, abs=0.21)  # at most ten seconds, never past the deadline
+    assert rig.quipu.calls["POST /oauth/token"] == 0

@@ -405,3 +405,42 @@ def test_invoices_a_failed_batch_left_without_a_result_are_submitted_again(harne
     assert (report.issued, report.resubmitted, report.batches_submitted) == (2, 1, 2)
     assert harness.issued("sin_f2") == ["issued"]
     assert harness.dead_letters() == []
+
+
+def test_messages_that_are_not_sales_invoice_events_are_dead_lettered_with_the_reason(harness: Harness) -> None:
+    # Given a message whose invoice lacks its id, a purchase-order event, and one good invoice
+    broken = envelope("sin_broken")
+    del broken["data"]["object"]["id"]
+    wrong_type = envelope("sin_wrong", event_type="purchase_order.created")
+    harness.send(broken, wrong_type, envelope("sin_fine"))
+    sqs = harness.aws.session.client("sqs")
+    sqs.send_message(
+        QueueUrl=harness.aws.provisioned.queues["TuimprentaQueue"].url,
+        MessageBody="{not json",
+        MessageAttributes={"event_id": {"DataType": "String", "StringValue": "evt_garbled"}},
+    )
+
+    # When the poller runs
+    report = harness.run()
+
+    # Then the good invoice is issued and each other message is dead-lettered once, with why, and gone
+    assert report.issued == 1
+    assert harness.issued("sin_fine") == ["issued"]
+    dead = {m["Body"]: m for m in harness.aws.queue_messages("TuimprentaDeadLetterQueue")}
+    assert len(dead) == 3
+    reasons = {
+        body: {k: v["StringValue"] for k, v in m["MessageAttributes"].items() if k != "failed_at"}
+        for body, m in dead.items()
+    }
+    assert reasons[json.dumps(broken)]["error_code"] == "malformed_message"
+    assert reasons[json.dumps(broken)]["error_message"].startswith("data.object.id:")
+    assert reasons[json.dumps(wrong_type)]["error_code"] == "unexpected_event"
+    assert "purchase_order.created" in reasons[json.dumps(wrong_type)]["error_message"]
+    garbled = reasons["{not json"]
+    assert (garbled["error_code"], garbled["event_id"], garbled["destination"]) == (
+        "malformed_message",
+        "evt_garbled",
+        "tuimprenta",
+    )
+    assert all(r["attempts"] == "1" for r in reasons.values())
+    assert harness.aws.depth("TuimprentaQueue") == 0

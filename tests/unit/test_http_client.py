@@ -6,6 +6,8 @@ request building and error typing are the real ones.
 
 from __future__ import annotations
 
+import io
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -394,3 +396,34 @@ def test_a_429_pauses_the_limiter_once_from_its_own_wait() -> None:
     client, _, _ = make_client([(429, headers, b""), ok()], limiter=limiter)
     client.request("GET", "/x", deadline=Deadline.unlimited())
     assert limiter.paused == [NOW + 4]  # not also the success path's rounded-down pause
+
+
+def test_each_answer_is_logged_by_path_and_status_and_counted_without_query_or_credentials(
+    log_stream: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a read that meets a 429 and then succeeds
+    client, _, _ = make_client([(429, {"Retry-After": "1"}, b'{"error": {"message": "slow down"}}'), ok()])
+
+    # When it is sent with a query string
+    client.request("get", "/things/7?email=ana@example.com", deadline=Deadline.unlimited())
+
+    # Then each answer is one log line naming the platform, method, path without its query, status and time
+    lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+    calls = [line for line in lines if line["message"] == "platform call"]
+    assert [(c["platform"], c["method"], c["path"], c["status"]) for c in calls] == [
+        ("sample", "GET", "/things/7", 429),
+        ("sample", "GET", "/things/7", 200),
+    ]
+    assert all(isinstance(c["ms"], int) and c["ms"] >= 0 for c in calls)
+    assert "tok-secret-1" not in log_stream.getvalue()
+    assert "ana@example.com" not in log_stream.getvalue()
+    # And counted per platform, the 429 also as rate limited
+    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    counted = [
+        (metric["Name"], document["platform"])
+        for document in emitted
+        for metric in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    ]
+    assert counted == [("PlatformRequest", "sample"), ("PlatformRateLimited", "sample"), ("PlatformRequest", "sample")]
+    dimensions = {tuple(d) for document in emitted for d in document["_aws"]["CloudWatchMetrics"][0]["Dimensions"]}
+    assert all("platform" in d for d in dimensions)

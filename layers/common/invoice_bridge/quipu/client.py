@@ -175,13 +175,6 @@ class Resource(BaseModel):
         return []
 
 
-def _coerce_ids(value: Any) -> Any:
-    # Quipu writes ids as strings; the reference's request examples send numbers: accept both.
-    if isinstance(value, dict) and "id" in value and not isinstance(value["id"], str):
-        return {**value, "id": str(value["id"])}
-    return value
-
-
 class Document(BaseModel):
     """A JSON-API response: one resource or a page of them, with sideloaded `included` resources."""
 

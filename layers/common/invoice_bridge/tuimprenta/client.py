@@ -164,10 +164,6 @@ class TuimprentaClient(BearerKeyClient):
         )
         return self._parse(Invoice, response)
 
-    def invoice(self, invoice_id: str, deadline: Deadline) -> Invoice:
-        """`GET /invoices/{id}`."""
-        return self._parse(Invoice, self.request("GET", f"/invoices/{invoice_id}", deadline=deadline))
-
     def _parse[T: (Batch, Invoice)](self, model: type[T], response: requests.Response) -> T:
         try:
             return model.model_validate_json(response.content)
