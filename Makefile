@@ -80,12 +80,18 @@ $(MUTATION_VENV)/.installed: pyproject.toml layers/common/requirements.txt
 	$(MBIN)/python -m pip install -qq -r $(MUTATION_VENV)/requirements.txt
 	touch $@
 
-# Runs in .mutation/, a fresh copy of the tree with the layer at src/invoice_bridge (see [tool.mutmut]).
+# Runs in .mutation/, a copy of the tree with the layer at src/invoice_bridge (see [tool.mutmut]). The copy keeps
+# the files' times, so a later run keeps mutmut's results for functions that did not change and re-tests every
+# mutant not killed last time; MUTATION_FRESH=1 starts over.
+MUTATION_TREE := pyproject.toml samconfig.toml template.yaml README.md functions events layers sandbox tests ops bench docs tools
+
 mutation: $(MUTATION_VENV)/.installed
-	rm -rf .mutation && mkdir -p .mutation/src
-	cp -r pyproject.toml samconfig.toml template.yaml README.md functions events layers sandbox tests ops bench docs tools .mutation/
-	cp -r layers/common/invoice_bridge .mutation/src/
-	find .mutation -name __pycache__ -prune -exec rm -rf {} +
+	@if [ -n "$(MUTATION_FRESH)" ]; then rm -rf .mutation; fi
+	mkdir -p .mutation && cd .mutation && rm -rf src $(MUTATION_TREE)
+	cp -rp $(MUTATION_TREE) .mutation/
+	mkdir -p .mutation/src && cp -rp layers/common/invoice_bridge .mutation/src/
+	find .mutation -path .mutation/mutants -prune -o -name __pycache__ -prune -exec rm -rf {} +
+	@if [ -d .mutation/mutants ]; then cd .mutation && $(MBIN)/python ../tools/mutation_report.py --retest; fi
 	cd .mutation && env -u VIRTUAL_ENV PATH="$(MBIN):$$PATH" $(MBIN)/mutmut run --max-children $(MUTATION_JOBS) > mutmut.log 2>&1 \
 	  || { tail -n 60 mutmut.log; exit 1; }
 	@tail -n 3 .mutation/mutmut.log

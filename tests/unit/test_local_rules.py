@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -195,7 +196,11 @@ def test_a_worker_keeps_polling_after_an_sqs_error() -> None:
     assert (sqs.receives, sqs.deleted) == (2, ["r1"])
 
 
-def test_only_successes_are_deleted_in_chunks_of_ten() -> None:
+@pytest.mark.parametrize(
+    ("queue", "unit"),
+    [(QUEUE, "sqs:standard"), (QueueInfo("Q", "http://q.fifo", QUEUE.arn, "q.fifo", True, "DLQ"), "sqs:fifo")],
+)
+def test_only_successes_are_deleted_in_chunks_of_ten(queue: QueueInfo, unit: str) -> None:
     messages: list[Any] = [{"MessageId": f"m{i}", "ReceiptHandle": f"r{i}", "Body": "b"} for i in range(12)]
 
     class Sqs:
@@ -207,7 +212,7 @@ def test_only_successes_are_deleted_in_chunks_of_ten() -> None:
             return {"Messages": messages}
 
         def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> None:  # noqa: N803
-            assert QueueUrl == QUEUE.url
+            assert QueueUrl == queue.url
             self.deletes.append([e["ReceiptHandle"] for e in Entries])
 
     class Pool:
@@ -218,11 +223,14 @@ def test_only_successes_are_deleted_in_chunks_of_ten() -> None:
             return Invocation(True, {"batchItemFailures": [{"itemIdentifier": "m3"}]})
 
     sqs = Sqs()
-    mapping = SqsMapping(queue=QUEUE, batch_size=20, report_failures=True, workers=1)
+    mapping = SqsMapping(queue=queue, batch_size=20, report_failures=True, workers=1)
     poller = SqsPoller(mapping, Pool(), sqs, [].append)  # type: ignore[arg-type]
     assert poller.poll_once() == 12
     done = [f"r{i}" for i in range(12) if i != 3]
     assert sqs.deletes == [done[:10], done[10:]]
+    # What the cost bench bills: one receive and two delete batches, each one 64 KB unit of the queue's kind
+    assert poller.sqs_requests == {"sqs:ReceiveMessage": 1, "sqs:DeleteMessageBatch": 2}
+    assert poller.sqs_units == {unit: 3}
 
 
 class _Pool:
@@ -424,6 +432,8 @@ def test_a_scheduler_ticks_every_interval_until_stopped() -> None:
     pool, logged = _Pool(Invocation(True)), list[str]()
     scheduler = Scheduler([("t", pool)], 0.01, logged.append)  # type: ignore[list-item]
     scheduler.start()
+    # A daemon thread: a stack that dies without stop() must not keep the interpreter alive.
+    assert [(t.name, t.daemon) for t in threading.enumerate() if t.name == "scheduler"] == [("scheduler", True)]
     deadline = time.monotonic() + 10
     while scheduler.ticks < 3 and time.monotonic() < deadline:
         time.sleep(0.01)  # poll interval of a bounded wait on a condition

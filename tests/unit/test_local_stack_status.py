@@ -125,3 +125,34 @@ def test_a_stack_that_never_started_reads_its_settings_and_template_and_stops_as
     with pytest.raises(RuntimeError, match="not running"):
         _ = stack.url
     assert LocalStack().options.port == 3000
+
+
+class Stoppable:
+    """Records the order in which the stack stops its pieces."""
+
+    def __init__(self, name: str, stopped: list[str]) -> None:
+        self.name = name
+        self.stopped = stopped
+        self.endpoint = "http://127.0.0.1:5000"
+
+    def stop(self) -> None:
+        self.stopped.append(self.name)
+
+    def close(self) -> None:
+        self.stopped.append(self.name)
+
+
+def test_stop_stops_every_piece_that_was_started() -> None:
+    stopped: list[str] = []
+    stack = stack_with({})
+    stack.scheduler = Stoppable("scheduler", stopped)  # type: ignore[assignment]
+    stack.pollers = [Stoppable(f"poller-{n}", stopped) for n in range(3)]  # type: ignore[misc]
+    stack._server = Stoppable("gateway", stopped)  # type: ignore[assignment]
+    stack.pools = {"F": Stoppable("pool", stopped)}  # type: ignore[dict-item]
+    stack.peers = {"quipu": Stoppable("peer", stopped)}
+    stack.aws = Stoppable("aws", stopped)  # type: ignore[assignment]
+    stack.stop()
+    assert stopped[0] == "scheduler"
+    assert sorted(stopped[1:4]) == ["poller-0", "poller-1", "poller-2"]  # stopped together, in any order
+    assert stopped[4:] == ["gateway", "pool", "peer", "aws"]
+    assert (stack._server, stack.peers, stack.aws.endpoint) == (None, {}, "")

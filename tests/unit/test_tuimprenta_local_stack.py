@@ -17,6 +17,8 @@ def test_the_callback_url_resolves_to_the_local_gateway() -> None:
 def test_the_poller_names_the_queue_it_drains() -> None:
     assert drained_queue(TEMPLATE.resources["TuimprentaPollerFunction"]) == "TuimprentaQueue"
     assert drained_queue(TEMPLATE.resources["WebhookReceiverFunction"]) is None
+    # A hint that is not a queue's logical id (a Ref written as a mapping) is not followed
+    assert drained_queue({"Metadata": {"InvoiceBridge": {"DrainsQueue": {"Ref": "TuimprentaQueue"}}}}) is None
 
 
 def test_a_rate_limit_reset_is_a_wait_only_on_a_rate_limited_answer() -> None:
