@@ -60,7 +60,13 @@ def settings_variables() -> set[str]:
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under mutmut, fastest tests first: a mutant's run stops at its first failure, so it dies cheaply."""
-    if "__mutmut_" not in os.environ.get("MUTANT_UNDER_TEST", ""):
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if "__mutmut_" not in mutant:
+        return
+    from tools.mutation_report import is_log_only  # only under mutmut, from its copy of the tree
+
+    if is_log_only(mutant):
+        items.clear()  # not scored (see the report): not worth a run either
         return
     stats = Path("mutmut-stats.json")  # mutmut runs the tests from mutants/, where it keeps its stats
     durations: dict[str, float] = json.loads(stats.read_text())["duration_by_test"] if stats.exists() else {}

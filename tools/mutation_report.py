@@ -100,9 +100,11 @@ def change_of(source_path: Path, mutant_name: str) -> Change | None:
     if original is None or mutated is None:
         return None
     lines = _lines(source_path)
-    # Bodies only: the def lines differ by name.
-    before = lines[original.body[0].lineno - 1 : original.end_lineno]
-    after = lines[mutated.body[0].lineno - 1 : mutated.end_lineno]
+    # From the def line (a mutant may change a default), with the names, which always differ, left out.
+    before = lines[original.lineno - 1 : original.end_lineno]
+    after = lines[mutated.lineno - 1 : mutated.end_lineno]
+    before[0] = before[0].replace(original.name, "f", 1)
+    after[0] = after[0].replace(mutated.name, "f", 1)
     removed: list[str] = []
     added: list[str] = []
     touched: set[int] = set()
@@ -112,11 +114,37 @@ def change_of(source_path: Path, mutant_name: str) -> Change | None:
             continue
         removed.extend(before[a0:a1])
         added.extend(after[b0:b1])
-        first = original.body[0].lineno
-        touched.update(range(first + a0, first + max(a1, a0 + 1)))
+        touched.update(range(original.lineno + a0, original.lineno + max(a1, a0 + 1)))
     spans = _log_spans(original)
     log_only = bool(touched) and all(any(line in span for span in spans) for line in touched)
     return Change(tuple(removed), tuple(added), log_only)
+
+
+def log_only_mutants(source_path: Path) -> set[str]:
+    """The mutants of one mutated file (mutmut's trampoline copy) that change only a log statement, by short name."""
+    cache = source_path.with_name(source_path.name + ".logonly.json")
+    stamp = source_path.stat().st_mtime
+    if cache.exists():
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        if cached["mtime"] == stamp:
+            return set(cached["names"])
+    names = {
+        name
+        for name in _functions(source_path)
+        if MUTANT_SUFFIX.search(name) and (change := change_of(source_path, name)) is not None and change.log_only
+    }
+    partial = cache.with_name(cache.name + f".{id(names)}")
+    partial.write_text(json.dumps({"mtime": stamp, "names": sorted(names)}), encoding="utf-8")
+    partial.replace(cache)  # two workers may compute it at once: both write the same thing
+    return names
+
+
+def is_log_only(mutant_name: str) -> bool:
+    """Whether a mutant (`module.mangled__mutmut_N`, as MUTANT_UNDER_TEST names it) changes only a log statement."""
+    module, short = mutant_name.rsplit(".", 1)
+    relative = module.replace(".", "/") + ".py"
+    path = Path("src") / relative if module.startswith("invoice_bridge") else Path(relative)
+    return path.exists() and short in log_only_mutants(path)
 
 
 def retest(mutants: Path = Path("mutants")) -> int:

@@ -172,6 +172,31 @@ def poller_for(pool: Any, sqs: _ScriptedSqs, logged: list[str]) -> SqsPoller:
     return poller
 
 
+def test_start_runs_one_daemon_worker_per_configured_worker_until_stop() -> None:
+    seen: set[str] = set()
+    both_polling = threading.Event()
+
+    class Sqs:
+        """Long-polls an empty queue: waits its WaitTimeSeconds, or less once the poller is stopping."""
+
+        def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+            seen.add(threading.current_thread().name)
+            if len(seen) == 2:
+                both_polling.set()
+            poller._stop.wait(kwargs["WaitTimeSeconds"])
+            return {}
+
+    mapping = SqsMapping(queue=QUEUE, batch_size=10, report_failures=True, workers=2)
+    poller = SqsPoller(mapping, _FlakyPool(0), Sqs(), [].append)  # type: ignore[arg-type]
+    poller.start()
+    assert both_polling.wait(10)
+    workers = [t for t in threading.enumerate() if t.name.startswith("sqs-Q-")]
+    assert sorted((t.name, t.daemon) for t in workers) == [("sqs-Q-0", True), ("sqs-Q-1", True)]
+    poller.stop()
+    assert seen == {"sqs-Q-0", "sqs-Q-1"}
+    assert not any(t.is_alive() for t in workers)
+
+
 def test_a_worker_keeps_polling_after_a_function_that_cannot_start() -> None:
     # Given a function whose first instance fails to start, and a queue that keeps handing out a message
     logged: list[str] = []
@@ -209,6 +234,7 @@ def test_only_successes_are_deleted_in_chunks_of_ten(queue: QueueInfo, unit: str
 
         def receive_message(self, **kwargs: Any) -> dict[str, Any]:
             assert kwargs["MaxNumberOfMessages"] == 10
+            assert kwargs["WaitTimeSeconds"] == 0  # a single poll does not block
             return {"Messages": messages}
 
         def delete_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> None:  # noqa: N803
