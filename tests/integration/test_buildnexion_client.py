@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+import requests
 from pydantic import SecretStr
 
 from invoice_bridge.buildnexion.client import BuildNexionClient
@@ -134,3 +136,27 @@ def test_each_getter_reads_its_own_collection(
     fetched = getattr(client(peer), getter)(served["id"], Deadline(10))
     assert (fetched.id, fetched.updated_at.isoformat()) == (served["id"], "2026-12-01T00:00:00+00:00")
     assert peer.calls[f"GET /{collection}/{{id}}"] == 1
+
+
+def test_the_pdf_is_asked_for_as_a_pdf_with_a_longer_read_timeout(peer: BuildNexionPeer) -> None:
+    # Given an invoice BuildNexion serves
+    served = load_event("buildnexion/01_invoice_created.json")["data"]["object"]
+    peer.put_objects([served])
+    api = client(peer)
+    sent: list[tuple[requests.PreparedRequest, dict[str, Any]]] = []
+    send = api.session.send
+
+    def spy(prepared: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        sent.append((prepared, kwargs))
+        return send(prepared, **kwargs)
+
+    api.session.send = spy  # type: ignore[method-assign,assignment]
+    # When its PDF is fetched
+    content = api.invoice_pdf(served["id"], Deadline(60))
+    # Then the bytes are the PDF, asked for as a PDF (not the JSON every other call accepts), and a slow
+    # rendering gets 20 s to arrive
+    assert content.startswith(b"%PDF")
+    assert peer.calls["GET /invoices/{id}/pdf"] == 1
+    ((prepared, options),) = sent
+    assert prepared.headers["Accept"] == "application/pdf"
+    assert options["timeout"] == (3.05, 20.0)

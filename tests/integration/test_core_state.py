@@ -7,6 +7,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from botocore.exceptions import ClientError
 
 from invoice_bridge.errors import RetryLater
 from invoice_bridge.http import Deadline
@@ -21,6 +22,7 @@ from invoice_bridge.ledger import (
     ensure_reference,
 )
 from invoice_bridge.limiter import DynamoRateLimiter, limiter_key
+from tests.conftest import emitted_metrics
 from tests.integration.conftest import Aws
 
 T0 = datetime(2026, 11, 3, 10, 15, tzinfo=UTC)
@@ -105,7 +107,7 @@ def test_limiter_hands_work_back_when_the_slot_is_past_the_deadline(table: State
     assert clock.slept == []  # it did not burn the invocation waiting
     # and the refused caller reserved nothing: the next one still gets the slot at +10 s
     limit.acquire(Deadline.unlimited())
-    assert clock.now == pytest.approx(1_800_000_010.0)
+    assert clock.now - 1_800_000_000.0 == pytest.approx(10.0)
 
 
 def test_a_pause_holds_every_user_and_never_shortens(table: StateTable) -> None:
@@ -114,7 +116,7 @@ def test_a_pause_holds_every_user_and_never_shortens(table: StateTable) -> None:
     first.pause_until(clock.now + 7)
     second.pause_until(clock.now + 2)  # a shorter pause does not cut the longer one
     second.acquire(Deadline.unlimited())
-    assert clock.now == pytest.approx(1_800_000_007.0)
+    assert clock.now - 1_800_000_000.0 == pytest.approx(7.0)
 
 
 def test_two_limiters_on_one_credential_share_the_window(table: StateTable) -> None:
@@ -178,6 +180,51 @@ def test_ledger_entries_round_trip_and_writes_are_conditional(table: StateTable)
     assert list(ledger.entries("facturadirecta")) == []
 
 
+def test_only_a_save_that_records_a_sync_counts_a_synced_document(
+    table: StateTable, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger = Ledger(table)
+
+    def counted() -> list[tuple[str, dict[str, str]]]:
+        return [(name, dims) for name, dims in emitted_metrics(capsys.readouterr().out) if name == "DocumentSynced"]
+
+    capsys.readouterr()
+    # An intent is not a sync
+    pending = ledger.save(ledger.get_or_new("quipu", "inv_2").with_intent(T0, "evt_1", "invoice.created"))
+    assert counted() == []
+    # Recording the platform's id is, once, per destination
+    synced = ledger.save(pending.synced("q-2", T0))
+    assert [(name, dims["destination"]) for name, dims in counted()] == [("DocumentSynced", "quipu")]
+    # A later refusal of that document (it keeps when it was last synced) is not
+    ledger.save(synced.failed("E422", "refused"))
+    assert counted() == []
+    # Nor a refusal of a document never synced
+    ledger.save(ledger.get_or_new("quipu", "inv_3").with_intent(T0, "evt_2", "invoice.created").failed("E", "no"))
+    assert counted() == []
+
+
+def test_delete_if_deletes_only_while_the_condition_holds(table: StateTable) -> None:
+    # Given a cached token item
+    table.client.put_item(
+        TableName=table.table_name,
+        Item={"pk": {"S": "token#quipu"}, "sk": {"S": "token"}, "access_token": {"S": "t-2"}},
+    )
+    # When a worker holding an older token tries to drop it, nothing is deleted and it is told so
+    assert table.delete_if("token#quipu", "token", "access_token = :t", {":t": {"S": "t-1"}}) is False
+    assert table.get("token#quipu", "token") is not None
+    # When the holder of the current token drops it, it is gone
+    assert table.delete_if("token#quipu", "token", "access_token = :t", {":t": {"S": "t-2"}}) is True
+    assert table.get("token#quipu", "token") is None
+
+
+def test_delete_if_raises_what_is_not_a_failed_condition(table: StateTable) -> None:
+    # A missing table is an error to raise, not "the condition did not hold"
+    missing = StateTable(table.client, "no-such-table")
+    with pytest.raises(ClientError) as caught:
+        missing.delete_if("token#quipu", "token", "access_token = :t", {":t": {"S": "t-1"}})
+    assert caught.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
 def test_ledger_staleness_and_currency() -> None:
     entry = LedgerEntry(destination="quipu", object_id="inv_1").synced("q-1", T0)
     assert entry.is_stale(T0 - timedelta(seconds=1))
@@ -196,7 +243,7 @@ def test_totals_mismatch_and_failure_fields() -> None:
     assert not entry.model_copy(update={"expected_total_cents": 100, "remote_total_cents": 100}).totals_mismatch
     failed = entry.with_intent(T0, "e", "t").failed("E422", "x" * 5000)
     assert failed.status == SyncStatus.FAILED
-    assert failed.intent_id is None
+    assert (failed.intent_id, failed.intent_at) == (None, None)
     assert len(failed.error_message or "") == 1000
 
 
@@ -229,6 +276,11 @@ def test_leases_exclude_until_released_or_expired(table: StateTable) -> None:
     assert leases.acquire("poller", "b", 30)
     clock.now += 31
     assert leases.acquire("poller", "c", 30)  # b crashed: its lease expired
+    # and DynamoDB's TTL removes the item an hour after it expired
+    item = table.get("lease#poller", "lease")
+    assert item is not None
+    assert item["expires_at"]["N"] == f"{clock.now + 30:.3f}"
+    assert item["ttl"]["N"] == str(int(clock.now + 30) + 3600)
 
 
 def test_ensure_reference_creates_once_and_then_costs_nothing(table: StateTable) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 from types import ModuleType
 from typing import Any
 
@@ -17,7 +20,8 @@ from invoice_bridge.buildnexion.client import BuildNexionClient
 from invoice_bridge.buildnexion.models import WebhookEvent
 from invoice_bridge.errors import PermanentSyncError, PlatformError, RetryLater
 from invoice_bridge.facturadirecta.client import FacturaDirectaXmlClient
-from invoice_bridge.facturadirecta.exporter import DESTINATION, FacturaDirectaExporter
+from invoice_bridge.facturadirecta.exporter import DESTINATION, FacturaDirectaExporter, Outcome
+from invoice_bridge.facturadirecta.models import PurchaseOrderDocument, PurchaseOrderRecord
 from invoice_bridge.http import Deadline
 from invoice_bridge.ledger import Ledger, StateTable, SyncStatus
 from sandbox.aws_local import intrinsics_for
@@ -26,7 +30,7 @@ from sandbox.cfn import Template
 from sandbox.facturadirecta import FacturaDirectaPeer
 from sandbox.lambda_host import LocalLambdaContext
 from sandbox.settings import LocalSettings
-from tests.conftest import ROOT, load_event, load_handler_module
+from tests.conftest import ROOT, emitted_metrics, load_event, load_handler_module
 from tests.integration.conftest import Aws
 
 TOKEN = LocalSettings.from_env({}).facturadirecta_api_token
@@ -72,8 +76,11 @@ def fd_writes(world: World) -> dict[str, int]:
     return {k: v for k, v in world.fd.calls.items() if not k.startswith("GET")}
 
 
-def test_create_makes_the_provider_and_the_order_with_exact_lines_and_totals(world: World) -> None:
-    outcome = world.exporter().sync(world.event("08_purchase_order_created.json"), Deadline.unlimited())
+def test_create_makes_the_provider_and_the_order_with_exact_lines_and_totals(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = world.event("08_purchase_order_created.json")
+    outcome = world.exporter().sync(event, Deadline.unlimited())
     assert outcome.action == "created"
     (order,) = world.fd.orders_tagged("bn:po_55")
     (provider,) = world.fd.state.providers.values()
@@ -90,7 +97,15 @@ def test_create_makes_the_provider_and_the_order_with_exact_lines_and_totals(wor
     assert entry.remote_id == order.id
     assert entry.details["totals_match"] == "true"
     assert entry.details["remote_gross"] == "306.74"
+    assert entry.details["expected_gross"] == "306.74"
+    assert entry.details["provider_id"] == order.provider_id
+    assert entry.details["document_status"] == "pendingToReceive"
+    assert (entry.last_event_id, entry.last_event_type) == (event.id, event.type)
+    assert (entry.expected_total_cents, entry.remote_total_cents) == (30674, 30674)
     assert sum(world.fd.calls.values()) == 3  # provider lookup, provider create, order create
+    metrics = [name for name, _ in emitted_metrics(capsys.readouterr().out)]
+    assert "ProviderCreated" in metrics
+    assert "TotalsMismatch" not in metrics
 
 
 def test_update_replaces_lines_keeps_custom_attributes_and_costs_one_call(world: World) -> None:
@@ -120,21 +135,26 @@ def test_cancel_sets_document_status_canceled(world: World) -> None:
     assert world.ledger("po_56").closed is True
 
 
-def test_duplicate_delivery_changes_nothing(world: World) -> None:
+def test_duplicate_delivery_changes_nothing(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     event = world.event("08_purchase_order_created.json")
     world.exporter().sync(event, Deadline.unlimited())
     world.fd.calls.clear()
-    assert world.exporter().sync(event, Deadline.unlimited()).action == "current"
+    capsys.readouterr()
+    (order,) = world.fd.orders_tagged("bn:po_55")
+    assert world.exporter().sync(event, Deadline.unlimited()) == Outcome("current", order.id)
     assert len(world.fd.orders_tagged("bn:po_55")) == 1
     assert sum(world.fd.calls.values()) == 0
+    assert emitted_metrics(capsys.readouterr().out) == [
+        ("EventSkipped", {"destination": "facturadirecta", "reason": "current", "service": "webhook-receiver"})
+    ]
 
 
 def test_update_before_create_ends_with_the_latest_order_and_the_create_is_stale(world: World) -> None:
     created = WebhookEvent.model_validate(load_event("buildnexion/08_purchase_order_created.json"))
     updated = world.event("09_purchase_order_updated.json")  # BuildNexion already holds the update
     assert world.exporter().sync(updated, Deadline.unlimited()).action == "created"
-    assert world.exporter().sync(created, Deadline.unlimited()).action == "stale"
     (order,) = world.fd.orders_tagged("bn:po_55")
+    assert world.exporter().sync(created, Deadline.unlimited()) == Outcome("stale", order.id)
     assert len(order.lines) == 2
 
 
@@ -316,4 +336,84 @@ def test_an_order_with_more_vat_rates_than_tax_slots_is_recorded_as_failed(world
         world.exporter().sync(world.event("08_purchase_order_created.json", lines=many), Deadline.unlimited())
     entry = world.ledger("po_55")
     assert (entry.status, entry.error_code) == (SyncStatus.FAILED, "too_many_tax_rates")
+    assert world.fd.orders_tagged("bn:po_55") == []
+
+
+def crash_after_create(world: World, event: WebhookEvent, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that created the order and died before the ledger knew: its intent stays behind."""
+    crashing = world.exporter()
+    real_save = crashing.ledger.save
+
+    def save_then_crash(entry: Any) -> Any:
+        if entry.status == SyncStatus.SYNCED:
+            raise SystemExit("the instance died")
+        return real_save(entry)
+
+    monkeypatch.setattr(crashing.ledger, "save", save_then_crash)
+    with pytest.raises(SystemExit):
+        crashing.sync(event, Deadline.unlimited())
+
+
+def test_an_unfinished_intent_is_waited_on_for_the_guard_and_no_longer(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an intent written at a known second (the guard is 90 s)
+    event = world.event("08_purchase_order_created.json")
+    crash_after_create(world, event, monkeypatch)
+    ledger = Ledger(world.table)
+    started = 1_800_000_000.0
+    ledger.save(world.ledger("po_55").model_copy(update={"intent_at": datetime.fromtimestamp(started, UTC)}))
+    # When it is 30 s old, the retry waits for the rest of the guard
+    with pytest.raises(RetryLater) as caught:
+        world.exporter(clock=lambda: started + 30).sync(event, Deadline.unlimited())
+    assert caught.value.retry_after == 60
+    # When it is exactly as old as the guard, the order is looked up by its tag and updated, not created again
+    assert world.exporter(clock=lambda: started + 90).sync(event, Deadline.unlimited()).action == "updated"
+    assert len(world.fd.orders_tagged("bn:po_55")) == 1
+
+
+class Overcharging:
+    """FacturaDirecta answering a create with one cent more than it was sent, and without its status."""
+
+    def __init__(self, api: FacturaDirectaXmlClient) -> None:
+        self._api = api
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._api, name)
+
+    def create_purchase_order(self, document: PurchaseOrderDocument, deadline: Deadline) -> PurchaseOrderRecord:
+        record = self._api.create_purchase_order(document, deadline)
+        assert record.gross_total is not None
+        return dataclasses.replace(record, gross_total=record.gross_total + Decimal("0.01"), document_status=None)
+
+
+def test_totals_that_differ_are_counted_and_kept_in_the_ledger(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bn = BuildNexionClient(world.bn.base_url, SecretStr(DEFAULT_API_KEY))
+    fd = Overcharging(FacturaDirectaXmlClient(world.fd.base_url, lambda: SecretStr(TOKEN)))
+    exporter = FacturaDirectaExporter(table=world.table, buildnexion=lambda: bn, api=lambda: fd)
+    outcome = exporter.sync(world.event("08_purchase_order_created.json"), Deadline.unlimited())
+    assert (outcome.action, outcome.totals_match) == ("created", False)
+    assert ("TotalsMismatch", {"destination": "facturadirecta", "service": "webhook-receiver"}) in emitted_metrics(
+        capsys.readouterr().out
+    )
+    entry = world.ledger("po_55")
+    assert (entry.details["totals_match"], entry.details["expected_gross"], entry.details["remote_gross"]) == (
+        "false",
+        "306.74",
+        "306.75",
+    )
+    assert (entry.expected_total_cents, entry.remote_total_cents) == (30674, 30675)
+    assert entry.details["document_status"] == ""
+
+
+def test_after_a_retryable_failure_the_rest_of_the_orders_group_waits(world: World, exporter_app: ModuleType) -> None:
+    # Given two events of one order in one batch (one FIFO group) and FacturaDirecta failing once
+    world.fd.inject_failures(503, method="POST")  # a write: not repeated in the call
+    event = sqs_batch(world, "08_purchase_order_created.json", "09_purchase_order_updated.json")
+    # When the batch is handled
+    failures = exporter_app.lambda_handler(event, context())["batchItemFailures"]
+    # Then the second event is not applied ahead of the first: both come back, in order
+    assert [f["itemIdentifier"] for f in failures] == [r["messageId"] for r in event["Records"]]
     assert world.fd.orders_tagged("bn:po_55") == []

@@ -17,7 +17,7 @@ from invoice_bridge.aws import AwsClients
 from invoice_bridge.buildnexion.models import SalesInvoice
 from invoice_bridge.errors import ConfigurationError
 from invoice_bridge.http import Deadline
-from invoice_bridge.ledger import Leases, Ledger, StateTable, SyncStatus
+from invoice_bridge.ledger import Leases, Ledger, LedgerEntry, StateTable, SyncStatus
 from invoice_bridge.store import StateStore
 from invoice_bridge.tuimprenta.batches import BatchStore
 from invoice_bridge.tuimprenta.events import TuimprentaEventItem, record_tuimprenta_event
@@ -161,13 +161,29 @@ def test_a_partial_batch_dead_letters_exactly_its_two_invalid_invoices(harness: 
     (batch,) = harness.peer.batches.values()
     assert batch.status == "partial"
     assert (report.issued, report.failed) == (8, 2)
-    dead = harness.dead_letters()
-    assert sorted(d["object_id"] for d in dead) == ["sin_bad_1", "sin_bad_2"]
-    assert {d["error_code"] for d in dead} == {"E1001"}
-    assert all("tax_id" in d["error_message"] for d in dead)
+    messages = {json.loads(m["Body"])["object_id"]: m for m in harness.aws.queue_messages("TuimprentaDeadLetterQueue")}
+    assert sorted(messages) == ["sin_bad_1", "sin_bad_2"]
+    dead = json.loads(messages["sin_bad_1"]["Body"])
+    assert all("tax_id" in json.loads(m["Body"])["error_message"] for m in messages.values())
+    assert dead == {
+        "destination": "tuimprenta",
+        "object_id": "sin_bad_1",
+        "event_id": "evt_created_sin_bad_1",
+        "event_type": "sales_invoice.created",
+        "batch_id": batch.id,
+        "error_code": "E1001",
+        "error_message": dead["error_message"],
+    }
+    attributes = {k: v["StringValue"] for k, v in messages["sin_bad_1"]["MessageAttributes"].items()}
+    assert (attributes["event_id"], attributes["event_type"], attributes["attempts"]) == (
+        "evt_created_sin_bad_1",
+        "sales_invoice.created",
+        "1",
+    )
     entry = harness.ledger().get("tuimprenta", "sin_bad_1")
     assert entry is not None
     assert (entry.status, entry.error_code) == (SyncStatus.FAILED, "E1001")
+    assert entry.details == {"state": "failed", "batch_id": batch.id}
     issued = harness.ledger().get("tuimprenta", "sin_ok_3")
     assert issued is not None
     assert issued.status == SyncStatus.SYNCED
@@ -401,10 +417,79 @@ def test_a_recorded_callback_makes_the_run_look_at_its_batch_at_once(harness: Ha
 def test_invoices_a_failed_batch_left_without_a_result_are_submitted_again(harness: Harness) -> None:
     harness.peer.flaky_ids.add("sin_f2")
     harness.send(envelope("sin_f1"), envelope("sin_f2"))
-    report = harness.run()
+    report = harness.run(MAX_BATCH_ATTEMPTS="2")  # the second attempt is the last one allowed
     assert (report.issued, report.resubmitted, report.batches_submitted) == (2, 1, 2)
     assert harness.issued("sin_f2") == ["issued"]
     assert harness.dead_letters() == []
+
+
+class Always(set[str]):
+    """Invoice ids tuimprenta never gives a result for (the sandbox forgets a flaky id once used)."""
+
+    def discard(self, element: object) -> None:
+        pass
+
+
+def test_an_invoice_never_given_a_result_is_dead_lettered_after_the_last_attempt(harness: Harness) -> None:
+    # Given an invoice tuimprenta's batches never give a result for, and three attempts allowed
+    harness.peer.flaky_ids = Always({"sin_g1"})
+    harness.send(envelope("sin_g1"))
+    # When the poller runs
+    report = harness.run(MAX_BATCH_ATTEMPTS="3")
+    # Then it was submitted again twice, then given up and dead-lettered with why
+    assert (report.batches_submitted, report.resubmitted, report.failed) == (3, 2, 1)
+    (message,) = harness.aws.queue_messages("TuimprentaDeadLetterQueue")
+    dead = json.loads(message["Body"])
+    assert dead["error_code"] == "batch_failed"
+    assert dead["error_message"].endswith("; gave up after 3 attempts")
+    assert message["MessageAttributes"]["attempts"]["StringValue"] == "3"
+    entry = harness.ledger().get("tuimprenta", "sin_g1")
+    assert entry is not None
+    assert (entry.status, entry.error_code) == (SyncStatus.FAILED, "batch_failed")
+
+
+def test_a_submission_again_waits_its_backoff(harness: Harness) -> None:
+    # Given a first batch that left an invoice without a result
+    harness.peer.flaky_ids.add("sin_b1")
+    harness.send(envelope("sin_b1"))
+    assert harness.run(RUN_SECONDS="0").batches_submitted == 1
+    (batch,) = harness.peer.batches.values()
+    wait_for(lambda: harness.peer.clock_reached(batch.done_at), 10, "the sandbox to finish the batch")
+    # When its result is read with a 300 s backoff base
+    report = harness.run(RUN_SECONDS="0", POLL_BASE_SECONDS="300", POLL_MAX_SECONDS="300")
+    # Then the invoice waits in a second attempt about 300 s (jitter ±20 %) before it is posted again
+    assert (report.resubmitted, report.batches_submitted) == (1, 0)
+    (item,) = BatchStore(harness.table()).open()
+    assert (item.attempt, item.members, item.batch_id) == (2, ["sin_b1"], None)
+    assert 240 <= item.next_poll_at - item.created_at <= 360
+
+
+def test_a_create_delivered_again_while_its_batch_is_open_is_a_duplicate(harness: Harness) -> None:
+    harness.peer.processing_seconds = 4.0
+    harness.send(envelope("sin_u1"))
+    assert harness.run(RUN_SECONDS="0").batches_submitted == 1
+    harness.send(envelope("sin_u1"))
+    again = harness.run(RUN_SECONDS="0")
+    assert (again.duplicates, again.batches_submitted) == (1, 0)
+    assert len(BatchStore(harness.table()).open()) == 1
+
+
+def test_an_entry_no_longer_pending_is_never_claimed_again(harness: Harness) -> None:
+    # Given a synced entry whose details still name a claim (whatever wrote them)
+    harness.ledger().save(
+        LedgerEntry(
+            destination="tuimprenta",
+            object_id="sin_n1",
+            status=SyncStatus.SYNCED,
+            remote_id="inv_1",
+            source_updated_at=datetime(2026, 11, 7, tzinfo=UTC),
+            details={"state": "batched", "submission": "no-such-item"},
+        )
+    )
+    harness.send(envelope("sin_n1"))
+    report = harness.run()
+    assert (report.duplicates, report.batches_submitted) == (1, 0)
+    assert harness.issued("sin_n1") == []
 
 
 def test_messages_that_are_not_sales_invoice_events_are_dead_lettered_with_the_reason(harness: Harness) -> None:
@@ -444,3 +529,52 @@ def test_messages_that_are_not_sales_invoice_events_are_dead_lettered_with_the_r
     )
     assert all(r["attempts"] == "1" for r in reasons.values())
     assert harness.aws.depth("TuimprentaQueue") == 0
+
+
+def test_a_malformed_message_received_before_says_how_often_in_the_dead_letter(harness: Harness) -> None:
+    # Given a garbled message a crashed run already received once
+    sqs = harness.aws.session.client("sqs")
+    url = harness.aws.provisioned.queues["TuimprentaQueue"].url
+    sqs.send_message(QueueUrl=url, MessageBody="{not json")
+    (first,) = sqs.receive_message(QueueUrl=url)["Messages"]
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=first["ReceiptHandle"], VisibilityTimeout=0)
+    # When the poller runs
+    harness.run()
+    # Then its dead letter counts both receives
+    (dead,) = harness.aws.queue_messages("TuimprentaDeadLetterQueue")
+    assert dead["MessageAttributes"]["attempts"]["StringValue"] == "2"
+    assert harness.aws.depth("TuimprentaQueue") == 0
+
+
+def test_a_batch_tuimprenta_no_longer_knows_is_submitted_again(harness: Harness) -> None:
+    # Given a submitted batch tuimprenta then lost (its GET answers 404)
+    harness.peer.processing_seconds = 0.5
+    harness.send(envelope("sin_l1"))
+    assert harness.run(RUN_SECONDS="0").batches_submitted == 1
+    harness.peer.batches.clear()
+    harness.peer.invoices.clear()
+    # When the poller looks at it
+    report = harness.run()
+    # Then its invoices go into a new batch and are issued once, and the lost one is closed
+    assert (report.resubmitted, report.batches_submitted, report.issued) == (1, 1, 1)
+    assert harness.issued("sin_l1") == ["issued"]
+    assert BatchStore(harness.table()).open() == []
+    assert harness.dead_letters() == []
+
+
+def test_a_cancel_tuimprenta_refuses_is_dead_lettered_once(harness: Harness) -> None:
+    # Given an issued invoice whose cancel tuimprenta refuses for good
+    harness.send(envelope("sin_c9"))
+    assert harness.run().issued == 1
+    harness.peer.fail_next("POST /invoices/{id}/cancel", 422)
+    harness.send(envelope("sin_c9", "sales_invoice.canceled"))
+    # When the poller sends the cancel
+    report = harness.run()
+    # Then it is dead-lettered with the reason, not retried, and the invoice stays issued
+    assert report.canceled == 0
+    (message,) = harness.aws.queue_messages("TuimprentaDeadLetterQueue")
+    assert json.loads(message["Body"]) == {"destination": "tuimprenta", "object_id": "sin_c9", "action": "cancel"}
+    assert message["MessageAttributes"]["error_code"]["StringValue"] == "E4220"  # tuimprenta's code
+    assert harness.run().canceled == 0
+    assert harness.peer.calls["POST /invoices/{id}/cancel"] == 1
+    assert harness.issued("sin_c9") == ["issued"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
@@ -13,10 +14,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from invoice_bridge.errors import DependencyUnavailable, PermanentSyncError, PlatformError, RetryLater
 from invoice_bridge.http import Deadline
-from invoice_bridge.worker import BatchEdge, DeadLetters, backoff_seconds, parse_event
+from invoice_bridge.worker import BatchEdge, DeadLetters, Failure, backoff_seconds, parse_event
 from sandbox.lambda_host import LocalLambdaContext
 from sandbox.runner import lambda_sqs_event
-from tests.conftest import load_event
+from tests.conftest import emitted_metrics, load_event
 from tests.integration.conftest import Aws
 
 
@@ -72,7 +73,9 @@ def visible(aws: Aws, logical_id: str) -> int:
     return int(attributes["ApproximateNumberOfMessages"])
 
 
-def test_one_bad_message_neither_redrives_its_neighbours_nor_is_overtaken(aws: Aws) -> None:
+def test_one_bad_message_neither_redrives_its_neighbours_nor_is_overtaken(
+    aws: Aws, capsys: pytest.CaptureFixture[str]
+) -> None:
     # Given a batch: group A (a retryable failure, then a later event of A), group B (a permanent
     # failure), group C (fine)
     event = enqueue_and_receive(
@@ -111,6 +114,9 @@ def test_one_bad_message_neither_redrives_its_neighbours_nor_is_overtaken(aws: A
     assert attributes["destination"] == "quipu"
     assert attributes["event_id"] == "evt_2"  # the original attributes travel with it
     assert dead[0]["Attributes"]["MessageGroupId"] == "B"
+    # and counted: one retry (the skipped event of A is not a retry of its own), one dead letter
+    counted = [(name, dimensions["destination"]) for name, dimensions in emitted_metrics(capsys.readouterr().out)]
+    assert sorted(counted) == [("DocumentDeadLettered", "quipu"), ("DocumentRetried", "quipu")]
     # and both A messages wait out the 429's backoff (about 40 s) instead of returning at once
     assert visible(aws, "QuipuQueue") == 0
     sqs = aws.session.client("sqs")
@@ -124,6 +130,34 @@ def test_backoff_honours_retry_after_and_grows_with_receives() -> None:
         assert 16 <= backoff_seconds(3, None) <= 24
         assert backoff_seconds(20, None) == 900
         assert backoff_seconds(1, 0) >= 1
+
+
+@pytest.mark.parametrize(
+    ("jitter", "expected"),
+    [
+        # the lowest jitter: Retry-After itself (rounded up), 0.8 x the exponential step, never under 1 s
+        ("low", {40.2: 41, 0.0: 1, None: 4, "3rd": 16}),
+        # the highest: up to a second past Retry-After, 1.2 x the exponential step
+        ("high", {40.2: 42, 0.0: 1, None: 6, "3rd": 24}),
+    ],
+)
+def test_backoff_jitter_only_ever_adds_to_retry_after(
+    monkeypatch: pytest.MonkeyPatch, jitter: str, expected: dict[object, int]
+) -> None:
+    import random
+
+    ranges: list[tuple[float, float]] = []
+
+    def uniform(low: float, high: float) -> float:
+        ranges.append((low, high))
+        return low if jitter == "low" else high
+
+    monkeypatch.setattr(random, "uniform", uniform)
+    assert backoff_seconds(1, 40.2) == expected[40.2]
+    assert backoff_seconds(1, 0) == expected[0.0]
+    assert backoff_seconds(1, None) == expected[None]
+    assert backoff_seconds(3, None) == expected["3rd"]
+    assert ranges == [(0.0, 1.0), (0.0, 1.0), (0.8, 1.2), (0.8, 1.2)]
 
 
 def test_a_retried_message_comes_back_after_its_backoff(aws: Aws) -> None:
@@ -190,6 +224,175 @@ def test_a_permanent_sync_error_names_its_code(aws: Aws) -> None:
     (dead,) = aws.queue_messages("QuipuDeadLetterQueue")
     assert dead["MessageAttributes"]["error_code"]["StringValue"] == "invalid_source"
     assert dead["MessageAttributes"]["attempts"]["StringValue"] == "1"
+
+
+def test_a_dead_letter_keeps_the_dedupe_id_and_the_string_attributes(aws: Aws) -> None:
+    # Given two messages refused for good: one whose record carries its deduplication id, one whose
+    # record does not (the message id stands in), each with a string and a binary attribute
+    sqs = aws.session.client("sqs")
+    queue = aws.provisioned.queues["QuipuQueue"]
+    for name in ("A", "B"):
+        sqs.send_message(
+            QueueUrl=queue.url,
+            MessageBody=envelope(f"evt_{name}", name),
+            MessageGroupId=name,
+            MessageDeduplicationId=f"dedupe-{name}",
+            MessageAttributes={
+                "event_id": {"DataType": "String", "StringValue": f"evt_{name}"},
+                "trace": {"DataType": "Binary", "BinaryValue": b"\x01\x02"},
+            },
+        )
+    event = lambda_sqs_event(queue, cast(Any, aws.queue_messages("QuipuQueue")))
+    by_group = {r["attributes"]["MessageGroupId"]: r for r in event["Records"]}
+    del by_group["B"]["attributes"]["MessageDeduplicationId"]
+    by_group["A"]["attributes"]["ApproximateReceiveCount"] = "4"  # A was received three times before
+
+    def handler(record: SQSRecord, deadline: Deadline) -> None:
+        raise PlatformError("quipu", "refused", status=422, retryable=False)  # a refusal without a code
+
+    # When the edge dead-letters them
+    assert edge(aws).handle(event, context(), handler)["batchItemFailures"] == []
+
+    # Then each dead letter keeps its group and a deduplication id (retries of the dead-lettering are
+    # deduplicated), and only the string attributes travel with it
+    dead = {m["Attributes"]["MessageGroupId"]: m for m in aws.queue_messages("QuipuDeadLetterQueue")}
+    assert dead["A"]["Attributes"]["MessageDeduplicationId"] == "dedupe-A"
+    assert dead["B"]["Attributes"]["MessageDeduplicationId"] == by_group["B"]["messageId"]
+    for name in ("A", "B"):
+        assert dead[name]["MessageAttributes"]["event_id"]["StringValue"] == f"evt_{name}"
+        assert "trace" not in dead[name]["MessageAttributes"]
+        # the reason is the error's class when it names no code
+        assert dead[name]["MessageAttributes"]["error_code"]["StringValue"] == "PlatformError"
+    # and the attempts are the receive count
+    assert dead["A"]["MessageAttributes"]["attempts"]["StringValue"] == "4"
+    assert dead["B"]["MessageAttributes"]["attempts"]["StringValue"] == "1"
+
+
+def test_dead_letters_fill_in_what_a_message_lacks_and_bound_what_is_too_long(aws: Aws) -> None:
+    # Given a FIFO dead-letter queue and a failure with no group, an over-long deduplication id, no code,
+    # an over-long message, no receive count and an empty attribute
+    sqs = aws.session.client("sqs")
+    dead_letters = DeadLetters(sqs, aws.provisioned.queues["QuipuDeadLetterQueue"].url, "quipu")
+    before = datetime.now(UTC)
+    dead_letters.send(
+        "{}",
+        {"event_id": "evt_1", "empty": ""},
+        Failure("", "x" * 1500),
+        group_id=None,
+        dedupe_id="d" * 200,
+        receive_count=0,
+    )
+    dead_letters.send("{}", {}, Failure("E1", ""), group_id="G", dedupe_id="second", receive_count=2)
+    # Then each is on the queue, in a group, deduplicated on at most 128 characters, with bounded reasons
+    by_group = {m["Attributes"]["MessageGroupId"]: m for m in aws.queue_messages("QuipuDeadLetterQueue")}
+    first, second = by_group["dead-letter"], by_group["G"]
+    assert first["Attributes"]["MessageDeduplicationId"] == "d" * 128
+    attributes = {name: value["StringValue"] for name, value in first["MessageAttributes"].items()}
+    failed_at = datetime.fromisoformat(attributes.pop("failed_at"))
+    assert attributes == {
+        "event_id": "evt_1",
+        "destination": "quipu",
+        "error_code": "unknown",
+        "error_message": "x" * 1000,
+        "attempts": "1",
+    }
+    assert first["MessageAttributes"]["attempts"]["DataType"] == "Number"
+    assert before <= failed_at <= datetime.now(UTC)
+    assert second["Attributes"]["MessageDeduplicationId"] == "second"
+    assert second["MessageAttributes"]["error_message"]["StringValue"] == "-"
+    assert second["MessageAttributes"]["attempts"]["StringValue"] == "2"
+
+
+def test_dead_letters_on_a_standard_queue_carry_no_group(aws: Aws) -> None:
+    sqs = aws.session.client("sqs")
+    dead_letters = DeadLetters(sqs, aws.provisioned.queues["TuimprentaDeadLetterQueue"].url, "tuimprenta")
+    dead_letters.send("{}", {}, Failure("E1", "m"), group_id="G", dedupe_id="d", receive_count=1)
+    (message,) = aws.queue_messages("TuimprentaDeadLetterQueue")
+    assert "MessageGroupId" not in message["Attributes"]
+    assert message["MessageAttributes"]["destination"]["StringValue"] == "tuimprenta"
+
+
+class VisibilitySpy:
+    """The SQS client, recording each change_message_visibility_batch call's entries."""
+
+    def __init__(self, sqs: Any) -> None:
+        self._sqs = sqs
+        self.calls: list[list[dict[str, Any]]] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sqs, name)
+
+    def change_message_visibility_batch(self, **request: Any) -> Any:
+        self.calls.append(request["Entries"])
+        return self._sqs.change_message_visibility_batch(**request)
+
+
+def test_a_fifo_group_waits_out_the_backoff_of_its_failed_record(aws: Aws, monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    monkeypatch.setattr(random, "uniform", lambda low, high: low)  # no jitter: the delays are exact
+    # Given groups A (429 asking 40 s, then a later event), B (a bug, then a later event), D (AWS throttled)
+    event = enqueue_and_receive(
+        aws,
+        [
+            ("A", envelope("evt_a1", "A")),
+            ("A", envelope("evt_a2", "A")),
+            ("B", envelope("evt_b1", "B")),
+            ("B", envelope("evt_b2", "B")),
+            ("D", envelope("evt_d1", "D")),
+        ],
+    )
+
+    def handler(record: SQSRecord, deadline: Deadline) -> None:
+        event_id = parse_event(record).id
+        if event_id == "evt_a1":
+            raise RetryLater("slot not free", retry_after=40)
+        if event_id == "evt_b1":
+            raise KeyError("a bug")
+        if event_id == "evt_d1":
+            raise DependencyUnavailable("state table", "throttled")
+
+    sqs = VisibilitySpy(aws.session.client("sqs"))
+    url = aws.provisioned.queues["QuipuQueue"].url
+    dead_letters = DeadLetters(sqs, aws.provisioned.queues["QuipuDeadLetterQueue"].url, "quipu")  # type: ignore[arg-type]
+    fifo = BatchEdge(sqs=sqs, queue_url=url, dead_letters=dead_letters, destination="quipu", fifo=True)  # type: ignore[arg-type]
+    fifo.handle(event, context(), handler)
+
+    # Then A's skipped event waits as long as A's failed one, D waits its exponential backoff, and B (a
+    # bug: no backoff asked) keeps the queue's own visibility timeout
+    handles = {json.loads(r["body"])["id"]: r["receiptHandle"] for r in event["Records"]}
+    (entries,) = sqs.calls
+    assert {e["ReceiptHandle"]: e["VisibilityTimeout"] for e in entries} == {
+        handles["evt_a1"]: 40,
+        handles["evt_a2"]: 40,
+        handles["evt_d1"]: 4,
+    }
+    assert len({e["Id"] for e in entries}) == 3
+
+
+def test_more_than_ten_retried_records_all_get_their_backoff(aws: Aws) -> None:
+    # Given a standard queue batch of twelve records, each asking its own wait
+    sqs = VisibilitySpy(aws.session.client("sqs"))
+    queue = aws.provisioned.queues["TuimprentaQueue"]
+    for index in range(12):
+        sqs.send_message(QueueUrl=queue.url, MessageBody=envelope(f"evt_{index}", f"S{index}"))
+    messages: list[Any] = []
+    while len(messages) < 12:
+        messages += sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+    event = lambda_sqs_event(queue, messages)
+    dead_letters = DeadLetters(sqs, aws.provisioned.queues["TuimprentaDeadLetterQueue"].url, "tuimprenta")  # type: ignore[arg-type]
+    standard = BatchEdge(sqs=sqs, queue_url=queue.url, dead_letters=dead_letters, destination="tuimprenta", fifo=False)  # type: ignore[arg-type]
+
+    def handler(record: SQSRecord, deadline: Deadline) -> None:
+        raise RetryLater("later", retry_after=100 + int(parse_event(record).id.removeprefix("evt_")) * 10)
+
+    standard.handle(event, context(), handler)
+    # Then SQS gets them in batches of at most ten, and every record its own wait (plus under a second)
+    assert [len(entries) for entries in sqs.calls] == [10, 2]
+    waits = {e["ReceiptHandle"]: e["VisibilityTimeout"] for entries in sqs.calls for e in entries}
+    for record in event["Records"]:
+        asked = 100 + int(json.loads(record["body"])["id"].removeprefix("evt_")) * 10
+        assert asked <= waits[record["receiptHandle"]] <= asked + 1
 
 
 def test_the_handler_gets_a_deadline_from_the_context(aws: Aws) -> None:

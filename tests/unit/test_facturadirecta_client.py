@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
@@ -162,3 +162,88 @@ def test_settings_errors_name_the_variable() -> None:
         FacturaDirectaSettings.from_env({k: v for k, v in BASE.items() if k != "FACTURADIRECTA_SECRET_ARN"})
     with pytest.raises(ConfigurationError, match="FACTURADIRECTA_API_URL"):
         FacturaDirectaSettings.from_env({**BASE, "FACTURADIRECTA_API_URL": "not a url"})
+
+
+def orders_tagged(*orders: tuple[str, str]) -> bytes:
+    """A `<purchaseOrders>` answer: (id, tag) each."""
+    items = b"".join(
+        b"<purchaseOrder><id>%s</id><tags><tag>%s</tag></tags></purchaseOrder>" % (i.encode(), t.encode())
+        for i, t in orders
+    )
+    return b"<purchaseOrders>" + items + b"</purchaseOrders>"
+
+
+def test_order_lookup_asks_for_the_tag_and_keeps_only_orders_that_carry_it() -> None:
+    # Given an answer where the platform's search also matched an order tagged otherwise
+    api, adapter = client([(200, orders_tagged(("3", "bn:po_550"), ("7", "bn:po_55")))])
+    # When the order of bn:po_55 is looked up
+    found = api.find_purchase_order_by_tag("bn:po_55", Deadline.unlimited())
+    # Then the query names the tag and the largest page, and only the exact tag counts
+    assert found is not None
+    assert found.id == "7"
+    (sent,) = adapter.requests
+    assert sent.method == "GET"
+    assert (sent.path_url or "").split("?")[1].split("&") == ["tag=bn%3Apo_55", "limit=250"]
+
+
+def test_order_lookup_without_a_match_is_none() -> None:
+    api, _ = client([(200, orders_tagged(("3", "bn:po_550")))])
+    assert api.find_purchase_order_by_tag("bn:po_55", Deadline.unlimited()) is None
+
+
+@pytest.mark.parametrize(
+    ("ids", "oldest"),
+    [
+        (["10", "9"], "9"),  # numbers compare as numbers, not as text
+        (["abc", "1000"], "1000"),  # a non-numeric id comes after every numeric one
+        (["abc", "9223372036854775809"], "9223372036854775809"),  # however long the number
+        (["b", "a"], "a"),
+    ],
+)
+def test_several_orders_with_the_tag_resolve_to_the_oldest(ids: list[str], oldest: str) -> None:
+    api, _ = client([(200, orders_tagged(*((i, "bn:po_55") for i in ids)))])
+    found = api.find_purchase_order_by_tag("bn:po_55", Deadline.unlimited())
+    assert found is not None
+    assert found.id == oldest
+
+
+def test_an_unreadable_list_of_orders_names_what_was_read() -> None:
+    api, _ = client([(200, b"<purchaseOrders>")])
+    with pytest.raises(PlatformError) as caught:
+        api.find_purchase_order_by_tag("bn:po_55", Deadline.unlimited())
+    assert caught.value.message.startswith("purchase orders: unreadable answer")
+
+
+def test_an_unreadable_order_names_what_was_read_on_get_create_and_update() -> None:
+    from tests.unit.test_facturadirecta_xml import document_with
+
+    api, _ = client([(200, b"<purchaseOrder>"), (201, b"<purchaseOrder>"), (200, b"<purchaseOrder>")])
+    calls: list[Callable[[], object]] = [
+        lambda: api.get_purchase_order("5", Deadline.unlimited()),
+        lambda: api.create_purchase_order(document_with("x"), Deadline.unlimited()),
+        lambda: api.update_purchase_order("5", document_with("x"), Deadline.unlimited()),
+    ]
+    for call in calls:
+        with pytest.raises(PlatformError) as caught:
+            call()
+        assert caught.value.message.startswith("purchase order: unreadable answer")
+
+
+def test_update_puts_the_order_with_its_id() -> None:
+    from tests.unit.test_facturadirecta_xml import document_with
+
+    api, adapter = client([(200, ORDER)])
+    api.update_purchase_order("5", document_with("x"), Deadline.unlimited())
+    (sent,) = adapter.requests
+    assert (sent.method, sent.url) == ("PUT", "https://miempresa.facturadirecta.com/api/purchaseOrders/5.xml")
+    assert isinstance(sent.body, bytes)
+    assert xml.parse_purchase_order(sent.body).id == "5"
+
+
+def test_an_error_without_a_message_says_the_status_text() -> None:
+    # An error document without <errorMessage>, then a body that is no error document at all
+    api, _ = client([(404, xml.build_error(404, "NOT_FOUND", None)), (404, b"<html>Not found</html>")])
+    for _ in range(2):
+        with pytest.raises(PlatformError) as caught:
+            api.get_purchase_order("5", Deadline.unlimited())
+        assert caught.value.message == "Reason"

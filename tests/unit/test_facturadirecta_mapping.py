@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 
 import pytest
@@ -11,10 +12,12 @@ from invoice_bridge.errors import PermanentSyncError
 from invoice_bridge.facturadirecta.mapping import (
     document_status,
     expected_totals,
+    remote_totals,
     split_number,
     tax_rates,
     to_document,
 )
+from invoice_bridge.facturadirecta.models import PurchaseOrderRecord
 from tests.conftest import load_event
 
 
@@ -49,8 +52,40 @@ def test_more_rates_than_slots_is_permanent() -> None:
         {"description": str(r), "quantity": "1", "unit_amount": 1, "vat_percent": r}
         for r in ["0", "4", "10", "21", "7"]
     ]
-    with pytest.raises(PermanentSyncError, match="tax slots"):
+    with pytest.raises(PermanentSyncError, match="tax slots") as caught:
         to_document(order("08_purchase_order_created.json", lines=lines), "1", document_status=None)
+    assert (caught.value.code, caught.value.retryable) == ("too_many_tax_rates", False)
+    # As many rates as slots fit
+    document = to_document(order("08_purchase_order_created.json", lines=lines[:4]), "1", document_status=None)
+    assert [line.tax_slot for line in document.lines] == [1, 2, 3, 4]
+
+
+def test_remote_totals_missing_from_the_answer_count_as_zero() -> None:
+    record = PurchaseOrderRecord(
+        id="5",
+        provider_id=None,
+        document_date=None,
+        document_serial=None,
+        document_number=None,
+        document_status=None,
+        currency=None,
+        notes=None,
+        net_total=None,
+        taxes=(),
+        gross_total=None,
+        lines=(),
+    )
+    totals = remote_totals(record)
+    assert (totals.net, totals.tax, totals.gross) == (Decimal("0.00"), Decimal("0.00"), Decimal("0.00"))
+    # Half a cent rounds up, as FacturaDirecta rounds (not to the even cent)
+    halves = remote_totals(dataclasses.replace(record, net_total=Decimal("1.005"), gross_total=Decimal("2.125")))
+    assert (halves.net, halves.gross) == (Decimal("1.01"), Decimal("2.13"))
+
+
+def test_an_order_without_lines_is_permanent() -> None:
+    with pytest.raises(PermanentSyncError) as caught:
+        to_document(order("08_purchase_order_created.json", lines=[]), "1", document_status=None)
+    assert (caught.value.code, caught.value.retryable) == ("no_lines", False)
 
 
 def test_expected_totals_as_the_reference_computes_them() -> None:

@@ -11,7 +11,14 @@ from lxml import etree
 from invoice_bridge.buildnexion.models import PurchaseOrder
 from invoice_bridge.facturadirecta import xml
 from invoice_bridge.facturadirecta.mapping import to_document
-from invoice_bridge.facturadirecta.models import Line, PurchaseOrderDocument, Tax
+from invoice_bridge.facturadirecta.models import (
+    Line,
+    LineRecord,
+    PurchaseOrderDocument,
+    PurchaseOrderRecord,
+    Tax,
+    TaxTotal,
+)
 from tests.conftest import load_event
 
 GOLDEN_UPDATE = """<?xml version='1.0' encoding='UTF-8'?>
@@ -273,3 +280,97 @@ def test_provider_document_has_the_name_exactly_and_only_documented_elements() -
     assert (
         xml.parse_providers(b"<providers><provider><id>7</id><taxCode>B1</taxCode></provider></providers>")[0].id == "7"
     )
+
+
+def test_an_error_document_may_lack_its_status_and_code() -> None:
+    error = xml.parse_error(b"<xml><httpStatus>n/a</httpStatus><errorMessage>x</errorMessage></xml>")
+    assert error is not None
+    assert (error.http_status, error.error_code, error.error_message) == (None, None, "x")
+    bare = xml.parse_error(b"<xml/>")
+    assert bare is not None
+    assert (bare.http_status, bare.error_code, bare.error_message) == (None, None, None)
+
+
+def test_a_document_that_is_not_an_error_document_is_no_error() -> None:
+    assert xml.parse_error(b"<purchaseOrder><id>1</id></purchaseOrder>") is None
+    assert xml.parse_error(b"<html>Bad gateway</html>") is None
+
+
+def test_a_provider_answer_gives_its_id_name_and_tax_code() -> None:
+    provider = xml.parse_provider(
+        b"<provider><id> 12 </id><name><![CDATA[Hormigones Mu\xc3\xb1oz]]></name><taxCode>B1</taxCode></provider>"
+    )
+    assert (provider.id, provider.name, provider.tax_code) == ("12", "Hormigones Muñoz", "B1")
+
+
+def test_a_provider_answer_without_an_id_or_of_another_kind_is_refused() -> None:
+    with pytest.raises(xml.XmlDocumentError, match=r"^provider without an id$"):
+        xml.parse_provider(b"<provider><name>x</name></provider>")
+    with pytest.raises(xml.XmlDocumentError, match="expected <provider>"):
+        xml.parse_provider(b"<purchaseOrder><id>1</id></purchaseOrder>")
+
+
+def test_every_field_of_an_order_answer_is_read_and_missing_ones_have_their_defaults() -> None:
+    # Given an answer with tax slots 1, 3 and 6 (2 absent), elements outside slots 1..6 and a bare line
+    body = """<purchaseOrder><id> 7 </id>
+     <documentSerial>PO-2026-</documentSerial><documentNumber>12</documentNumber>
+     <documentStatus>canceled</documentStatus><currency>EUR</currency>
+     <tax0><name>no slot</name><rate>1</rate></tax0>
+     <tax1><name>IVA</name><base>100.00</base><rate>21.00</rate><total>21.00</total></tax1>
+     <tax3><name>IVA reducido</name><base>10.00</base><rate>10.00</rate><total>1.00</total></tax3>
+     <tax6/>
+     <tax7><name>no slot</name></tax7>
+     <documentLines>
+      <documentLine><id>1</id><productCode>HA25</productCode><description>Hormigón</description>
+       <quantity>3</quantity><unitPrice>84.50</unitPrice><totalPrice>253.50</totalPrice>
+       <applyTax0>true</applyTax0><applyTax1>TRUE</applyTax1><applyTax3>true</applyTax3>
+       <applyTax6> true </applyTax6><applyTax7>true</applyTax7></documentLine>
+      <documentLine/>
+     </documentLines></purchaseOrder>""".encode()
+    # When it is read
+    record = xml.parse_purchase_order(body)
+    # Then every field is there, and what is missing takes its default
+    assert record == PurchaseOrderRecord(
+        id="7",
+        provider_id=None,
+        document_date=None,
+        document_serial="PO-2026-",
+        document_number="12",
+        document_status="canceled",
+        currency="EUR",
+        notes=None,
+        net_total=None,
+        taxes=(
+            TaxTotal(1, "IVA", Decimal("21.00"), Decimal("100.00"), Decimal("21.00")),
+            TaxTotal(3, "IVA reducido", Decimal("10.00"), Decimal("10.00"), Decimal("1.00")),
+            TaxTotal(6, "", Decimal(0), Decimal(0), Decimal(0)),
+        ),
+        gross_total=None,
+        lines=(
+            LineRecord("1", "HA25", "Hormigón", Decimal("3"), Decimal("84.50"), Decimal("253.50"), (1, 3, 6)),
+            LineRecord(None, None, "", Decimal(0), Decimal(0), None, ()),
+        ),
+    )
+
+
+def test_an_order_answer_without_an_id_is_refused() -> None:
+    with pytest.raises(xml.XmlDocumentError, match=r"^purchaseOrder without an id$"):
+        xml.parse_purchase_order(b"<purchaseOrder><documentNumber>1</documentNumber></purchaseOrder>")
+
+
+def test_unreadable_numbers_and_dates_are_quoted_shortened_in_the_error() -> None:
+    long_number = "1" * 30 + "," + "2" * 30
+    with pytest.raises(xml.XmlDocumentError) as caught:
+        xml.parse_purchase_order(
+            f"<purchaseOrder><id>1</id><netTotal>{long_number}</netTotal></purchaseOrder>".encode()
+        )
+    assert str(caught.value) == f"netTotal: not a number: {long_number[:40]!r}"
+    with pytest.raises(xml.XmlDocumentError) as caught:
+        xml.parse_purchase_order(b"<purchaseOrder><id>1</id><grossTotal>Infinity</grossTotal></purchaseOrder>")
+    assert str(caught.value) == "grossTotal: not a finite number"
+    long_date = "2026-11-02T10:00:00.000000Z"
+    with pytest.raises(xml.XmlDocumentError) as caught:
+        xml.parse_purchase_order(
+            f"<purchaseOrder><id>1</id><documentDate>{long_date}</documentDate></purchaseOrder>".encode()
+        )
+    assert str(caught.value) == f"documentDate: not an AAAAMMDD date: {long_date[:20]!r}"

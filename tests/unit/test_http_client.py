@@ -25,6 +25,7 @@ from invoice_bridge.http import (
     jitter,
     retry_after_seconds,
 )
+from tests.conftest import emitted_metrics
 
 NOW = 1_800_000_000.0
 Scripted = tuple[int, dict[str, str], bytes] | Exception
@@ -137,6 +138,10 @@ def test_the_read_timeout_never_outlasts_the_deadline() -> None:
     client, adapter, _ = make_client([ok()])
     client.request("GET", "/x", deadline=Deadline(2.5))
     assert adapter.timeouts[0][1] <= 2.5
+    # but a request sent this close to the deadline still gets a second to be answered
+    client, adapter, _ = make_client([ok()])
+    client.request("GET", "/x", deadline=Deadline(0.2))
+    assert adapter.timeouts[0][1] == 1.0
 
 
 @pytest.mark.parametrize(
@@ -286,6 +291,23 @@ def test_a_401_renews_credentials_once() -> None:
     assert len(adapter.requests) == 2
 
 
+def test_a_renewed_credential_does_not_use_up_an_attempt() -> None:
+    def renew() -> bool:
+        client.token = "tok-secret-2"
+        return True
+
+    # Given two attempts: a 401 (renewed), then a 503 still gets its retry
+    client, adapter, _ = make_client([(401, {}, b""), (503, {}, b""), ok()], unauthorized=renew, max_attempts=2)
+    assert client.request("GET", "/invoices/1", deadline=Deadline.unlimited()).status_code == 200
+    assert len(adapter.requests) == 3
+
+
+def test_a_redirect_is_not_followed_with_the_credentials() -> None:
+    client, adapter, _ = make_client([(302, {"Location": "https://elsewhere.test/steal"}, b""), ok()])
+    assert client.request("GET", "/invoices/1", deadline=Deadline.unlimited()).status_code == 302
+    assert [r.url for r in adapter.requests] == ["https://api.sample.test/v1/invoices/1"]
+
+
 def test_no_authentication_when_asked() -> None:
     client, adapter, _ = make_client([ok()])
     client.request("POST", "/oauth/token", deadline=Deadline.unlimited(), authenticate=False)
@@ -418,12 +440,8 @@ def test_each_answer_is_logged_by_path_and_status_and_counted_without_query_or_c
     assert "tok-secret-1" not in log_stream.getvalue()
     assert "ana@example.com" not in log_stream.getvalue()
     # And counted per platform, the 429 also as rate limited
-    emitted = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
-    counted = [
-        (metric["Name"], document["platform"])
-        for document in emitted
-        for metric in document["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    assert [(name, dims["platform"]) for name, dims in emitted_metrics(capsys.readouterr().out)] == [
+        ("PlatformRequest", "sample"),
+        ("PlatformRateLimited", "sample"),
+        ("PlatformRequest", "sample"),
     ]
-    assert counted == [("PlatformRequest", "sample"), ("PlatformRateLimited", "sample"), ("PlatformRequest", "sample")]
-    dimensions = {tuple(d) for document in emitted for d in document["_aws"]["CloudWatchMetrics"][0]["Dimensions"]}
-    assert all("platform" in d for d in dimensions)

@@ -108,7 +108,13 @@ def test_yyyymmdd_round_trip() -> None:
     assert money.parse_yyyymmdd("20261102") == date(2026, 11, 2)
 
 
-@pytest.mark.parametrize("bad", ["2026-11-02", "2026110", "20261302", "abcdefgh", ""])
+@pytest.mark.parametrize("bad", ["2026-11-02", "2026110", "202611021", "2026 1 2", "abcdefgh", ""])
 def test_parse_yyyymmdd_refuses_other_text(bad: str) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011 - both our message and date()'s own are acceptable
+    # "2026 1 2" and "202611021" would make a date if only the length or only the digits were checked
+    with pytest.raises(ValueError, match=f"not an AAAAMMDD date: {bad!r}"):
         money.parse_yyyymmdd(bad)
+
+
+def test_parse_yyyymmdd_refuses_a_month_that_does_not_exist() -> None:
+    with pytest.raises(ValueError, match=r"month must be in 1\.\.12"):
+        money.parse_yyyymmdd("20261302")

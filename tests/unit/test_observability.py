@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -38,3 +41,16 @@ def test_the_command_line_prints_no_metrics_and_only_warnings(
 def test_functions_emit_metrics(capsys: pytest.CaptureFixture[str]) -> None:
     count("DocumentSynced", {"destination": "quipu"})
     assert '"DocumentSynced"' in capsys.readouterr().out
+
+
+def test_with_tracing_off_the_tracer_is_disabled_and_loads_no_xray_sdk() -> None:
+    # A fresh interpreter, as a cold start: importing the layer with tracing off must not pay for the X-Ray SDK
+    probe = (
+        "import sys; from invoice_bridge.observability import tracer; "
+        "print(bool(tracer.disabled), 'aws_xray_sdk.core' in sys.modules)"
+    )
+    environment = {**os.environ, "POWERTOOLS_TRACE_DISABLED": "true"}
+    answer = subprocess.run(
+        [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True, timeout=60
+    )
+    assert answer.stdout.split() == ["True", "False"]

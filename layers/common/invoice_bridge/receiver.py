@@ -137,9 +137,10 @@ def parse_tuimprenta_event(body: bytes) -> TuimprentaEvent:
     return _validated(TuimprentaEvent, parse_json_object(decode_body(body)))
 
 
-def _mark_duplicate(response: Any, idempotent_data: DataRecord) -> Any:
-    # Called by Powertools only when it answers from a completed record: the event was enqueued before.
-    return {**response, "duplicate": True} if isinstance(response, dict) else response
+def _mark_duplicate(response: dict[str, Any], idempotent_data: DataRecord) -> dict[str, Any]:
+    # Called by Powertools only when it answers from a completed record: the event was enqueued before
+    # (what `_enqueue` returned, always a dict).
+    return {**response, "duplicate": True}
 
 
 class WebhookReceiver:

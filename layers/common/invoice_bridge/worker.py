@@ -135,7 +135,7 @@ class BatchEdge:
         delays: dict[str, int] = {}
 
         def run(record: SQSRecord) -> None:
-            receive_count = int(record.attributes.approximate_receive_count or "1")
+            receive_count = int(record.attributes.approximate_receive_count)  # Lambda always sets it
             logger.append_keys(message_id=record.message_id)
             try:
                 handler(record, deadline)

@@ -174,5 +174,7 @@ class FacturaDirectaXmlClient(ApiClient):
         return record if record.has_totals else self.get_purchase_order(record.id, deadline)
 
 
-def _id_order(record: ProviderRecord | PurchaseOrderRecord) -> tuple[int, str]:
-    return (int(record.id), record.id) if record.id.isdigit() else (2**63, record.id)
+def _id_order(record: ProviderRecord | PurchaseOrderRecord) -> tuple[bool, int, str]:
+    """Oldest first: numeric ids as numbers ("9" before "10"), then any non-numeric id, as text."""
+    numeric = record.id.isdigit()
+    return (not numeric, int(record.id) if numeric else 0, record.id)
