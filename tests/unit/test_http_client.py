@@ -302,10 +302,19 @@ def test_a_renewed_credential_does_not_use_up_an_attempt() -> None:
     assert len(adapter.requests) == 3
 
 
-def test_a_redirect_is_not_followed_with_the_credentials() -> None:
-    client, adapter, _ = make_client([(302, {"Location": "https://elsewhere.test/steal"}, b""), ok()])
-    assert client.request("GET", "/invoices/1", deadline=Deadline.unlimited()).status_code == 302
+def test_a_redirect_is_not_followed_with_the_credentials_and_is_a_permanent_error() -> None:
+    client, adapter, sleeps = make_client([(302, {"Location": "https://elsewhere.test/steal"}, b""), ok()])
+    with pytest.raises(PlatformError) as raised:
+        client.request("GET", "/invoices/1", deadline=Deadline.unlimited())
+    assert (raised.value.status, raised.value.retryable) == (302, False)
     assert [r.url for r in adapter.requests] == ["https://api.sample.test/v1/invoices/1"]
+    assert sleeps == []
+
+
+def test_a_redirect_the_caller_expects_is_its_answer() -> None:
+    client, _, _ = make_client([(303, {"Location": "/next"}, b"")])
+    response = client.request("GET", "/invoices/1", deadline=Deadline.unlimited(), expected=(303,))
+    assert response.headers["Location"] == "/next"
 
 
 def test_no_authentication_when_asked() -> None:

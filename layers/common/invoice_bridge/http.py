@@ -270,7 +270,9 @@ class ApiClient:
             else:
                 self._log(method, path, response, started)
                 self._observe_limits(response)
-                if response.ok or response.status_code in expected:
+                # 2xx only: `ok` also holds for a 3xx, whose empty body would pass for an answer; no platform
+                # documents a redirect, and following one would carry the credentials elsewhere.
+                if 200 <= response.status_code < 300 or response.status_code in expected:
                     return response
                 if response.status_code == 401 and authenticate and not reauthenticated and self.on_unauthorized():
                     reauthenticated = True
