@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from decimal import Decimal
+from typing import Any, cast
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 from pydantic import SecretStr
+from requests.adapters import BaseAdapter
 
-from invoice_bridge.errors import PlatformError
+from invoice_bridge.errors import PlatformError, RetryLater
+from invoice_bridge.http import Deadline
+from invoice_bridge.ledger import Leases, StateTable
+from invoice_bridge.observability import metrics
 from invoice_bridge.quipu.client import (
     DUPLICATE_NUMBER,
     AccessToken,
     QuipuClient,
+    TokenStore,
     basic_credentials,
     normalize_tax_id,
     token_from_response,
@@ -117,3 +124,262 @@ def test_statuses_are_typed_retryable_or_permanent(status: int, retryable: bool)
 def test_tax_ids_compare_without_the_es_prefix_and_separators() -> None:
     assert normalize_tax_id("ESB85033470") == normalize_tax_id("b-85033470") == "B85033470"
     assert normalize_tax_id("43456628J") == "43456628J"
+
+
+# -- requests, against a scripted Quipu --------------------------------------------------------------
+
+NOW = 1_800_000_000.0
+Scripted = tuple[int, bytes]
+
+
+class ScriptedQuipu(BaseAdapter):
+    """Answers each request with the next scripted (status, JSON-API body), and keeps what was sent."""
+
+    def __init__(self, script: list[Scripted]) -> None:
+        super().__init__()
+        self.script = list(script)
+        self.sent: list[requests.PreparedRequest] = []
+        self.timeouts: list[Any] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        self.sent.append(request)
+        self.timeouts.append(kwargs.get("timeout"))
+        status, body = self.script.pop(0)
+        response = requests.Response()
+        response.status_code = status
+        response.headers["Content-Type"] = "application/vnd.quipu.v1+json"
+        response._content = body
+        response.url = str(request.url)
+        response.request = request
+        return response
+
+    def close(self) -> None:
+        return None
+
+    def query(self, index: int = 0) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(str(self.sent[index].url)).query)
+
+
+class MemoryTable:
+    """The state table's token item in memory: what TokenStore reads, writes and conditionally deletes."""
+
+    table_name = "state"
+
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        self.client = self
+
+    def put_item(self, *, TableName: str, Item: dict[str, Any], **_: Any) -> None:  # noqa: N803 - boto3's names
+        self.items[(Item["pk"]["S"], Item["sk"]["S"])] = Item
+
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        return self.items.get((pk, sk))
+
+    def delete_if(self, pk: str, sk: str, condition: str, values: dict[str, Any]) -> bool:
+        assert condition == "access_token = :t"
+        item = self.items.get((pk, sk))
+        if item is None or item["access_token"] != values[":t"]:
+            return False
+        del self.items[(pk, sk)]
+        return True
+
+
+class FreeLeases:
+    def acquire(self, name: str, owner: str, seconds: float) -> bool:
+        return True
+
+    def release(self, name: str, owner: str) -> None:
+        return None
+
+
+def token(value: str) -> AccessToken:
+    return AccessToken(SecretStr(value), NOW, NOW + 3600)
+
+
+def scripted_client(script: list[Scripted]) -> tuple[QuipuClient, ScriptedQuipu, TokenStore]:
+    """A client whose shared token is `tok-1` (no token request) talking to a scripted Quipu."""
+    adapter = ScriptedQuipu(script)
+    session = requests.Session()
+    session.mount("https://", adapter)
+    tokens = TokenStore(cast(StateTable, MemoryTable()), "app")
+    tokens.put(token("tok-1"))
+    client = QuipuClient(
+        "https://quipu.test",
+        SecretStr("app"),
+        SecretStr("secret"),
+        tokens=tokens,
+        leases=cast(Leases, FreeLeases()),
+        session=session,
+        clock=lambda: NOW,
+        sleep=lambda _: None,
+    )
+    return client, adapter, tokens
+
+
+def invoice_resource(invoice_id: str, number: str, contact_id: str | None, total: str = "12.10") -> dict[str, Any]:
+    relationships: dict[str, Any] = {"items": {"data": [{"id": f"{invoice_id}-1", "type": "book_entry_items"}]}}
+    if contact_id is not None:
+        relationships["contact"] = {"data": {"id": contact_id, "type": "contacts"}}
+    return {
+        "id": invoice_id,
+        "type": "invoices",
+        "attributes": {"kind": "expenses", "number": number, "total_amount": total},
+        "relationships": relationships,
+    }
+
+
+def body(data: Any, **extra: Any) -> bytes:
+    return json.dumps({"data": data, **extra}).encode()
+
+
+NOT_FOUND: Scripted = (404, body(None, errors=[{"detail": "Not found"}]))
+
+
+def test_get_invoice_asks_for_its_items_and_a_404_means_quipu_no_longer_has_it() -> None:
+    client, quipu, _ = scripted_client([(200, body(invoice_resource("7", "F-1", "c1"))), NOT_FOUND])
+    found = client.get_invoice("7", Deadline.unlimited())
+    assert found is not None
+    assert (found.id, found.number, found.contact_id, found.total_amount) == ("7", "F-1", "c1", Decimal("12.10"))
+    assert [item.id for item in found.items] == ["7-1"]
+    assert (quipu.sent[0].method, urlsplit(str(quipu.sent[0].url)).path) == ("GET", "/invoices/7")
+    assert quipu.query(0) == {"include": ["items"]}
+    assert client.get_invoice("8", Deadline.unlimited()) is None
+
+
+def test_deleting_an_invoice_already_gone_is_fine() -> None:
+    client, quipu, _ = scripted_client([(204, b""), NOT_FOUND])
+    client.delete_invoice("7", Deadline.unlimited())
+    client.delete_invoice("7", Deadline.unlimited())  # no error: the invoice is gone either way
+    assert [(r.method, urlsplit(str(r.url)).path) for r in quipu.sent] == [("DELETE", "/invoices/7")] * 2
+
+
+def test_other_errors_of_get_and_delete_are_raised() -> None:
+    client, _, _ = scripted_client([(403, body(None, errors=[{"detail": "no"}]))] * 2)
+    with pytest.raises(PlatformError) as caught:
+        client.get_invoice("7", Deadline.unlimited())
+    assert caught.value.status == 403
+    with pytest.raises(PlatformError):
+        client.delete_invoice("7", Deadline.unlimited())
+
+
+def test_find_expense_invoice_filters_by_supplier_and_year_and_matches_number_and_contact() -> None:
+    # Given a page where the number matches another supplier's invoice first, then this supplier's other invoice
+    page = [
+        invoice_resource("1", "F-1", "someone-else"),
+        invoice_resource("2", "F-2", "c1"),
+        invoice_resource("3", "F-1", "c1"),
+    ]
+    client, quipu, _ = scripted_client([(200, body(page))])
+    found = client.find_expense_invoice("c1", "F-1", 2026, Deadline.unlimited())
+    assert found is not None
+    assert found.id == "3"
+    assert quipu.query(0) == {
+        "filter[kind]": ["expenses"],
+        "filter[contact_id]": ["c1"],
+        "filter[period]": ["2026"],
+        "include": ["items"],
+        "page[number]": ["1"],
+    }
+
+
+def test_find_expense_invoice_accepts_an_answer_without_contact_and_finds_nothing_else() -> None:
+    client, _, _ = scripted_client([(200, body([invoice_resource("4", "F-1", None)])), (200, body([]))])
+    found = client.find_expense_invoice("c1", "F-1", 2026, Deadline.unlimited())
+    assert found is not None
+    assert found.id == "4"
+    assert client.find_expense_invoice("c1", "F-1", 2026, Deadline.unlimited()) is None
+
+
+def test_attach_sends_the_pdf_as_multipart_with_a_longer_read_timeout() -> None:
+    client, quipu, _ = scripted_client([(201, body({"id": "att-1", "type": "attachments"}))])
+    assert client.attach("7", "F-1.pdf", b"%PDF-1.4", Deadline.unlimited()) == "att-1"
+    (sent,) = quipu.sent
+    assert (sent.method, urlsplit(str(sent.url)).path) == ("POST", "/attachments")
+    assert quipu.timeouts == [(3.05, 20.0)]
+    multipart = cast(bytes, sent.body)
+    assert b'name="file"; filename="F-1.pdf"\r\nContent-Type: application/pdf\r\n\r\n%PDF-1.4' in multipart
+    assert b'name="book_entry_id"\r\n\r\n7' in multipart
+
+
+def test_an_attachment_answer_without_data_is_a_retryable_quipu_error() -> None:
+    client, _, _ = scripted_client([(201, b"")])
+    with pytest.raises(PlatformError) as caught:
+        client.attach("7", "F-1.pdf", b"%PDF", Deadline.unlimited())
+    error = caught.value
+    assert (error.platform, error.status, error.retryable) == ("quipu", 201, True)
+    assert error.message == "attachment response without data"
+
+
+def test_dropping_a_refused_token_keeps_one_another_worker_already_shared() -> None:
+    store = TokenStore(cast(StateTable, MemoryTable()), "app")
+    store.put(token("new"))
+    store.drop(token("old"))  # another worker replaced it: kept
+    assert store.get() == token("new")
+    store.drop(token("new"))
+    assert store.get() is None
+
+
+def test_a_refused_token_is_dropped_counted_and_the_request_sent_again_with_a_new_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given Quipu refusing the shared token once
+    client, quipu, tokens = scripted_client(
+        [(401, body(None, errors=[{"detail": "expired"}])), (200, body(invoice_resource("7", "F-1", "c1")))]
+    )
+    original_get = tokens.get
+    renewed: list[AccessToken] = []
+
+    def get_then_renewed() -> AccessToken | None:
+        shared = original_get()
+        if shared is None:  # dropped: another worker already shares a new one
+            renewed.append(token("tok-2"))
+            tokens.put(renewed[0])
+            return renewed[0]
+        return shared
+
+    tokens.get = get_then_renewed  # type: ignore[method-assign]
+    metrics.clear_metrics()
+
+    # When a request meets the 401
+    assert client.get_invoice("7", Deadline.unlimited()) is not None
+
+    # Then the token was dropped everywhere, the request sent again with the new one, and the refusal counted
+    assert [r.headers["Authorization"] for r in quipu.sent] == ["Bearer tok-1", "Bearer tok-2"]
+    assert renewed
+    assert "QuipuTokenRefused" in metrics.metric_set
+    metrics.clear_metrics()
+
+
+class HeldLeases(FreeLeases):
+    """Another worker holds the renewal lease."""
+
+    def acquire(self, name: str, owner: str, seconds: float) -> bool:
+        return False
+
+
+def test_a_worker_waiting_for_another_renewer_stops_polling_when_the_deadline_is_reached() -> None:
+    # Given no shared token and the renewal lease held elsewhere
+    polls: list[float] = []
+    client = QuipuClient(
+        "https://quipu.test",
+        SecretStr("app"),
+        SecretStr("secret"),
+        tokens=TokenStore(cast(StateTable, MemoryTable()), "app"),
+        leases=cast(Leases, HeldLeases()),
+        clock=lambda: NOW,
+        sleep=polls.append,
+    )
+    # When only two polls fit before the deadline, Then it hands the work back after exactly those two
+    with pytest.raises(RetryLater) as raised:
+        client.access_token(Deadline(0.4, clock=lambda: 0.0))
+    assert polls == [0.2, 0.2]
+    assert raised.value.retry_after == 2
+
+
+def test_an_answer_that_is_not_a_json_api_document_is_a_retryable_quipu_error() -> None:
+    client, _, _ = scripted_client([(200, b'{"data": "not a resource"}')])
+    with pytest.raises(PlatformError) as caught:
+        client.get_invoice("7", Deadline.unlimited())
+    error = caught.value
+    assert (error.platform, error.status, error.retryable) == ("quipu", 200, True)
+    assert error.message == "response is not a JSON-API document"

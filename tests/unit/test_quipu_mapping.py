@@ -6,13 +6,15 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from invoice_bridge.buildnexion.models import Invoice
+from invoice_bridge.buildnexion.models import Invoice, Provider
 from invoice_bridge.money import dumps
 from invoice_bridge.quipu.mapping import (
+    contact_attributes,
     create_request,
     credit_note_request,
     expense_invoice,
     percent_reproducing,
+    to_cents,
     update_request,
 )
 from tests.conftest import load_event
@@ -52,7 +54,27 @@ def test_cents_become_exact_decimal_strings_with_no_float_anywhere() -> None:
         "due_dates": ["2026-12-03"],
         "paid_at": None,
     }
+    assert parsed["data"]["type"] == "invoices"
     assert parsed["data"]["relationships"]["contact"]["data"] == {"id": "c1", "type": "contacts"}
+    assert [i["type"] for i in parsed["data"]["relationships"]["items"]["data"]] == ["book_entry_items"] * 2
+
+
+def test_a_paid_invoice_carries_its_payment_date() -> None:
+    document = create_request(expense_invoice(invoice(paid_at="2026-11-10T09:00:00Z")), "c1")
+    assert document["data"]["attributes"]["paid_at"] == "2026-11-10"
+
+
+def test_a_supplier_contact_has_its_name_tax_id_what_it_states_and_a_lower_case_country() -> None:
+    provider = Provider.model_validate(
+        {"object": "provider", "id": "prv_1", "name": "Áridos S.L.", "nif": "B1", "email": "a@b.es", "town": "Soria"}
+    )
+    assert contact_attributes(provider) == {
+        "name": "Áridos S.L.",
+        "tax_id": "B1",
+        "email": "a@b.es",
+        "town": "Soria",
+        "country_code": "es",
+    }
 
 
 def test_sub_cent_unit_price_three_decimal_quantity_and_retention() -> None:
@@ -70,6 +92,7 @@ def test_sub_cent_unit_price_three_decimal_quantity_and_retention() -> None:
 def test_an_invoice_without_lines_gets_one_item_from_subtotal_and_vat() -> None:
     bare = invoice(lines=[], subtotal_amount=105625, vat_amount=22181, retention_amount=15844, total_amount=111962)
     (item,) = items_of(create_request(expense_invoice(bare), "c1"))
+    assert item["concept"] == "Factura F-2026-0042"
     assert item["unitary_amount"] == "1056.25"
     assert item["quantity"] == "1"
     assert item["vat_percent"] == "21"
@@ -81,6 +104,31 @@ def test_percent_reproducing_prefers_the_simplest_rate_that_gives_the_amount() -
     assert percent_reproducing(333, 70) == Decimal(21)  # 69.93 → 70 cents at 21 %
     assert percent_reproducing(10000, 1234) == Decimal("12.34")
     assert percent_reproducing(0, 0) == Decimal(0)
+    assert percent_reproducing(3, 1) == Decimal(33)  # 0.99 → 1 cent: whole percents before 33.3
+    assert percent_reproducing(10000, 1) == Decimal("0.01")
+    assert percent_reproducing(101, 50) == Decimal("49.5")  # 49.995 cents rounded half up
+
+
+def test_quipu_totals_become_cents_half_up() -> None:
+    assert to_cents(Decimal("1278.06")) == 127806
+    assert to_cents(Decimal("0.125")) == 13
+    assert to_cents(Decimal("-0.125")) == -13
+
+
+def test_an_invoice_without_due_date_has_no_due_dates() -> None:
+    document = create_request(expense_invoice(invoice(due_date=None)), "c1")
+    assert document["data"]["attributes"]["due_dates"] == []
+
+
+def test_percent_reproducing_of_nothing_is_zero_whatever_the_other_amount() -> None:
+    assert percent_reproducing(10000, 0) == Decimal(0)
+    assert percent_reproducing(0, 500) == Decimal(0)  # no base: no rate (and no division by zero)
+
+
+def test_percent_reproducing_beyond_six_decimals_is_the_nearest_six_decimal_rate_half_up() -> None:
+    # Subtotals of millions of euros: no rate with up to six decimals may give the exact cents.
+    assert percent_reproducing(997_110_089, 209_393_115) == Decimal("21.000000")
+    assert str(percent_reproducing(1_000_000_000, 210_000_005)) == "21.000001"  # 21.0000005 rounded half up
 
 
 def test_paid_at_is_the_date_in_spain() -> None:
@@ -91,7 +139,11 @@ def test_paid_at_is_the_date_in_spain() -> None:
 
 def test_update_keeps_item_ids_in_order_adds_new_ones_and_omits_removed_ones() -> None:
     desired = expense_invoice(invoice(lines=[line("1", 100), line("2", 200), line("3", 300)]))
-    items = update_request(desired, "inv1", "c1", ["i1", "i2"])["data"]["relationships"]["items"]["data"]
+    document = update_request(desired, "inv1", "c1", ["i1", "i2"])
+    assert (document["data"]["type"], document["data"]["id"]) == ("invoices", "inv1")
+    assert document["data"]["attributes"] == create_request(desired, "c1")["data"]["attributes"]
+    assert document["data"]["relationships"]["contact"] == {"data": {"id": "c1", "type": "contacts"}}
+    items = document["data"]["relationships"]["items"]["data"]
     assert [i.get("id") for i in items] == ["i1", "i2", None]
     fewer = expense_invoice(invoice(lines=[line("1", 100)]))
     items = update_request(fewer, "inv1", "c1", ["i1", "i2"])["data"]["relationships"]["items"]["data"]
@@ -102,6 +154,7 @@ def test_fingerprint_ignores_status_but_not_content() -> None:
     base = expense_invoice(invoice())
     assert expense_invoice(invoice(status="void")).fingerprint() == base.fingerprint()
     assert expense_invoice(invoice(due_date="2026-12-18")).fingerprint() != base.fingerprint()
+    assert expense_invoice(invoice(paid_at="2026-11-10T09:00:00Z")).fingerprint() != base.fingerprint()
 
 
 def test_credit_note_is_the_amended_invoice_relationship_only() -> None:

@@ -91,7 +91,7 @@ def percent_reproducing(base_cents: int, amount_cents: int) -> Decimal:
     for places in range(0, 7):
         candidate = exact.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
         if (Decimal(base_cents) * candidate / HUNDRED).quantize(Decimal(1), rounding=ROUND_HALF_UP) == amount_cents:
-            return candidate.normalize() if candidate == candidate.to_integral() else candidate
+            return candidate
     return exact.quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
 
 

@@ -111,7 +111,7 @@ class QuipuSync:
         return self.buildnexion.latest(Invoice, event, deadline)
 
     @staticmethod
-    def _skip_reason(entry: LedgerEntry, updated_at: datetime, voided: bool = False) -> str | None:
+    def _skip_reason(entry: LedgerEntry, updated_at: datetime, voided: bool) -> str | None:
         if entry.closed:
             return "already voided in Quipu"
         if entry.is_stale(updated_at):
