@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -49,7 +50,13 @@ def test_with_tracing_off_the_tracer_is_disabled_and_loads_no_xray_sdk() -> None
         "import sys; from invoice_bridge.observability import tracer; "
         "print(bool(tracer.disabled), 'aws_xray_sdk.core' in sys.modules)"
     )
-    environment = {**os.environ, "POWERTOOLS_TRACE_DISABLED": "true"}
+    # The layer this test imported (the source tree, or a mutation run's copy), not whatever is installed.
+    layer_root = str(Path(observability.__file__).resolve().parents[1])
+    environment = {
+        **os.environ,
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "PYTHONPATH": os.pathsep.join([layer_root, *sys.path]),
+    }
     answer = subprocess.run(
         [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True, timeout=60
     )
