@@ -136,3 +136,19 @@ def emitted_metrics(stdout: str) -> list[tuple[str, dict[str, str]]]:
         dimensions = {name: str(document[name]) for group in directive["Dimensions"] for name in group}
         found.extend((metric["Name"], dimensions) for metric in directive["Metrics"])
     return found
+
+
+class FakeClock:
+    """Epoch seconds that move only when something sleeps on them (limiter and lease tests)."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep `seconds` at once: the clock moves on."""
+        self.slept.append(seconds)
+        self.now += seconds

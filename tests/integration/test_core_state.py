@@ -22,7 +22,7 @@ from invoice_bridge.ledger import (
     ensure_reference,
 )
 from invoice_bridge.limiter import DynamoRateLimiter, limiter_key
-from tests.conftest import emitted_metrics
+from tests.conftest import FakeClock, emitted_metrics
 from tests.integration.conftest import Aws
 
 T0 = datetime(2026, 11, 3, 10, 15, tzinfo=UTC)
@@ -31,19 +31,6 @@ T0 = datetime(2026, 11, 3, 10, 15, tzinfo=UTC)
 @pytest.fixture
 def table(aws: Aws) -> StateTable:
     return StateTable(aws.session.client("dynamodb"), aws.provisioned.tables["StateTable"])
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 def limiter(table: StateTable, clock: FakeClock, limit: int = 5, window: float = 5.0) -> DynamoRateLimiter:

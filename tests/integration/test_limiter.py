@@ -11,24 +11,11 @@ from botocore.exceptions import ClientError
 from invoice_bridge.errors import RetryLater
 from invoice_bridge.http import Deadline
 from invoice_bridge.limiter import MAX_CONTENTION_ATTEMPTS, DynamoRateLimiter, limiter_key
-from tests.conftest import emitted_metrics
+from tests.conftest import FakeClock, emitted_metrics
 from tests.integration.conftest import Aws
 
 START = 1_800_000_000.0
 KEY = limiter_key("quipu", "app-1")
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 class Contended:

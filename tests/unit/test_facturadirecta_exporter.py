@@ -14,14 +14,10 @@ from invoice_bridge.errors import ConfigurationError
 from invoice_bridge.facturadirecta.exporter import FacturaDirectaExporter
 from invoice_bridge.facturadirecta.settings import FacturaDirectaSettings
 from invoice_bridge.http import DEFAULT_TIMEOUT
+from tests.unit.test_facturadirecta_client import BASE
 
 ENVIRONMENT: Mapping[str, str] = {
-    "STATE_TABLE_NAME": "t",
-    "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q.fifo",
-    "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/d.fifo",
-    "BUILDNEXION_API_URL": "https://api.buildnexion.com/v1",
-    "BUILDNEXION_SECRET_ARN": "bn",
-    "FACTURADIRECTA_SECRET_ARN": "fd",
+    **BASE,
     "FACTURADIRECTA_READ_TIMEOUT_SECONDS": "25",
     "SECRETS_MAX_AGE_SECONDS": "0",  # every read sees the current value: a rotation applies at once
 }

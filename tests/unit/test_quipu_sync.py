@@ -454,9 +454,8 @@ def test_an_event_that_is_not_an_invoice_is_permanent(world: World) -> None:
 # -- dedupe: adopt rather than create twice -----------------------------------------------------------
 
 
-def test_an_unfinished_intent_adopts_the_invoice_quipu_already_holds(world: World, counted: None) -> None:
-    # Given a create that reached Quipu but whose outcome the ledger never recorded
-    first = world.sync()
+def apply_dying_after_create(world: World, sync: QuipuSync, delivered: WebhookEvent) -> None:
+    """Apply `delivered`, the worker dying just after Quipu created the document (the ledger never hears of it)."""
     real_create = world.quipu.create_invoice
 
     def create_then_die(document: dict[str, Any], deadline: Deadline) -> RemoteInvoice:
@@ -464,9 +463,17 @@ def test_an_unfinished_intent_adopts_the_invoice_quipu_already_holds(world: Worl
         raise KeyboardInterrupt
 
     world.quipu.create_invoice = create_then_die  # type: ignore[method-assign]
-    with pytest.raises(KeyboardInterrupt):
-        first.apply(created(), DEADLINE)
-    world.quipu.create_invoice = real_create  # type: ignore[method-assign]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sync.apply(delivered, DEADLINE)
+    finally:
+        world.quipu.create_invoice = real_create  # type: ignore[method-assign]
+
+
+def test_an_unfinished_intent_adopts_the_invoice_quipu_already_holds(world: World, counted: None) -> None:
+    # Given a create that reached Quipu but whose outcome the ledger never recorded
+    first = world.sync()
+    apply_dying_after_create(world, first, created())
     world.quipu.calls.clear()
 
     # When the event is delivered again
@@ -636,16 +643,7 @@ def test_a_credit_note_without_a_total_records_no_total(world: World) -> None:
 def test_a_credit_note_created_before_a_crash_is_found_not_created_again(world: World) -> None:
     # Given a void whose credit note reached Quipu, the worker dying before the ledger recorded it
     world.sync().apply(event("03_invoice_created.json"), DEADLINE)
-    real_create = world.quipu.create_invoice
-
-    def create_then_die(document: dict[str, Any], deadline: Deadline) -> RemoteInvoice:
-        real_create(document, deadline)
-        raise KeyboardInterrupt
-
-    world.quipu.create_invoice = create_then_die  # type: ignore[method-assign]
-    with pytest.raises(KeyboardInterrupt):
-        world.sync().apply(voided(), DEADLINE)
-    world.quipu.create_invoice = real_create  # type: ignore[method-assign]
+    apply_dying_after_create(world, world.sync(), voided())
     assert world.entry("inv_91c7d").details["credit_note_intent"]
 
     # When the void is delivered again, Then the note is read from the invoice's amending invoices
