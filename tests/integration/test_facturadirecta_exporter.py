@@ -34,6 +34,7 @@ from tests.conftest import ROOT, emitted_metrics, load_event, load_handler_modul
 from tests.integration.conftest import Aws
 
 TOKEN = LocalSettings.from_env({}).facturadirecta_api_token
+SERVICE = "webhook-receiver"  # POWERTOOLS_SERVICE_NAME as tests/conftest.py sets it
 
 
 @dataclass
@@ -159,7 +160,7 @@ def test_update_before_create_ends_with_the_latest_order_and_the_create_is_stale
 
 
 def test_crash_between_create_and_ledger_write_is_resolved_by_the_tag(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     event = world.event("08_purchase_order_created.json")
     crashing = world.exporter()
@@ -181,9 +182,12 @@ def test_crash_between_create_and_ledger_write_is_resolved_by_the_tag(
         world.exporter().sync(event, Deadline.unlimited())
     # The message comes back after the visibility timeout: the order is found by its tag, not created again.
     later = world.exporter(clock=lambda: time.time() + 400)
+    capsys.readouterr()
     assert later.sync(event, Deadline.unlimited()).action == "updated"
     assert len(world.fd.orders_tagged("bn:po_55")) == 1
     assert world.ledger("po_55").status == SyncStatus.SYNCED
+    resolved = [m for m in emitted_metrics(capsys.readouterr().out) if m[0] == "IntentResolved"]
+    assert resolved == [("IntentResolved", {"destination": "facturadirecta", "found": "true", "service": SERVICE})]
 
 
 def test_timeout_on_create_then_retry_finds_the_order_instead_of_a_second_one(world: World) -> None:
@@ -417,3 +421,35 @@ def test_after_a_retryable_failure_the_rest_of_the_orders_group_waits(world: Wor
     # Then the second event is not applied ahead of the first: both come back, in order
     assert [f["itemIdentifier"] for f in failures] == [r["messageId"] for r in event["Records"]]
     assert world.fd.orders_tagged("bn:po_55") == []
+
+
+@pytest.mark.parametrize(
+    ("event_type", "object_kind"),
+    [("invoice.created", "invoice"), ("purchase_order.created", "invoice"), ("invoice.created", "purchase_order")],
+)
+def test_an_event_that_is_not_about_a_purchase_order_is_refused_for_good(
+    world: World, event_type: str, object_kind: str
+) -> None:
+    envelope = load_event("buildnexion/08_purchase_order_created.json")
+    envelope["type"] = event_type
+    envelope["data"]["object"]["object"] = object_kind
+    with pytest.raises(PermanentSyncError, match=f"^{event_type} is not a purchase order event$") as refused:
+        world.exporter().sync(WebhookEvent.model_validate(envelope), Deadline.unlimited())
+    assert refused.value.code == "unexpected_event"
+    assert world.fd.calls == {}
+
+
+@pytest.mark.parametrize("served_at", ["2026-11-02T08:00:00Z", "2026-11-01T08:00:00Z"])
+def test_an_event_newer_than_what_buildnexion_serves_changes_nothing(world: World, served_at: str) -> None:
+    # Given an order synced at its 08:00 version
+    world.exporter().sync(world.event("08_purchase_order_created.json"), Deadline.unlimited())
+    (order,) = world.fd.orders_tagged("bn:po_55")
+    world.fd.calls.clear()
+    # When an event says 09:00 but BuildNexion still serves the synced version (or an older one)
+    world.event("08_purchase_order_created.json", updated_at=served_at)
+    newer = load_event("buildnexion/08_purchase_order_created.json")
+    newer["data"]["object"]["updated_at"] = "2026-11-02T09:00:00Z"
+    outcome = world.exporter().sync(WebhookEvent.model_validate(newer), Deadline.unlimited())
+    # Then FacturaDirecta is not written to again
+    assert outcome == Outcome("current", order.id)
+    assert fd_writes(world) == {}
