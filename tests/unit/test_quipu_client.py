@@ -383,3 +383,47 @@ def test_an_answer_that_is_not_a_json_api_document_is_a_retryable_quipu_error() 
     error = caught.value
     assert (error.platform, error.status, error.retryable) == ("quipu", 200, True)
     assert error.message == "response is not a JSON-API document"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message", "code", "field"),
+    [
+        # every error is kept, in order: a detail, a title when there is no detail, "invalid" when neither
+        (
+            422,
+            {
+                "errors": [
+                    "not an object",
+                    {"title": "Invalid attribute", "source": {"pointer": "/data/attributes/vat_percent"}},
+                    {"source": "not an object"},
+                    {"detail": "Can not be blank.", "source": {"pointer": "/data/relationships/contact/x"}},
+                ]
+            },
+            "/data/attributes/vat_percent: Invalid attribute; invalid; "
+            "/data/relationships/contact/x: Can not be blank.",
+            "validation",
+            "vat_percent",
+        ),
+        (409, {"errors": [{"detail": "conflict"}]}, "conflict", None, None),
+        (422, {"errors": [{}]}, "invalid", "validation", None),
+        # not Quipu's error document: the base reading, then the reason
+        (400, {"error": {"message": "plain", "code": "E1"}}, "plain", "E1", None),
+        (400, {"errors": []}, "reason", None, None),
+        (400, ["not", "an", "object"], "reason", None, None),
+    ],
+)
+def test_error_documents_are_read_detail_by_detail(
+    status: int, body: Any, message: str, code: str | None, field: str | None
+) -> None:
+    error = _error(status, body)
+    assert (error.message, error.code, error.field) == (message, code, field)
+
+
+def test_an_error_body_that_is_not_json_names_the_status_when_there_is_no_reason() -> None:
+    response = _response(503, {})
+    response._content = b"<html>gateway</html>"
+    response.reason = ""
+    client = _client()
+    client._clock = lambda: 0.0
+    client.limiter = None
+    assert client.error_from(response).message == "HTTP 503"
