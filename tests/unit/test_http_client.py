@@ -370,14 +370,20 @@ def test_jitter_and_backoff_stay_in_their_bounds() -> None:
 
 def test_deadline_from_a_lambda_context_keeps_a_reserve() -> None:
     class Context:
-        def get_remaining_time_in_millis(self) -> int:
-            return 10_000
+        def __init__(self, millis: int) -> None:
+            self.millis = millis
 
-    deadline = Deadline.from_context(Context(), reserve_seconds=3)
+        def get_remaining_time_in_millis(self) -> int:
+            return self.millis
+
+    deadline = Deadline.from_context(Context(10_000), reserve_seconds=3)
     assert 6.5 < deadline.remaining() <= 7.0
     assert deadline.allows(6)
     assert not deadline.allows(8)
     assert Deadline(-5).remaining() == 0
+    # Exactly the time left less the reserve, and nothing at all when less than the reserve is left
+    assert 996.9 < Deadline.from_context(Context(1_000_000), reserve_seconds=3).remaining() <= 997.0
+    assert Deadline.from_context(Context(2_000), reserve_seconds=3).remaining() == 0
 
 
 def test_retry_later_carries_its_wait() -> None:
