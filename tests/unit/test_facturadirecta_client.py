@@ -14,6 +14,7 @@ from requests.adapters import BaseAdapter
 from invoice_bridge.errors import ConfigurationError, PlatformError
 from invoice_bridge.facturadirecta import xml
 from invoice_bridge.facturadirecta.client import FacturaDirectaXmlClient, default_base_url
+from invoice_bridge.facturadirecta.models import ProviderDocument
 from invoice_bridge.facturadirecta.settings import FacturaDirectaSettings
 from invoice_bridge.http import Deadline
 
@@ -137,6 +138,20 @@ def test_create_reads_the_order_again_when_the_answer_lacks_totals() -> None:
     record = api.create_purchase_order(document_with("x"), Deadline.unlimited())
     assert str(record.gross_total) == "1.21"
     assert [r.method for r in adapter.requests] == ["POST", "GET"]
+
+
+def test_every_write_says_its_body_is_utf_8_xml() -> None:
+    from tests.unit.test_facturadirecta_xml import document_with
+
+    api, adapter = client([(201, ORDER), (200, ORDER), (201, b"<provider><id>9</id><name>A</name></provider>")])
+    api.create_purchase_order(document_with("x"), Deadline.unlimited())
+    api.update_purchase_order("5", document_with("x"), Deadline.unlimited())
+    api.create_provider(ProviderDocument(name="A", tax_code="B12345678"), Deadline.unlimited())
+    assert [(r.method, r.headers["Content-Type"]) for r in adapter.requests] == [
+        ("POST", "application/xml; charset=utf-8"),
+        ("PUT", "application/xml; charset=utf-8"),
+        ("POST", "application/xml; charset=utf-8"),
+    ]
 
 
 BASE: Mapping[str, str] = {

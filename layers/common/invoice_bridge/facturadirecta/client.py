@@ -101,16 +101,9 @@ class FacturaDirectaXmlClient(ApiClient):
 
     # -- calls ---------------------------------------------------------------------------------------
 
-    def _send_xml(
-        self, method: str, path: str, body: bytes, deadline: Deadline, *, retry_safe: bool | None = None
-    ) -> requests.Response:
+    def _send_xml(self, method: str, path: str, body: bytes, deadline: Deadline) -> requests.Response:
         return self.request(
-            method,
-            path,
-            deadline=deadline,
-            data=body,
-            headers={"Content-Type": f"{XML_MEDIA_TYPE}; charset=utf-8"},
-            retry_safe=retry_safe,
+            method, path, deadline=deadline, data=body, headers={"Content-Type": f"{XML_MEDIA_TYPE}; charset=utf-8"}
         )
 
     def _read[T](self, parser: Callable[[bytes], T], response: requests.Response, what: str) -> T:
