@@ -340,10 +340,15 @@ def test_a_cancel_before_submission_drops_the_invoice(harness: Harness) -> None:
     assert harness.issued("sin_d2") == ["issued"]
     entry = harness.ledger().get("tuimprenta", "sin_d1")
     assert entry is not None
-    assert entry.closed
-    # a late redelivery of the create is dropped too
-    harness.send(envelope("sin_d1"))
-    assert harness.run().batches_submitted == 0
+    cancel = envelope("sin_d1", "sales_invoice.canceled")
+    assert (entry.closed, entry.status, entry.intent_id) == (True, SyncStatus.SYNCED, None)
+    assert entry.details == {"state": "dropped"}
+    assert (entry.last_event_id, entry.last_event_type) == (cancel["id"], "sales_invoice.canceled")
+    assert entry.source_updated_at == datetime.fromisoformat(cancel["data"]["object"]["updated_at"])
+    # a late redelivery of the create with a second cancel changes nothing: one duplicate
+    harness.send(envelope("sin_d1"), cancel)
+    again = harness.run()
+    assert (again.batches_submitted, again.dropped, again.duplicates) == (0, 0, 1)
     assert harness.issued("sin_d1") == []
 
 

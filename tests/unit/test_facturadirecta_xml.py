@@ -374,3 +374,12 @@ def test_unreadable_numbers_and_dates_are_quoted_shortened_in_the_error() -> Non
             f"<purchaseOrder><id>1</id><documentDate>{long_date}</documentDate></purchaseOrder>".encode()
         )
     assert str(caught.value) == f"documentDate: not an AAAAMMDD date: {long_date[:20]!r}"
+
+
+def test_comments_and_processing_instructions_are_not_part_of_the_text() -> None:
+    body = (
+        b"<?xml version='1.0'?><provider><?app note?><id>4<!-- internal --></id>"
+        b"<name>Hormigones<!-- hidden --> del Sur<?pi data?></name><taxCode>B12345678</taxCode></provider>"
+    )
+    provider = xml.parse_provider(body)
+    assert (provider.id, provider.name) == ("4", "Hormigones del Sur")

@@ -132,6 +132,12 @@ def test_a_write_is_not_resent_blindly_but_a_keyed_batch_post_is() -> None:
     assert [s["data"] for s in session.sent] == [b"{}", b"{}"]
 
 
+def test_a_keyed_cancel_is_sent_again_after_a_5xx_with_the_same_key() -> None:
+    tui, session = client([response(503, {}), response(200, {"id": "inv_1", "status": "canceled"})])
+    assert tui.cancel_invoice("inv_1", "mistake", "ib-cancel-inv_1", Deadline.unlimited()).status == "canceled"
+    assert [s["headers"]["Idempotency-Key"] for s in session.sent] == ["ib-cancel-inv_1", "ib-cancel-inv_1"]
+
+
 def test_429_pauses_the_shared_limiter_until_the_reset_and_retries() -> None:
     limiter = Limiter()
     limited = response(429, {"error": {"type": "rate_limit", "message": "slow down"}}, {"X-RateLimit-Reset": "12"})
