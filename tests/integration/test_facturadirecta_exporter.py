@@ -453,3 +453,25 @@ def test_an_event_newer_than_what_buildnexion_serves_changes_nothing(world: Worl
     # Then FacturaDirecta is not written to again
     assert outcome == Outcome("current", order.id)
     assert fd_writes(world) == {}
+
+
+def test_a_provider_facturadirecta_already_holds_is_used_not_created_again(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given FacturaDirecta already holds the supplier (entered by hand, or by an earlier install)
+    world.fd.state.providers["900"] = {"name": "Hormigones Muñoz, S.L.", "taxCode": "b-12345678"}
+    capsys.readouterr()
+    # When its first purchase order is synced
+    world.exporter().sync(world.event("08_purchase_order_created.json"), Deadline.unlimited())
+    # Then the order names that provider and no second one is created
+    assert list(world.fd.state.providers) == ["900"]
+    (order,) = world.fd.orders_tagged("bn:po_55")
+    assert order.provider_id == "900"
+    assert [m for m in emitted_metrics(capsys.readouterr().out) if m[0] == "ProviderCreated"] == []
+
+
+def test_a_new_provider_is_counted_once(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    world.exporter().sync(world.event("08_purchase_order_created.json"), Deadline.unlimited())
+    created = [m for m in emitted_metrics(capsys.readouterr().out) if m[0] == "ProviderCreated"]
+    assert created == [("ProviderCreated", {"destination": "facturadirecta", "service": SERVICE})]
