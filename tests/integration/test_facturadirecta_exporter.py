@@ -124,6 +124,9 @@ def test_update_replaces_lines_keeps_custom_attributes_and_costs_one_call(world:
     assert updated.custom == {"Obra": "Torre Sur ]]> fase 2"}
     assert updated.notes == "Entregar en obra, acceso por C/ Mayor"
     assert dict(world.fd.calls) == {"PUT /api/purchaseOrders/{id}.xml": 1}
+    entry = world.ledger("po_55")
+    updated_event = load_event("buildnexion/09_purchase_order_updated.json")
+    assert (entry.last_event_id, entry.last_event_type) == (updated_event["id"], "purchase_order.updated")
 
 
 def test_cancel_sets_document_status_canceled(world: World) -> None:
