@@ -10,9 +10,11 @@ from botocore.exceptions import ClientError
 
 from invoice_bridge.errors import RetryLater
 from invoice_bridge.http import Deadline
+from invoice_bridge.ledger import StateTable
 from invoice_bridge.limiter import MAX_CONTENTION_ATTEMPTS, DynamoRateLimiter, limiter_key
 from tests.conftest import FakeClock, emitted_metrics
 from tests.integration.conftest import Aws
+from tests.integration.test_core_state import limiter as state_limiter
 
 START = 1_800_000_000.0
 KEY = limiter_key("quipu", "app-1")
@@ -49,17 +51,8 @@ def table_name(aws: Aws) -> str:
 
 
 def limiter(client: Any, table_name: str, clock: FakeClock, limit: int, window: float) -> DynamoRateLimiter:
-    return DynamoRateLimiter(
-        client,
-        table_name,
-        KEY,
-        limit=limit,
-        window_seconds=window,
-        platform="quipu",
-        margin_seconds=0.0,
-        clock=clock,
-        sleep=clock.sleep,
-    )
+    """The state tests' limiter (credential "app-1", no margin), on `client`, which may refuse writes."""
+    return state_limiter(StateTable(client, table_name), clock, limit, window)
 
 
 def window_item(client: Any, table_name: str) -> dict[str, Any]:
