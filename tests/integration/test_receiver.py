@@ -19,7 +19,7 @@ from invoice_bridge.errors import ConfigurationError
 from invoice_bridge.queues import QueuePublisher
 from invoice_bridge.receiver import MAX_BODY_BYTES
 from sandbox.lambda_host import LocalLambdaContext
-from tests.conftest import BUILDNEXION_EVENTS, load_event
+from tests.conftest import BUILDNEXION_EVENTS, emitted_metrics, load_event
 from tests.integration.conftest import (
     WEBHOOK_SECRETS,
     Aws,
@@ -215,14 +215,14 @@ def test_metrics_count_each_outcome(handler: ModuleType, aws: Aws, capfd: pytest
     invoke(handler, signed_buildnexion(body))
     invoke(handler, signed_buildnexion(body, secrets=["wrong"]))
     invoke(handler, signed_buildnexion(body_of("12_provider_updated.json")))
-    metrics = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith('{"_aws"')]
-    names = [d["Name"] for m in metrics for d in m["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    metrics = emitted_metrics(capfd.readouterr().out)
+    names = [name for name, _ in metrics]
     for name in ("WebhookAccepted", "WebhookDuplicate", "WebhookRejected", "WebhookIgnored"):
         assert name in names
     assert names.count("WebhookReceived") == 4  # one per delivery, whatever became of it
-    rejected = next(m for m in metrics if "WebhookRejected" in m)
+    rejected = next(dimensions for name, dimensions in metrics if name == "WebhookRejected")
     assert rejected["reason"] == "signature_mismatch"
-    accepted = next(m for m in metrics if "WebhookAccepted" in m)
+    accepted = next(dimensions for name, dimensions in metrics if name == "WebhookAccepted")
     assert accepted["destination"] == "quipu"
 
 
@@ -362,8 +362,7 @@ def test_tuimprenta_delivery_is_counted_logged_and_its_secret_named(
     body = json.dumps(load_event("tuimprenta/invoice_issued.json")).encode()
     invoke(handler, signed_tuimprenta(body))
     invoke(handler, signed_tuimprenta(body))
-    metrics = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith('{"_aws"')]
-    names = [d["Name"] for m in metrics for d in m["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    names = [name for name, _ in emitted_metrics(capfd.readouterr().out)]
     assert names.count("WebhookReceived") == 2
     assert names.count("TuimprentaEventRecorded") == names.count("TuimprentaEventDuplicate") == 1
     logs = [json.loads(line) for line in log_stream.getvalue().splitlines()]
