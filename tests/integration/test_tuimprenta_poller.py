@@ -289,10 +289,17 @@ def test_409_for_a_key_used_with_another_body_dead_letters_the_batch(harness: Ha
     harness.send(*events)
     report = harness.run()
     assert report.failed == 2
-    dead = harness.dead_letters()
+    messages = harness.aws.queue_messages("TuimprentaDeadLetterQueue")
+    dead = [json.loads(m["Body"]) for m in messages]
     assert sorted(d["object_id"] for d in dead) == ["sin_k1", "sin_k2"]
     assert {d["error_code"] for d in dead} == {"E4090"}
     assert harness.peer.invoices == {}
+    # no batch was made: neither the dead letter nor the ledger names one, and each was the first attempt
+    assert {d["batch_id"] for d in dead} == {None}
+    assert {m["MessageAttributes"]["attempts"]["StringValue"] for m in messages} == {"1"}
+    entry = harness.ledger().get("tuimprenta", "sin_k1")
+    assert entry is not None
+    assert entry.details == {"state": "failed", "batch_id": ""}
 
 
 def test_429_and_5xx_on_create_are_retried_and_nothing_is_lost(harness: Harness) -> None:
@@ -448,9 +455,13 @@ def test_an_invoice_never_given_a_result_is_dead_lettered_after_the_last_attempt
     assert dead["error_code"] == "batch_failed"
     assert dead["error_message"].endswith("; gave up after 3 attempts")
     assert message["MessageAttributes"]["attempts"]["StringValue"] == "3"
+    # the batch named is the last one that left it without a result
+    last = max(harness.peer.batches.values(), key=lambda b: b.created_at)
+    assert dead["batch_id"] == last.id
     entry = harness.ledger().get("tuimprenta", "sin_g1")
     assert entry is not None
     assert (entry.status, entry.error_code) == (SyncStatus.FAILED, "batch_failed")
+    assert entry.details == {"state": "failed", "batch_id": last.id}
 
 
 def test_a_submission_again_waits_its_backoff(harness: Harness) -> None:

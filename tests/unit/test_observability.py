@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aws_lambda_powertools import Tracer
 
 from invoice_bridge import observability
 from invoice_bridge.observability import count, logger, observe, quiet_for_command_line
@@ -61,3 +62,21 @@ def test_with_tracing_off_the_tracer_is_disabled_and_loads_no_xray_sdk() -> None
         [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True, timeout=60
     )
     assert answer.stdout.split() == ["True", "False"]
+
+
+@pytest.fixture
+def fresh_tracer_config() -> Iterator[None]:
+    """Powertools keeps the tracer's settings on the class; a test that builds one puts them back after."""
+    saved = dict(Tracer._config)
+    Tracer._config = dict(Tracer._default_config)
+    yield
+    Tracer._config = saved
+
+
+def test_with_tracing_off_the_tracer_is_built_disabled_on_the_provider_that_records_nothing(
+    fresh_tracer_config: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    tracer = observability._tracer()
+    assert tracer.disabled is True
+    assert isinstance(tracer.provider, observability.DisabledTracingProvider)

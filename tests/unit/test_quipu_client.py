@@ -20,6 +20,8 @@ from invoice_bridge.quipu.client import (
     DUPLICATE_NUMBER,
     AccessToken,
     QuipuClient,
+    RemoteInvoice,
+    RemoteItem,
     TokenStore,
     basic_credentials,
     normalize_tax_id,
@@ -376,6 +378,48 @@ def test_a_worker_waiting_for_another_renewer_stops_polling_when_the_deadline_is
     assert raised.value.retry_after == 2
 
 
+def test_a_token_another_worker_shared_is_kept_for_the_next_calls() -> None:
+    # Given the renewal lease held elsewhere, and the other worker sharing its token during our second poll
+    tokens = TokenStore(cast(StateTable, MemoryTable()), "app")
+    polls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 2:
+            tokens.put(token("shared-elsewhere"))
+
+    client = QuipuClient(
+        "https://quipu.test",
+        SecretStr("app"),
+        SecretStr("secret"),
+        tokens=tokens,
+        leases=cast(Leases, HeldLeases()),
+        clock=lambda: NOW,
+        sleep=sleep,
+    )
+    assert client.access_token(Deadline.unlimited()).value.get_secret_value() == "shared-elsewhere"
+    # When the shared item is gone (another worker dropped it) before the next call
+    tokens.drop(token("shared-elsewhere"))
+    # Then this worker still holds the token it waited for, and waits no more
+    assert client.access_token(Deadline.unlimited()).value.get_secret_value() == "shared-elsewhere"
+    assert polls == [0.2, 0.2]
+
+
+def test_waiting_for_another_renewer_in_vain_says_why_the_work_is_handed_back() -> None:
+    client = QuipuClient(
+        "https://quipu.test",
+        SecretStr("app"),
+        SecretStr("secret"),
+        tokens=TokenStore(cast(StateTable, MemoryTable()), "app"),
+        leases=cast(Leases, HeldLeases()),
+        clock=lambda: NOW,
+        sleep=lambda _: None,
+    )
+    with pytest.raises(RetryLater) as raised:
+        client.access_token(Deadline(1.0, clock=lambda: 0.0))
+    assert raised.value.message == "quipu: another worker is renewing the access token"
+
+
 def test_an_answer_that_is_not_a_json_api_document_is_a_retryable_quipu_error() -> None:
     client, _, _ = scripted_client([(200, b'{"data": "not a resource"}')])
     with pytest.raises(PlatformError) as caught:
@@ -406,6 +450,8 @@ def test_an_answer_that_is_not_a_json_api_document_is_a_retryable_quipu_error() 
         ),
         (409, {"errors": [{"detail": "conflict"}]}, "conflict", None, None),
         (422, {"errors": [{}]}, "invalid", "validation", None),
+        # an errors list holding no object at all still names the failure
+        (400, {"errors": ["not an object"]}, "invalid", None, None),
         # not Quipu's error document: the base reading, then the reason
         (400, {"error": {"message": "plain", "code": "E1"}}, "plain", "E1", None),
         (400, {"errors": []}, "reason", None, None),
@@ -427,3 +473,51 @@ def test_an_error_body_that_is_not_json_names_the_status_when_there_is_no_reason
     client._clock = lambda: 0.0
     client.limiter = None
     assert client.error_from(response).message == "HTTP 503"
+
+
+def test_an_invoice_answer_is_read_field_by_field_with_its_sideloaded_items_and_credit_notes() -> None:
+    # Given Quipu's answer to a PATCH: two items (one not sideloaded), a credit note, a number sent as a number
+    resource = {
+        "id": "7",
+        "type": "invoices",
+        "attributes": {"kind": "expenses", "number": 123, "total_amount": "-12.10"},
+        "relationships": {
+            "contact": {"data": {"id": "c1", "type": "contacts"}},
+            "items": {"data": [{"id": "i1", "type": "book_entry_items"}, {"id": "i2", "type": "book_entry_items"}]},
+            "amending_invoices": {"data": [{"id": "9", "type": "invoices"}]},
+        },
+    }
+    included = [
+        {"id": "i1", "type": "book_entry_items", "attributes": {"concept": "Hormigón"}},
+        {"id": "i2", "type": "contacts", "attributes": {"concept": "not an item"}},
+    ]
+    client, quipu, _ = scripted_client([(200, body(resource, included=included))])
+    # When
+    found = client.update_invoice("7", {"data": {}}, Deadline.unlimited())
+    # Then
+    assert found == RemoteInvoice(
+        id="7",
+        number="123",
+        kind="expenses",
+        contact_id="c1",
+        total_amount=Decimal("-12.10"),
+        items=(RemoteItem("i1", "Hormigón"), RemoteItem("i2", "")),
+        amending_invoice_ids=("9",),
+    )
+    assert (quipu.sent[0].method, urlsplit(str(quipu.sent[0].url)).path) == ("PATCH", "/invoices/7")
+
+
+def test_an_invoice_answer_without_number_contact_or_relations_reads_as_none_and_empty() -> None:
+    resource = {"id": "8", "type": "invoices", "attributes": {"total_amount": 1.5}}
+    client, _, _ = scripted_client([(201, body(resource))])
+    created = client.create_invoice({"data": {}}, Deadline.unlimited())
+    assert created == RemoteInvoice("8", None, None, None, None, (), ())
+
+
+def test_an_invoice_answer_without_data_is_a_retryable_quipu_error_with_its_status() -> None:
+    client, _, _ = scripted_client([(201, body(None))])
+    with pytest.raises(PlatformError) as caught:
+        client.create_invoice({"data": {}}, Deadline.unlimited())
+    error = caught.value
+    assert (error.platform, error.status, error.retryable) == ("quipu", 201, True)
+    assert error.message == "invoice response without data"

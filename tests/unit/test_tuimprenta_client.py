@@ -115,13 +115,19 @@ def test_error_statuses_become_typed_errors(status: int, kind: type[TuimprentaEr
             "code": "E1001",
         }
     }
-    tui, _ = client([response(status, error)] * 3)
+    headers = {"X-Request-Id": "req_tui_1", "Retry-After": "7"}
+    tui, _ = client([response(status, error, headers)] * 3)
     with pytest.raises(kind) as caught:
         tui.batch("batch_1", Deadline.unlimited())
     exc = caught.value
+    assert (exc.platform, exc.status, exc.message) == ("tuimprenta", status, "El campo tax_id es requerido")
     assert exc.retryable is retryable
     assert exc.code == "E1001"
     assert exc.field == "customer.tax_id"
+    assert exc.request_id == "req_tui_1"
+    assert json.loads(exc.body or "") == error
+    # the wait the platform asked for is kept where a retry would honour it
+    assert exc.retry_after == (7.0 if retryable else None)
     assert API_KEY not in str(exc)
 
 
