@@ -18,6 +18,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import botocore.loaders
+import botocore.session
 import pytest
 
 ISOLATED_PREFIXES = ("AWS_", "POWERTOOLS_", "BOTO_")
@@ -43,6 +45,19 @@ def isolate(environ: MutableMapping[str, str]) -> None:
 
 # Before any test module imports invoice_bridge.observability (Powertools reads its variables at import).
 isolate(os.environ)
+
+# One botocore loader for the whole run. Each boto3 Session (every cold start a test plays makes one) would
+# otherwise parse the same service model files again: that was over half of the integration tests' CPU time.
+# The models are read-only data, so sharing them changes nothing else.
+SHARED_BOTOCORE_LOADER = botocore.loaders.create_loader()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def shared_botocore_loader() -> Iterator[None]:
+    """Every botocore session of the run loads service models through SHARED_BOTOCORE_LOADER."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", lambda search_path_string=None: SHARED_BOTOCORE_LOADER)
+        yield
 
 
 def settings_variables() -> set[str]:

@@ -19,7 +19,7 @@ from invoice_bridge.errors import ConfigurationError
 from invoice_bridge.http import Deadline
 from invoice_bridge.ledger import Leases, Ledger, LedgerEntry, StateTable, SyncStatus
 from invoice_bridge.store import StateStore
-from invoice_bridge.tuimprenta.batches import BatchStore
+from invoice_bridge.tuimprenta.batches import BatchStore, CancelStore
 from invoice_bridge.tuimprenta.events import TuimprentaEventItem, record_tuimprenta_event
 from invoice_bridge.tuimprenta.mapping import batch_body, payload_text, submission_key
 from invoice_bridge.tuimprenta.poller import LEASE_NAME, RunReport, TuimprentaPoller
@@ -340,10 +340,15 @@ def test_the_peer_rate_limit_answers_with_x_ratelimit_headers() -> None:
 
 
 def test_a_cancel_before_submission_drops_the_invoice(harness: Harness) -> None:
-    harness.send(envelope("sin_d1"), envelope("sin_d1", "sales_invoice.canceled"), envelope("sin_d2"))
+    harness.send(
+        envelope("sin_d1"),
+        envelope("sin_d1", "sales_invoice.canceled"),
+        envelope("sin_d2"),
+        envelope("sin_d3", "sales_invoice.canceled"),
+    )
     report = harness.run()
-    assert report.dropped == 1
-    assert harness.issued("sin_d1") == []
+    assert report.dropped == 2
+    assert harness.issued("sin_d1") == harness.issued("sin_d3") == []
     assert harness.issued("sin_d2") == ["issued"]
     entry = harness.ledger().get("tuimprenta", "sin_d1")
     assert entry is not None
@@ -352,11 +357,46 @@ def test_a_cancel_before_submission_drops_the_invoice(harness: Harness) -> None:
     assert entry.details == {"state": "dropped"}
     assert (entry.last_event_id, entry.last_event_type) == (cancel["id"], "sales_invoice.canceled")
     assert entry.source_updated_at == datetime.fromisoformat(cancel["data"]["object"]["updated_at"])
-    # a late redelivery of the create with a second cancel changes nothing: one duplicate
-    harness.send(envelope("sin_d1"), cancel)
+    # a late redelivery of the create with a second cancel changes nothing: one duplicate per cancel
+    harness.send(envelope("sin_d1"), cancel, envelope("sin_d3", "sales_invoice.canceled"))
     again = harness.run()
-    assert (again.batches_submitted, again.dropped, again.duplicates) == (0, 0, 1)
-    assert harness.issued("sin_d1") == []
+    assert (again.batches_submitted, again.dropped, again.duplicates) == (0, 0, 2)
+    assert harness.issued("sin_d1") == harness.issued("sin_d3") == []
+
+
+def test_a_cancel_of_an_invoice_claimed_but_never_batched_drops_it(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given two invoices claimed by a run that died before their batch item was written
+    harness.send(envelope("sin_y1"), envelope("sin_y2"))
+    received: list[Any] = []
+    real_receive = TuimprentaPoller._receive
+
+    def receive(self: TuimprentaPoller, work: Deadline) -> Any:
+        received.extend(real_receive(self, work))
+        return received
+
+    def crash(self: BatchStore, item: Any) -> None:
+        raise RuntimeError("the process died")
+
+    monkeypatch.setattr(TuimprentaPoller, "_receive", receive)
+    monkeypatch.setattr(BatchStore, "put", crash)
+    with pytest.raises(RuntimeError):
+        harness.run()
+    monkeypatch.undo()
+    claimed = harness.ledger().get("tuimprenta", "sin_y1")
+    assert claimed is not None
+    assert claimed.details["state"] == "batched"
+    # When a cancel of the first arrives
+    harness.send(envelope("sin_y1", "sales_invoice.canceled"))
+    report = harness.run(RUN_SECONDS="0")
+    # Then it is dropped at once (no batch holds it), and nothing waits to be canceled at tuimprenta
+    assert report.dropped == 1
+    entry = harness.ledger().get("tuimprenta", "sin_y1")
+    assert entry is not None
+    assert (entry.closed, entry.details) == (True, {"state": "dropped"})
+    assert list(CancelStore(harness.table()).waiting()) == []
+    assert harness.peer.calls["POST /invoices/{id}/cancel"] == 0
 
 
 def test_a_cancel_while_the_batch_is_open_waits_for_the_outcome(harness: Harness) -> None:

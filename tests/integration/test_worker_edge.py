@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import uuid
@@ -283,9 +284,18 @@ def test_dead_letters_fill_in_what_a_message_lacks_and_bound_what_is_too_long(aw
         receive_count=0,
     )
     dead_letters.send("{}", {}, Failure("E1", ""), group_id="G", dedupe_id="second", receive_count=2)
+    # and two without a deduplication id of their own: each deduplicated on its body, so both arrive
+    for body in ('{"n": 1}', '{"n": 2}'):
+        dead_letters.send(body, {}, Failure("E1", "m"), group_id="H", dedupe_id=None, receive_count=1)
     # Then each is on the queue, in a group, deduplicated on at most 128 characters, with bounded reasons
-    by_group = {m["Attributes"]["MessageGroupId"]: m for m in aws.queue_messages("QuipuDeadLetterQueue")}
+    messages = aws.queue_messages("QuipuDeadLetterQueue")
+    by_group = {m["Attributes"]["MessageGroupId"]: m for m in messages}
     first, second = by_group["dead-letter"], by_group["G"]
+    assert sorted(
+        (m["Body"], m["Attributes"]["MessageDeduplicationId"])
+        for m in messages
+        if m["Attributes"]["MessageGroupId"] == "H"
+    ) == [(body, hashlib.sha256(body.encode()).hexdigest()) for body in ('{"n": 1}', '{"n": 2}')]
     assert first["Attributes"]["MessageDeduplicationId"] == "d" * 128
     attributes = {name: value["StringValue"] for name, value in first["MessageAttributes"].items()}
     failed_at = datetime.fromisoformat(attributes.pop("failed_at"))

@@ -11,6 +11,7 @@ Anything else (a bug) fails the record; SQS's redrive policy dead-letters it aft
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections.abc import Callable
@@ -102,9 +103,9 @@ class DeadLetters:
         request: dict[str, Any] = {"QueueUrl": self._url, "MessageBody": body, "MessageAttributes": message_attributes}
         if self._url.endswith(".fifo"):
             request["MessageGroupId"] = group_id or "dead-letter"
-            request["MessageDeduplicationId"] = (dedupe_id or "")[:128] or None
-            if request["MessageDeduplicationId"] is None:
-                del request["MessageDeduplicationId"]
+            # These queues do not enable content-based deduplication: without an id of its own a message is
+            # deduplicated on its body, as that setting would, instead of being refused by SQS.
+            request["MessageDeduplicationId"] = (dedupe_id or hashlib.sha256(body.encode("utf-8")).hexdigest())[:128]
         self._sqs.send_message(**request)
         count("DocumentDeadLettered", {"destination": self._destination})
 
