@@ -75,6 +75,9 @@ def test_list_pages_follow_the_cursor(peer: BuildNexionPeer) -> None:
     with pytest.raises(PlatformError) as caught:
         api.list_page("invoices", Deadline(10), limit=101)
     assert (caught.value.status, caught.value.field) == (400, "limit")
+    # by default a page is as large as BuildNexion allows
+    everything, more = api.list_page("invoices", Deadline(10))
+    assert (len(everything), more) == (5, False)
 
 
 @pytest.mark.parametrize(

@@ -70,6 +70,8 @@ def test_concurrent_double_delivery_enqueues_once(aws: Aws, log_stream: io.Strin
     # Then the first enqueued it, the second was told it is a duplicate, and one message exists
     assert first_receipt.outcome == "accepted"
     assert second.outcome == "duplicate"
+    # answered as any duplicate is: the event and where it goes, so BuildNexion's log reads the same
+    assert second.as_body() == first_receipt.as_body() | {"status": "duplicate"}
     assert clients.held.sends == 1
     assert aws.depth("QuipuQueue") == 1
     # and the second was logged and counted as a duplicate

@@ -6,7 +6,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from invoice_bridge.config import describe_validation_error
-from invoice_bridge.errors import DependencyUnavailable, InvalidPayload, PayloadTooLarge, SignatureError
+from invoice_bridge.errors import DependencyUnavailable, InvalidPayload, PayloadTooLarge, PlatformError, SignatureError
 
 
 def test_rejections_carry_their_reason_and_detail() -> None:
@@ -26,6 +26,15 @@ def test_rejections_carry_their_reason_and_detail() -> None:
 def test_dependency_unavailable_names_the_dependency() -> None:
     error = DependencyUnavailable("secret quipu", "ThrottlingException")
     assert (error.dependency, str(error)) == ("secret quipu", "secret quipu: ThrottlingException")
+
+
+def test_a_platform_error_names_the_platform_and_status_and_keeps_a_bounded_body() -> None:
+    answered = PlatformError("quipu", "Not found", status=404, body="x" * 2500, retryable=False)
+    assert (str(answered), answered.message, answered.status) == ("quipu 404: Not found", "Not found", 404)
+    assert answered.body == "x" * 2000  # an excerpt for the operator, not a whole error page
+    # a failure with no answer at all names only the platform, and has no body
+    unanswered = PlatformError("tuimprenta", "read timeout", retryable=True)
+    assert (str(unanswered), unanswered.status, unanswered.body) == ("tuimprenta: read timeout", None, "")
 
 
 class Lines(BaseModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -373,6 +374,14 @@ def test_jitter_and_backoff_stay_in_their_bounds() -> None:
         assert 0.4 <= backoff(1) <= 0.6
         assert 1.6 <= backoff(3) <= 2.4
         assert backoff(30) <= 8.0 * 1.2
+
+
+@pytest.mark.parametrize(("draw", "expected"), [("low", 9.0), ("high", 11.0)])
+def test_jitter_reaches_both_ends_of_its_spread(monkeypatch: pytest.MonkeyPatch, draw: str, expected: float) -> None:
+    # Given the random draw at one end of the range it is offered
+    monkeypatch.setattr(random, "uniform", lambda low, high: low if draw == "low" else high)
+    # Then the delay moves that way: a worker may retry earlier as well as later
+    assert jitter(10.0, 0.1) == pytest.approx(expected)
 
 
 def test_deadline_from_a_lambda_context_keeps_a_reserve() -> None:
