@@ -164,6 +164,8 @@ class FakeClock:
         return self.now
 
     def sleep(self, seconds: float) -> None:
-        """Sleep `seconds` at once: the clock moves on."""
+        """Sleep `seconds` at once: the clock moves on (a negative time is refused, as time.sleep refuses it)."""
+        if seconds < 0:
+            raise ValueError("sleep length must be non-negative")
         self.slept.append(seconds)
         self.now += seconds

@@ -25,12 +25,13 @@ from invoice_bridge.tuimprenta.mapping import batch_body, payload_text, submissi
 from invoice_bridge.tuimprenta.poller import LEASE_NAME, RunReport, TuimprentaPoller
 from invoice_bridge.tuimprenta.settings import TuimprentaPollerSettings
 from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
+from invoice_bridge.worker import DeadLetters
 from sandbox.aws_local import intrinsics_for
 from sandbox.cfn import Template
 from sandbox.settings import LocalSettings
 from sandbox.stack import localize_api_urls
 from sandbox.tuimprenta import TuimprentaPeer
-from tests.conftest import ROOT, load_event
+from tests.conftest import ROOT, FakeClock, load_event
 from tests.e2e.conftest import wait_for
 from tests.integration.conftest import TUIMPRENTA_SECRET, Aws
 
@@ -464,6 +465,71 @@ def test_a_recorded_callback_makes_the_run_look_at_its_batch_at_once(harness: Ha
     record_tuimprenta_event(store, TuimprentaEventItem.from_event(event, datetime.now(UTC)))
     report = harness.run(RUN_SECONDS="1", **slow)
     assert (report.polls, report.issued) == (1, 1)
+
+
+def clocked_poller(harness: Harness, clock: FakeClock, sleep: Any = None) -> TuimprentaPoller:
+    """The harness's poller on a clock that moves only when the poller sleeps (no real time passes)."""
+    settings = harness.settings()
+    sqs = harness.aws.session.client("sqs")
+
+    def no_client() -> Any:
+        raise AssertionError("waiting calls no platform")
+
+    def nap(seconds: float) -> None:
+        assert seconds > 0, "a nap of no time is a busy loop"
+        (sleep or clock.sleep)(seconds)
+
+    return TuimprentaPoller(
+        settings=settings,
+        client_factory=no_client,
+        sqs=sqs,
+        table=harness.table(),
+        dead_letters=DeadLetters(sqs, settings.dead_letter_queue_url, "tuimprenta"),
+        clock=clock,
+        sleep=nap,
+    )
+
+
+def test_waiting_for_the_next_poll_sleeps_until_it_is_due_looking_for_callbacks_meanwhile(harness: Harness) -> None:
+    # Given nothing that would wake the poller early (HINT_CHECK_SECONDS is 0.05)
+    clock = FakeClock()
+    # When it waits 0.2 s for its next poll within a run that could go on for 10 s
+    clocked_poller(harness, clock)._wait(0.2, Deadline(10, clock=clock))
+    # Then it slept until the poll is due, and no longer than a hint check at a time
+    assert sum(clock.slept) == pytest.approx(0.2, abs=1e-6)  # an epoch clock: float steps of ~2e-7
+    assert max(clock.slept) == pytest.approx(0.05, abs=1e-6)
+    assert len(clock.slept) >= 4
+
+
+def test_waiting_ends_with_the_run(harness: Harness) -> None:
+    clock = FakeClock()
+    clocked_poller(harness, clock)._wait(1.0, Deadline(0.2, clock=clock))
+    assert sum(clock.slept) == pytest.approx(0.2, abs=0.06)
+
+
+@pytest.mark.parametrize("wake", ["callback", "new work"])
+def test_waiting_ends_at_once_when_a_callback_or_new_work_arrives(harness: Harness, wake: str) -> None:
+    clock = FakeClock()
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if len(clock.slept) == 2:  # something arrives during the second nap
+            if wake == "new work":
+                harness.send(envelope("sin_wake"))
+            else:
+                store = StateStore(harness.aws.session.client("dynamodb"), harness.environment["STATE_TABLE_NAME"])
+                event = TuimprentaEvent.model_validate(
+                    {
+                        "id": "evt_wake",
+                        "type": "batch.completed",
+                        "data": {"batch_id": "batch_wake"},
+                        "created_at": "2026-11-07T12:00:00Z",
+                    }
+                )
+                record_tuimprenta_event(store, TuimprentaEventItem.from_event(event, datetime.now(UTC)))
+
+    clocked_poller(harness, clock, sleep)._wait(300, Deadline(600, clock=clock))
+    assert clock.slept == pytest.approx([0.05, 0.05])
 
 
 def test_invoices_a_failed_batch_left_without_a_result_are_submitted_again(harness: Harness) -> None:
