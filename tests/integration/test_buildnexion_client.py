@@ -14,7 +14,7 @@ from invoice_bridge.buildnexion.models import Invoice, PurchaseOrder, SalesInvoi
 from invoice_bridge.errors import PermanentSyncError, PlatformError
 from invoice_bridge.http import Deadline
 from sandbox.buildnexion import DEFAULT_API_KEY, BuildNexionPeer
-from tests.conftest import load_event
+from tests.conftest import emitted_metrics, load_event
 
 
 @pytest.fixture
@@ -37,12 +37,18 @@ def test_latest_is_what_buildnexion_serves_now(peer: BuildNexionPeer) -> None:
     assert latest.updated_at.isoformat() == newer["updated_at"].replace("Z", "+00:00")
 
 
-def test_latest_falls_back_to_the_event_s_copy_when_buildnexion_answers_404(peer: BuildNexionPeer) -> None:
+def test_latest_falls_back_to_the_event_s_copy_when_buildnexion_answers_404(
+    peer: BuildNexionPeer, capsys: pytest.CaptureFixture[str]
+) -> None:
     event = WebhookEvent.model_validate(load_event("buildnexion/08_purchase_order_created.json"))
     order = client(peer).latest(PurchaseOrder, event, Deadline(10))
     assert order.id == "po_55"
     assert order.model_dump(mode="json") == PurchaseOrder.model_validate(event.data.object.model_dump()).model_dump(
         mode="json"
+    )
+    # counted, by kind of object, for the dashboard's "source from event" widget
+    assert ("SourceFromEvent", {"object": "purchase_order", "service": "webhook-receiver"}) in emitted_metrics(
+        capsys.readouterr().out
     )
 
 

@@ -286,6 +286,10 @@ def test_ensure_reference_creates_once_and_then_costs_nothing(table: StateTable)
     assert ensure_reference(refs, leases, **args) == ("c-9", True)  # type: ignore[arg-type]
     assert ensure_reference(refs, leases, **args) == ("c-9", False)  # type: ignore[arg-type]
     assert calls == ["find", "create"]
+    # the item says, for whoever reads the table, when the id was remembered
+    (item,) = [i for i in table.client.scan(TableName=table.table_name)["Items"] if i.get("remote_id") == {"S": "c-9"}]
+    remembered_at = datetime.fromisoformat(item["at"]["S"])
+    assert timedelta(0) <= datetime.now(UTC) - remembered_at < timedelta(minutes=1)
 
 
 def test_ensure_reference_adopts_what_the_platform_already_has(table: StateTable) -> None:
@@ -338,6 +342,65 @@ def test_ensure_reference_takes_the_id_the_lease_holder_remembers_meanwhile(tabl
         find=lambda: pytest.fail("must not look up"),
         create=lambda: pytest.fail("must not create"),
         sleep=holder_finishes,
+    )
+    assert result == ("c-from-holder", False)
+
+
+def test_ensure_reference_by_default_waits_four_seconds_in_quarter_second_polls(table: StateTable) -> None:
+    leases = Leases(table)
+    assert leases.acquire("ref#quipu#contact#B7", "other-worker", 30)
+    waits: list[float] = []
+    with pytest.raises(RetryLater):
+        ensure_reference(
+            References(table),
+            leases,
+            destination="quipu",
+            kind="contact",
+            key="B7",
+            find=lambda: pytest.fail("must not look up"),
+            create=lambda: pytest.fail("must not create"),
+            sleep=waits.append,
+        )
+    assert waits == [0.25] * 16
+
+
+def test_ensure_reference_holds_its_lease_thirty_seconds_by_default(table: StateTable) -> None:
+    clock = FakeClock()
+    leases = Leases(table, clock)
+
+    def find() -> str | None:
+        # while the lookup runs, the lease is held for 30 s: another worker is kept out until then, not after
+        assert not leases.acquire("ref#quipu#contact#B8", "other-worker", 30)
+        clock.now += 29.9
+        assert not leases.acquire("ref#quipu#contact#B8", "other-worker", 30)
+        clock.now += 0.2
+        assert leases.acquire("ref#quipu#contact#B8", "other-worker", 30)
+        return "c-8"
+
+    result = ensure_reference(
+        References(table), leases, destination="quipu", kind="contact", key="B8", find=find, create=lambda: "x"
+    )
+    assert result == ("c-8", False)
+
+
+def test_ensure_reference_takes_the_id_remembered_just_before_it_got_the_lease(table: StateTable) -> None:
+    # Given a holder that remembers the id between this worker's first look and its taking the free lease
+    class LateReferences(References):
+        looks = 0
+
+        def get(self, destination: str, kind: str, key: str) -> str | None:
+            self.looks += 1
+            return None if self.looks == 1 else "c-from-holder"
+
+    # Then the id is taken as found, not created, and nothing is asked of the platform
+    result = ensure_reference(
+        LateReferences(table),
+        Leases(table),
+        destination="quipu",
+        kind="contact",
+        key="B9",
+        find=lambda: pytest.fail("must not look up"),
+        create=lambda: pytest.fail("must not create"),
     )
     assert result == ("c-from-holder", False)
 
