@@ -105,3 +105,39 @@ def test_a_failed_enqueue_leaves_the_event_to_be_retried(aws: Aws) -> None:
     healthy.register_lambda_context(context())
     assert healthy.receive_buildnexion(header, body).outcome == "accepted"
     assert aws.depth("FacturaDirectaQueue") == 1
+
+
+class CountingClients(AwsClients):
+    """Real (mocked) clients that count the operations each one is asked for."""
+
+    def __init__(self, aws: Aws) -> None:
+        super().__init__(aws.session)
+        self.operations: list[tuple[str, str]] = []
+
+    def _counted(self, client: Any) -> Any:
+        service = client.meta.service_model.service_name
+
+        def record(model: Any, **_: Any) -> None:
+            self.operations.append((service, model.name))
+
+        client.meta.events.register("before-call.*.*", record)
+        return client
+
+    def dynamodb(self) -> Any:
+        return self._counted(super().dynamodb())
+
+    def secretsmanager(self) -> Any:
+        return self._counted(super().secretsmanager())
+
+
+def test_the_receiver_reads_secrets_and_dedupes_through_the_clients_it_is_given(aws: Aws) -> None:
+    # Given a receiver built on clients of its own (the local stack's point at the local endpoints)
+    clients = CountingClients(aws)
+    receiver = WebhookReceiver.from_settings(ReceiverSettings.from_env(aws.environment), clients)
+    receiver.register_lambda_context(context())
+    body = json.dumps(load_event("buildnexion/01_invoice_created.json")).encode()
+    # When a delivery arrives
+    receiver.receive_buildnexion(signature_header(WEBHOOK_SECRETS[-1:], int(time.time()), body), body)
+    # Then the secret and the idempotency record went through those clients, not clients built elsewhere
+    assert ("secretsmanager", "GetSecretValue") in clients.operations
+    assert ("dynamodb", "PutItem") in clients.operations
