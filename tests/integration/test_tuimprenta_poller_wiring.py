@@ -1,0 +1,48 @@
+"""The poller as its handler builds it: one rate-limit window per API key, its counts, what a claim records."""
+
+from __future__ import annotations
+
+from invoice_bridge.limiter import limiter_key
+from invoice_bridge.observability import metrics
+from tests.integration.test_tuimprenta_poller import API_KEY, Harness, envelope, harness  # noqa: F401 - a fixture
+
+
+def test_every_request_of_a_run_takes_a_slot_in_the_api_keys_shared_window(harness: Harness) -> None:
+    # Given two invoices to issue
+    harness.send(envelope("sin_r1"), envelope("sin_r2"))
+    # When a run issues them
+    report = harness.run()
+    assert report.issued == 2
+    # Then the window shared by every user of this API key (named by its digest, never the key) holds a
+    # grant for each request the run made
+    item = harness.table().client.get_item(
+        TableName=harness.environment["STATE_TABLE_NAME"],
+        Key={"pk": {"S": limiter_key("tuimprenta", API_KEY)}, "sk": {"S": "window"}},
+    )["Item"]
+    assert len(item["grants"]["L"]) == sum(harness.peer.calls.values())
+    assert API_KEY not in str(item)
+
+
+def test_a_run_counts_its_loops_its_batches_and_what_stays_open(harness: Harness) -> None:
+    metrics.clear_metrics()  # the handler flushes them after each run; none is left from another test
+    harness.peer.processing_seconds = 60.0  # the batch stays open past this run
+    harness.send(envelope("sin_m1"))
+    report = harness.run(RUN_SECONDS="0")
+    # one loop drains and submits, the next finds nothing more to do
+    assert (report.iterations, report.batches_submitted, report.invoices_submitted) == (2, 1, 1)
+    # what the handler's flush will publish: one batch created, one left open
+    assert metrics.metric_set["TuimprentaBatchCreated"]["Value"] == [1.0]
+    assert metrics.metric_set["TuimprentaOpenBatches"]["Value"] == [1.0]
+    metrics.clear_metrics()
+
+
+def test_a_claimed_invoice_records_the_version_it_claimed(harness: Harness) -> None:
+    event = envelope("sin_v1")
+    harness.peer.processing_seconds = 60.0
+    harness.send(event)
+    harness.run(RUN_SECONDS="0")
+    entry = harness.ledger().get("tuimprenta", "sin_v1")
+    assert entry is not None
+    assert entry.source_updated_at is not None
+    assert entry.source_updated_at.isoformat() == event["data"]["object"]["updated_at"].replace("Z", "+00:00")
+    assert (entry.details["state"], entry.details["attempt"]) == ("batched", "1")
