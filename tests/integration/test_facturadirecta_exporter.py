@@ -180,6 +180,10 @@ def test_crash_between_create_and_ledger_write_is_resolved_by_the_tag(
     with pytest.raises(SystemExit):
         crashing.sync(event, Deadline.unlimited())
     assert len(world.fd.orders_tagged("bn:po_55")) == 1
+    # The intent left behind says which event started it
+    pending = world.ledger("po_55")
+    assert (pending.status, pending.intent_id is not None) == (SyncStatus.PENDING, True)
+    assert (pending.last_event_id, pending.last_event_type) == (event.id, event.type)
     # While the intent is young it may be a create in flight elsewhere: wait.
     with pytest.raises(RetryLater):
         world.exporter().sync(event, Deadline.unlimited())
@@ -456,6 +460,20 @@ def test_an_event_newer_than_what_buildnexion_serves_changes_nothing(world: Worl
     # Then FacturaDirecta is not written to again
     assert outcome == Outcome("current", order.id)
     assert fd_writes(world) == {}
+
+
+def test_a_provider_without_a_usable_tax_code_fails_the_order_for_good(world: World) -> None:
+    # Given a supplier whose NIF is only separators
+    world.bn.put_objects(
+        [{"object": "provider", "id": "prv_blank", "name": "Sin NIF", "nif": " - . ", "country_code": "ES"}]
+    )
+    event = world.event("08_purchase_order_created.json", provider_id="prv_blank")
+    # When its order is exported, Then it is refused as bad source data, never retried, and nothing is created
+    with pytest.raises(PermanentSyncError) as caught:
+        world.exporter().sync(event, Deadline.unlimited())
+    assert (caught.value.code, caught.value.retryable) == ("invalid_source", False)
+    assert "prv_blank has no usable tax code" in str(caught.value)
+    assert world.fd.calls.get("POST /api/providers.xml", 0) == 0
 
 
 def test_a_provider_facturadirecta_already_holds_is_used_not_created_again(

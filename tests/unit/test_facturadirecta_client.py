@@ -131,6 +131,24 @@ def test_provider_lookup_keeps_only_an_exact_tax_code() -> None:
     assert "taxCode=B12345678" in (adapter.requests[0].url or "")
 
 
+def test_the_provider_lookup_asks_for_the_largest_page() -> None:
+    api, adapter = client([(200, b"<providers></providers>")])
+    assert api.find_provider("B12345678", Deadline.unlimited()) is None
+    assert "limit=250" in (adapter.requests[0].url or "")
+
+
+def test_unreadable_provider_answers_name_what_was_read_and_the_status() -> None:
+    api, _ = client([(200, b"<providers>"), (201, b"<provider>")])
+    with pytest.raises(PlatformError) as caught:
+        api.find_provider("B12345678", Deadline.unlimited())
+    assert caught.value.message.startswith("providers: unreadable answer")
+    assert (caught.value.status, caught.value.code) == (200, "bad_response")
+    with pytest.raises(PlatformError) as caught:
+        api.create_provider(ProviderDocument(name="A", tax_code="B12345678"), Deadline.unlimited())
+    assert caught.value.message.startswith("provider: unreadable answer")
+    assert caught.value.status == 201
+
+
 def test_create_reads_the_order_again_when_the_answer_lacks_totals() -> None:
     from tests.unit.test_facturadirecta_xml import document_with
 

@@ -385,3 +385,8 @@ def test_comments_and_processing_instructions_are_not_part_of_the_text() -> None
     )
     provider = xml.parse_provider(body)
     assert (provider.id, provider.name) == ("4", "Hormigones del Sur")
+
+
+def test_a_text_split_by_markup_is_read_whole() -> None:
+    body = b"<provider><id>4</id><name>Hormig<b>o</b>nes del Sur</name><taxCode>B12345678</taxCode></provider>"
+    assert xml.parse_provider(body).name == "Hormigones del Sur"
