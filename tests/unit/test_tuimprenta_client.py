@@ -11,6 +11,7 @@ from pydantic import SecretStr
 
 from invoice_bridge.http import Deadline
 from invoice_bridge.tuimprenta.client import (
+    Batch,
     FiscalRejection,
     IdempotencyConflict,
     NotFound,
@@ -179,3 +180,21 @@ def test_a_timeout_is_a_retryable_server_error() -> None:
     with pytest.raises(ServerError) as caught:
         tui.batch("b", Deadline.unlimited())
     assert caught.value.retryable is True
+
+
+def test_a_batch_result_is_asked_for_as_csv_with_a_longer_read_timeout_and_read_without_its_bom() -> None:
+    tui, session = client([response(200, "\ufeffindex,status\r\n".encode())])
+    batch = Batch.model_validate({**BATCH, "status": "completed", "result_url": None})
+    assert tui.batch_result(batch, Deadline.unlimited()) == "index,status\r\n"
+    (sent,) = session.sent
+    assert sent["url"] == "https://api.tuimprenta.test/v1/batches/batch_1/result.csv"
+    assert sent["headers"]["Accept"] == "text/csv"
+    assert sent["timeout"] == (3.05, 30.0)  # a large batch's CSV takes longer than a JSON answer
+
+
+def test_an_answer_of_another_shape_is_a_retryable_error_naming_the_field() -> None:
+    tui, _ = client([response(200, {"id": "batch_1", "type": "invoice.create", "status": 7})])
+    with pytest.raises(ServerError) as caught:
+        tui.batch("batch_1", Deadline.unlimited())
+    assert caught.value.message.startswith("unexpected answer: status: ")
+    assert caught.value.retryable

@@ -68,3 +68,18 @@ def test_an_empty_result_has_no_rows() -> None:
 def test_a_result_that_is_not_the_documented_one_is_refused(text: str, problem: str) -> None:
     with pytest.raises(ResultFormatError, match=problem):
         parse_results(text)
+
+
+def test_a_line_break_inside_a_quoted_message_is_kept_as_sent() -> None:
+    text = csv_text([{"index": "0", "status": "failed", "error_code": "E1", "error_message": "línea 1\r\nlínea 2"}])
+    assert parse_results(text)[0].error_message == "línea 1\r\nlínea 2"
+
+
+def test_refusals_name_the_missing_columns_and_the_record_line() -> None:
+    with pytest.raises(ResultFormatError) as missing:
+        parse_results("index,invoice_id,status\n0,inv_1,issued\n")
+    assert str(missing.value) == "result CSV lacks column(s) series, number, error_code, error_message"
+    # the header is line 1: the second record is line 3
+    with pytest.raises(ResultFormatError) as bad:
+        parse_results(",".join(HEADER) + "\n0,inv_1,issued,TD,1,,\n1,inv_2,done,TD,2,,\n")
+    assert str(bad.value).startswith("result CSV record 3: status:")
