@@ -1,0 +1,75 @@
+"""Quipu contacts and invoice documents without sockets: looked up by tax id, created, read defensively."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from invoice_bridge.errors import PlatformError
+from invoice_bridge.http import Deadline
+from invoice_bridge.quipu.client import AccessToken, Resource, remote_invoice
+from tests.unit.test_quipu_access_token import Rig
+from tests.unit.test_quipu_client import NOW, body
+
+
+def rig(script: list[tuple[int, bytes]]) -> Rig:
+    made = Rig(script)
+    made.tokens.put(AccessToken(SecretStr("shared"), NOW, NOW + 3600))
+    return made
+
+
+def contact(contact_id: str, tax_id: str | None) -> dict[str, Any]:
+    attributes = {} if tax_id is None else {"tax_id": tax_id}
+    return {"id": contact_id, "type": "contacts", "attributes": attributes}
+
+
+def test_a_contact_is_looked_up_by_its_tax_id_and_only_an_exact_match_counts() -> None:
+    # Given Quipu's filter answering loosely: a contact without tax id, another supplier, then ours
+    listing = [contact("c0", None), contact("c1", "B99999999"), contact("c2", "ES-B12345678")]
+    quipu = rig([(200, body(listing))])
+    assert quipu.client.find_contact("B12345678", Deadline.unlimited()) == "c2"
+    assert quipu.quipu.query(0)["filter[tax_id]"] == ["B12345678"]
+
+
+def test_no_contact_with_that_tax_id_is_none() -> None:
+    quipu = rig([(200, body([contact("c1", "B99999999"), contact("c0", None)]))])
+    assert quipu.client.find_contact("B12345678", Deadline.unlimited()) is None
+
+
+def test_a_contact_is_created_as_a_json_api_document_and_its_id_returned() -> None:
+    quipu = rig([(201, body(contact("c9", "B12345678")))])
+    attributes = {"name": "Hormigones", "tax_id": "B12345678"}
+    assert quipu.client.create_contact(attributes, Deadline.unlimited()) == "c9"
+    (sent,) = quipu.quipu.sent
+    assert json.loads(sent.body or b"") == {"data": {"type": "contacts", "attributes": attributes}}
+
+
+def test_a_create_answered_without_a_body_is_resolved_by_a_lookup_of_its_tax_id() -> None:
+    # The reference shows a create answered 204: the id then comes from the filter by tax id
+    quipu = rig([(204, b""), (200, body([contact("c7", "B12345678")]))])
+    assert quipu.client.create_contact({"tax_id": "B12345678"}, Deadline.unlimited()) == "c7"
+    assert quipu.quipu.query(1)["filter[tax_id]"] == ["B12345678"]
+
+
+def test_a_create_answered_without_a_body_and_not_found_after_is_retryable() -> None:
+    quipu = rig([(204, b""), (200, body([]))])
+    with pytest.raises(PlatformError) as caught:
+        quipu.client.create_contact({"tax_id": "B12345678"}, Deadline.unlimited())
+    assert (caught.value.message, caught.value.retryable) == ("contact created but not found by its tax id", True)
+
+
+def test_an_item_sideloaded_without_a_concept_reads_as_an_empty_concept() -> None:
+    invoice = Resource.model_validate(
+        {
+            "id": "7",
+            "type": "invoices",
+            "relationships": {"items": {"data": [{"id": "i1", "type": "book_entry_items"}, {"type": "x"}]}},
+        }
+    )
+    item = Resource.model_validate({"id": "i1", "type": "book_entry_items", "attributes": {}})
+    read = remote_invoice(invoice, [item])
+    # the relation entry without an id is skipped; the item without a concept has an empty one
+    assert [(i.id, i.concept) for i in read.items] == [("i1", "")]
