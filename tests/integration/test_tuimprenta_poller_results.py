@@ -85,3 +85,33 @@ def test_a_batch_tuimprenta_refuses_is_closed_as_refused(harness: Harness) -> No
     harness.send(envelope("sin_q1"))
     assert harness.run().failed == 1
     assert [(i.status, i.outcome) for i in batch_items(harness)] == [("closed", "refused")]
+
+
+def test_cancels_after_issue_close_each_invoice_as_canceled_and_count_them(harness: Harness) -> None:
+    harness.send(envelope("sin_x1"), envelope("sin_x2"))
+    assert harness.run().issued == 2
+    metrics.clear_metrics()
+    harness.send(envelope("sin_x1", "sales_invoice.canceled"), envelope("sin_x2", "sales_invoice.canceled"))
+    assert harness.run().canceled == 2
+    for object_id in ("sin_x1", "sin_x2"):
+        entry = harness.ledger().get("tuimprenta", object_id)
+        assert entry is not None
+        assert (entry.closed, entry.details["state"]) == (True, "canceled")
+    assert metrics.metric_set["TuimprentaInvoiceCanceled"]["Value"] == [1.0, 1.0]
+    metrics.clear_metrics()
+
+
+def test_a_cancel_of_an_invoice_tuimprenta_refused_closes_it_without_a_call(harness: Harness) -> None:
+    # Given an invoice tuimprenta refused (failed in the ledger, not closed)
+    harness.send(envelope("sin_z1", customer={"name": "Sin RIF", "tax_id": " ", "email": None}))
+    assert harness.run().failed == 1
+    failed = harness.ledger().get("tuimprenta", "sin_z1")
+    assert failed is not None
+    assert failed.closed is False
+    # When its cancel comes, Then it is closed and nothing is sent to tuimprenta
+    harness.send(envelope("sin_z1", "sales_invoice.canceled"))
+    harness.run()
+    entry = harness.ledger().get("tuimprenta", "sin_z1")
+    assert entry is not None
+    assert entry.closed is True
+    assert harness.peer.calls["POST /invoices/{id}/cancel"] == 0
