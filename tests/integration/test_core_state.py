@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
@@ -446,3 +447,55 @@ def test_two_racing_workers_make_one_supplier(table: StateTable) -> None:
     assert refs.get("quipu", "contact", "B5") == "c-1"
     # the loser either waited for the lease (and will find the id next time) or found it remembered
     assert all(o == ("c-1", True) or o == ("c-1", False) or isinstance(o, RetryLater) for o in outcomes)
+
+
+class OneItemPages:
+    """The DynamoDB client, answering every query one item per page (as a partition past 1 MB would)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.pages = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def query(self, **kwargs: Any) -> Any:
+        self.pages += 1
+        return self._client.query(**kwargs, Limit=1)
+
+
+def test_a_partition_is_read_to_its_last_page(table: StateTable) -> None:
+    from invoice_bridge.tuimprenta.batches import BatchItem, BatchStore
+
+    for n in range(3):
+        table.client.put_item(
+            TableName=table.table_name, Item={"pk": {"S": "many"}, "sk": {"S": f"item{n}"}, "n": {"N": str(n)}}
+        )
+    paged = OneItemPages(table.client)
+    assert sorted(item["sk"]["S"] for item in StateTable(paged, table.table_name).query("many")) == [
+        "item0",
+        "item1",
+        "item2",
+    ]
+    assert paged.pages >= 3
+    # and the open tuimprenta batches, which are read the same way
+    store = BatchStore(table)
+    for n in range(3):
+        store.put(BatchItem(key=f"k{n}", members=[f"sin_{n}"], created_at=0.0, next_poll_at=0.0))
+    assert sorted(i.key for i in BatchStore(StateTable(paged, table.table_name)).open()) == ["k0", "k1", "k2"]
+
+
+def test_a_closed_batch_item_is_kept_for_its_retention_and_an_open_one_for_ever(table: StateTable) -> None:
+    from invoice_bridge.store import TUIMPRENTA_BATCHES_PK
+    from invoice_bridge.tuimprenta.batches import BATCH_CLOSED, CLOSED_RETENTION_SECONDS, BatchItem, BatchStore
+
+    store = BatchStore(table)
+    store.put(BatchItem(key="open", members=["sin_1"], created_at=0.0, next_poll_at=0.0))
+    store.put(BatchItem(key="done", members=["sin_2"], created_at=0.0, next_poll_at=0.0, status=BATCH_CLOSED))
+    opened = table.get(TUIMPRENTA_BATCHES_PK, "batch#open")
+    closed = table.get(TUIMPRENTA_BATCHES_PK, "batch#done")
+    assert opened is not None
+    assert closed is not None
+    assert "ttl" not in opened
+    expected = datetime.now(UTC).timestamp() + CLOSED_RETENTION_SECONDS
+    assert abs(int(closed["ttl"]["N"]) - expected) < 60
