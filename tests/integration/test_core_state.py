@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from botocore.exceptions import ClientError
@@ -472,7 +472,7 @@ def test_a_partition_is_read_to_its_last_page(table: StateTable) -> None:
             TableName=table.table_name, Item={"pk": {"S": "many"}, "sk": {"S": f"item{n}"}, "n": {"N": str(n)}}
         )
     paged = OneItemPages(table.client)
-    assert sorted(item["sk"]["S"] for item in StateTable(paged, table.table_name).query("many")) == [
+    assert sorted(item["sk"]["S"] for item in StateTable(cast(Any, paged), table.table_name).query("many")) == [
         "item0",
         "item1",
         "item2",
@@ -482,7 +482,8 @@ def test_a_partition_is_read_to_its_last_page(table: StateTable) -> None:
     store = BatchStore(table)
     for n in range(3):
         store.put(BatchItem(key=f"k{n}", members=[f"sin_{n}"], created_at=0.0, next_poll_at=0.0))
-    assert sorted(i.key for i in BatchStore(StateTable(paged, table.table_name)).open()) == ["k0", "k1", "k2"]
+    paged_store = BatchStore(StateTable(cast(Any, paged), table.table_name))
+    assert sorted(i.key for i in paged_store.open()) == ["k0", "k1", "k2"]
 
 
 def test_a_closed_batch_item_is_kept_for_its_retention_and_an_open_one_for_ever(table: StateTable) -> None:
