@@ -368,6 +368,22 @@ def test_exhausted_until_reads_either_header_family() -> None:
     assert exhausted_until({"RateLimit-Remaining": "0", "RateLimit-Reset": "1"}, NOW) == NOW
 
 
+@pytest.mark.parametrize(
+    ("headers", "until"),
+    [
+        # one request left is not an exhausted window
+        ({"RateLimit-Remaining": "1", "RateLimit-Reset": "30"}, None),
+        # a reset of exactly 1_000_000_000 is still a number of seconds, not an epoch
+        ({"RateLimit-Remaining": "0", "RateLimit-Reset": "1000000000"}, NOW + 999_999_999),
+        ({"RateLimit-Remaining": "0", "RateLimit-Reset": "1000000001"}, 1_000_000_001.0),
+        # a list-valued header (draft RateLimit fields) is read by its first value
+        ({"RateLimit-Remaining": "0, 0", "RateLimit-Reset": "10, 60"}, NOW + 9),
+    ],
+)
+def test_exhausted_until_at_its_boundaries(headers: dict[str, str], until: float | None) -> None:
+    assert exhausted_until(headers, NOW) == until
+
+
 def test_jitter_and_backoff_stay_in_their_bounds() -> None:
     for _ in range(200):
         assert 8.0 <= jitter(10.0) <= 12.0
