@@ -92,14 +92,14 @@ def test_json_number_pads_to_min_places_and_refuses_what_is_not_an_amount() -> N
     assert money.json_number(Decimal("3"), 2) == "3.00"
     assert money.json_number(Decimal("3.125"), 2) == "3.125"
     assert money.json_number(7) == "7"
-    with pytest.raises(TypeError, match="^a boolean is not an amount$"):
+    with pytest.raises(TypeError, match=r"^a boolean is not an amount$"):
         money.json_number(True)
     with pytest.raises(ValueError, match="not a finite amount"):
         money.json_number(Decimal("NaN"))
 
 
 def test_dumps_refuses_floats() -> None:
-    with pytest.raises(TypeError, match="^floats are not allowed in money documents; use Decimal or json_number$"):
+    with pytest.raises(TypeError, match=r"^floats are not allowed in money documents; use Decimal or json_number$"):
         money.dumps({"total": 0.1})
 
 
