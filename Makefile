@@ -65,7 +65,8 @@ test: lint typecheck validate
 # editable install would let tests import the unmutated layer instead of mutmut's copy).
 MUTATION_VENV := .venv-mutation
 MBIN := $(CURDIR)/$(MUTATION_VENV)/bin
-MUTATION_JOBS ?= 2
+# Four children on two cores: integration tests spend part of their time waiting on sockets and clocks.
+MUTATION_JOBS ?= 4
 
 $(MUTATION_VENV)/.installed: pyproject.toml layers/common/requirements.txt
 	@if ! $(MBIN)/python -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null; then \

@@ -500,3 +500,37 @@ def test_a_closed_batch_item_is_kept_for_its_retention_and_an_open_one_for_ever(
     assert "ttl" not in opened
     expected = datetime.now(UTC).timestamp() + CLOSED_RETENTION_SECONDS
     assert abs(int(closed["ttl"]["N"]) - expected) < 60
+
+
+def test_recorded_callbacks_hint_at_their_batch_or_at_every_open_batch(aws: Aws) -> None:
+    from invoice_bridge.store import StateStore
+    from invoice_bridge.tuimprenta.events import (
+        TuimprentaEventItem,
+        consume_hints,
+        read_hints,
+        record_tuimprenta_event,
+    )
+    from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
+    from tests.conftest import load_event
+
+    table = StateTable(aws.session.client("dynamodb"), aws.provisioned.tables["StateTable"])
+    store = StateStore(table.client, table.table_name)
+    # Given nothing recorded: no hint
+    assert not read_hints(table)
+    # When a batch event is recorded, Then it points at its batch only
+    batch_event = TuimprentaEvent.model_validate(load_event("tuimprenta/batch_completed.json"))
+    record_tuimprenta_event(store, TuimprentaEventItem.from_event(batch_event, datetime.now(UTC)))
+    hints = read_hints(table)
+    assert bool(hints)
+    assert (hints.batch_ids, hints.any_batch) == (frozenset({batch_event.batch_id()}), False)
+    # When an invoice event (naming no batch) is recorded too, Then every open batch is to be looked at
+    invoice_event = TuimprentaEvent.model_validate(load_event("tuimprenta/invoice_issued.json"))
+    record_tuimprenta_event(store, TuimprentaEventItem.from_event(invoice_event, datetime.now(UTC)))
+    hints = read_hints(table)
+    assert (hints.batch_ids, hints.any_batch) == (frozenset({batch_event.batch_id()}), True)
+    # and once consumed, nothing is hinted any more
+    consume_hints(table, hints)
+    assert not read_hints(table)
+    only_invoice = TuimprentaEventItem.from_event(invoice_event, datetime.now(UTC))
+    record_tuimprenta_event(store, only_invoice)
+    assert bool(read_hints(table))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from botocore.exceptions import ClientError
@@ -168,3 +168,16 @@ def test_other_dynamodb_errors_are_raised(dynamodb: Any, table_name: str) -> Non
     with pytest.raises(ClientError, match="ProvisionedThroughputExceededException"):
         limiter(contended, table_name, clock, limit=5, window=5).acquire(Deadline.unlimited())
     assert contended.puts == 1
+
+
+@pytest.mark.parametrize(("limit", "window"), [(0, 60.0), (5, 0.0), (0, 0.0), (5, -1.0)])
+def test_a_limiter_needs_a_positive_limit_and_window(limit: int, window: float) -> None:
+    with pytest.raises(ValueError, match=r"^limit and window must be positive$"):
+        DynamoRateLimiter(cast(Any, None), "table", "key", limit=limit, window_seconds=window, platform="quipu")
+
+
+def test_the_smallest_limiter_is_accepted() -> None:
+    limiter = DynamoRateLimiter(
+        cast(Any, None), "table", "key", limit=1, window_seconds=0.001, platform="quipu", margin_seconds=0.0
+    )
+    assert (limiter.limit, limiter.window) == (1, 0.001)
