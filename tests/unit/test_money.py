@@ -118,3 +118,7 @@ def test_parse_yyyymmdd_refuses_other_text(bad: str) -> None:
 def test_parse_yyyymmdd_refuses_a_month_that_does_not_exist() -> None:
     with pytest.raises(ValueError, match=r"month must be in 1\.\.12"):
         money.parse_yyyymmdd("20261302")
+
+
+def test_dumps_writes_text_as_it_is_not_as_escapes() -> None:
+    assert money.dumps({"name": "Hormigón Ñ"}) == '{"name":"Hormigón Ñ"}'

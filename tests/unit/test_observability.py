@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from aws_lambda_powertools import Tracer
 
 from invoice_bridge import observability
-from invoice_bridge.observability import count, logger, observe, quiet_for_command_line
+from invoice_bridge.observability import count, gauge, logger, metrics, observe, quiet_for_command_line
 
 
 @pytest.fixture
@@ -80,3 +82,39 @@ def test_with_tracing_off_the_tracer_is_built_disabled_on_the_provider_that_reco
     tracer = observability._tracer()
     assert tracer.disabled is True
     assert isinstance(tracer.provider, observability.DisabledTracingProvider)
+
+
+def emf_lines(stdout: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.startswith('{"_aws"')]
+
+
+def test_a_count_with_dimensions_is_one_occurrence_in_the_bundles_namespace_with_its_service(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    count("DocumentSynced", {"destination": "quipu"})
+    (line,) = emf_lines(capsys.readouterr().out)
+    directive = cast(Any, line["_aws"])["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == "InvoiceBridge"
+    assert (line["DocumentSynced"], line["destination"], line["service"]) == ([1.0], "quipu", "webhook-receiver")
+
+
+def test_a_duration_is_recorded_in_the_bundles_namespace_with_its_service(capsys: pytest.CaptureFixture[str]) -> None:
+    observe("PlatformLatency", 12.0, {"platform": "quipu"})
+    (line,) = emf_lines(capsys.readouterr().out)
+    assert cast(Any, line["_aws"])["CloudWatchMetrics"][0]["Namespace"] == "InvoiceBridge"
+    assert (line["PlatformLatency"], line["platform"], line["service"]) == ([12.0], "quipu", "webhook-receiver")
+
+
+def test_counts_and_gauges_without_dimensions_wait_for_the_handlers_flush() -> None:
+    metrics.clear_metrics()
+    count("WebhookReceived")
+    gauge("TuimprentaOpenBatches", 3)
+    assert metrics.metric_set["WebhookReceived"]["Value"] == [1.0]
+    assert metrics.metric_set["TuimprentaOpenBatches"]["Value"] == [3.0]
+    metrics.clear_metrics()
+
+
+def test_the_command_line_records_no_gauge(quiet: None) -> None:
+    metrics.clear_metrics()
+    gauge("TuimprentaOpenBatches", 3)
+    assert "TuimprentaOpenBatches" not in metrics.metric_set
