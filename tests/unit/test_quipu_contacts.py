@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from pydantic import SecretStr
@@ -39,6 +40,14 @@ def test_no_contact_with_that_tax_id_is_none() -> None:
     assert quipu.client.find_contact("B12345678", Deadline.unlimited()) is None
 
 
+def test_a_blank_tax_id_matches_no_contact_not_even_one_quipu_holds_without_a_tax_id() -> None:
+    # Given a supplier whose tax id is only separators, and Quipu holding a contact without a tax id
+    quipu = rig([(200, body([contact("c0", None)]))])
+    # When it is looked up, Then no contact is its own and Quipu is not even asked
+    assert quipu.client.find_contact(" - . ", Deadline.unlimited()) is None
+    assert quipu.quipu.sent == []
+
+
 def test_a_contact_is_created_as_a_json_api_document_and_its_id_returned() -> None:
     quipu = rig([(201, body(contact("c9", "B12345678")))])
     attributes = {"name": "Hormigones", "tax_id": "B12345678"}
@@ -58,7 +67,22 @@ def test_a_create_answered_without_a_body_and_not_found_after_is_retryable() -> 
     quipu = rig([(204, b""), (200, body([]))])
     with pytest.raises(PlatformError) as caught:
         quipu.client.create_contact({"tax_id": "B12345678"}, Deadline.unlimited())
-    assert (caught.value.message, caught.value.retryable) == ("contact created but not found by its tax id", True)
+    error = caught.value
+    assert (error.platform, error.message, error.retryable) == (
+        "quipu",
+        "contact created but not found by its tax id",
+        True,
+    )
+
+
+def test_a_contact_created_without_a_tax_id_and_answered_without_a_body_is_not_looked_up() -> None:
+    # Given a create Quipu answers 204 for a contact without a tax id
+    quipu = rig([(204, b""), (200, body([contact("c0", None)]))])
+    # When it is created, Then there is nothing to look it up by: a retryable Quipu error, and no lookup sent
+    with pytest.raises(PlatformError) as caught:
+        quipu.client.create_contact({"name": "Sin NIF"}, Deadline.unlimited())
+    assert (caught.value.platform, caught.value.retryable) == ("quipu", True)
+    assert [(r.method, urlsplit(str(r.url)).path) for r in quipu.quipu.sent] == [("POST", "/contacts")]
 
 
 def test_an_item_sideloaded_without_a_concept_reads_as_an_empty_concept() -> None:

@@ -458,8 +458,10 @@ class QuipuClient(ApiClient):
             page += 1
 
     def find_contact(self, tax_id: str, deadline: Deadline) -> str | None:
-        """`GET /contacts?filter[tax_id]=...`: the contact with that tax id, if any."""
+        """`GET /contacts?filter[tax_id]=...`: the contact with that tax id, if any (none for a blank tax id)."""
         wanted = normalize_tax_id(tax_id)
+        if not wanted:
+            return None  # a blank tax id names no supplier, not a contact Quipu holds without a tax id
         for document in self._pages("/contacts", {"filter[tax_id]": tax_id}, deadline):
             for contact in document.resources():
                 if normalize_tax_id(str(contact.attributes.get("tax_id") or "")) == wanted:
