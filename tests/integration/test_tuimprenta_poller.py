@@ -562,7 +562,7 @@ def test_an_invoice_never_given_a_result_is_dead_lettered_after_the_last_attempt
     assert dead["error_message"].endswith("; gave up after 3 attempts")
     assert message["MessageAttributes"]["attempts"]["StringValue"] == "3"
     # the batch named is the last one that left it without a result
-    last = max(harness.peer.batches.values(), key=lambda b: b.created_at)
+    last = max(harness.peer.batches.values(), key=lambda b: b.created)  # the monotonic clock: no ties
     assert dead["batch_id"] == last.id
     entry = harness.ledger().get("tuimprenta", "sin_g1")
     assert entry is not None
