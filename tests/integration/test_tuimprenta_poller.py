@@ -239,11 +239,8 @@ def test_a_crash_after_the_post_and_before_the_ledger_write_gets_the_same_batch_
     assert all(harness.issued(i) == ["issued"] for i in ids)
 
 
-def test_a_crash_before_the_batch_item_leaves_the_messages_to_be_claimed_again(
-    harness: Harness, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    harness.send(envelope("sin_x1"), envelope("sin_x2"))
-
+def die_before_the_batch_item(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """A run that claims what the queue holds and dies before writing its batch item; the messages it received."""
     received: list[Any] = []
     real_receive = TuimprentaPoller._receive
 
@@ -259,6 +256,14 @@ def test_a_crash_before_the_batch_item_leaves_the_messages_to_be_claimed_again(
     with pytest.raises(RuntimeError):
         harness.run()
     monkeypatch.undo()
+    return received
+
+
+def test_a_crash_before_the_batch_item_leaves_the_messages_to_be_claimed_again(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness.send(envelope("sin_x1"), envelope("sin_x2"))
+    received = die_before_the_batch_item(harness, monkeypatch)
     assert harness.peer.calls["POST /batches"] == 0
     assert harness.aws.depth("TuimprentaQueue") == 2  # not deleted: the claim never became a batch item
     # Once their visibility timeout ends (played here at once), they are claimed again and issued once.
@@ -370,21 +375,7 @@ def test_a_cancel_of_an_invoice_claimed_but_never_batched_drops_it(
 ) -> None:
     # Given two invoices claimed by a run that died before their batch item was written
     harness.send(envelope("sin_y1"), envelope("sin_y2"))
-    received: list[Any] = []
-    real_receive = TuimprentaPoller._receive
-
-    def receive(self: TuimprentaPoller, work: Deadline) -> Any:
-        received.extend(real_receive(self, work))
-        return received
-
-    def crash(self: BatchStore, item: Any) -> None:
-        raise RuntimeError("the process died")
-
-    monkeypatch.setattr(TuimprentaPoller, "_receive", receive)
-    monkeypatch.setattr(BatchStore, "put", crash)
-    with pytest.raises(RuntimeError):
-        harness.run()
-    monkeypatch.undo()
+    die_before_the_batch_item(harness, monkeypatch)
     claimed = harness.ledger().get("tuimprenta", "sin_y1")
     assert claimed is not None
     assert claimed.details["state"] == "batched"

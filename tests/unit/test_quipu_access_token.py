@@ -9,6 +9,7 @@ from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import requests
 from pydantic import SecretStr
 
 from invoice_bridge.errors import PlatformError
@@ -61,8 +62,6 @@ class SpyLeases:
 
 class Rig:
     def __init__(self, script: list[Scripted], *, free: bool = True) -> None:
-        import requests
-
         self.clock = Clock()
         self.quipu = ScriptedQuipu(script)
         session = requests.Session()
