@@ -302,6 +302,18 @@ def test_a_known_supplier_is_found_in_quipu_not_created_again(world: World, coun
     assert "QuipuContactCreated" not in metrics.metric_set
 
 
+def test_a_supplier_without_a_usable_tax_id_is_refused_for_good(world: World) -> None:
+    # Given a supplier whose NIF is only separators
+    world.buildnexion.nif = " - . "
+    # Then the invoice is refused as bad source data before Quipu is asked anything
+    with pytest.raises(PermanentSyncError) as caught:
+        world.sync().apply(created(), DEADLINE)
+    assert (caught.value.code, caught.value.retryable) == ("invalid_source", False)
+    assert "has no usable tax id" in caught.value.message
+    assert world.quipu.calls == []
+    assert world.references.ids == {}
+
+
 def test_by_default_a_void_is_a_credit_note_and_no_pdf_is_attached(world: World) -> None:
     sync = QuipuSync(
         quipu=cast(QuipuClient, world.quipu),

@@ -132,12 +132,16 @@ class QuipuSync:
 
     def _contact(self, invoice: Invoice, deadline: Deadline) -> str:
         provider = self.buildnexion.provider(invoice.provider_id, deadline)
+        key = normalize_tax_id(provider.nif)
+        if not key:
+            # The contact reference is keyed by tax id: a blank one would make every such supplier one contact.
+            raise PermanentSyncError(f"provider {provider.id} has no usable tax id", code="invalid_source")
         contact_id, created = ensure_reference(
             self.references,
             self.leases,
             destination=DESTINATION,
             kind="contact",
-            key=normalize_tax_id(provider.nif),
+            key=key,
             find=lambda: self.quipu.find_contact(provider.nif, deadline),
             create=lambda: self.quipu.create_contact(contact_attributes(provider), deadline),
         )
