@@ -19,9 +19,9 @@ def test_cents_become_exact_two_decimal_amounts(cents: int, text: str) -> None:
     assert str(money.cents_to_decimal(cents)) == text
 
 
-@pytest.mark.parametrize("bad", [1.5, "12", True, None])
-def test_cents_must_be_an_integer(bad: object) -> None:
-    with pytest.raises(TypeError, match="cents must be an int"):
+@pytest.mark.parametrize(("bad", "kind"), [(1.5, "float"), ("12", "str"), (True, "bool"), (None, "NoneType")])
+def test_cents_must_be_an_integer_and_the_error_names_what_came(bad: object, kind: str) -> None:
+    with pytest.raises(TypeError, match=f"^cents must be an int, not {kind}$"):
         money.cents_to_decimal(bad)  # type: ignore[arg-type]
 
 

@@ -12,7 +12,7 @@ import pytest
 import requests
 from pydantic import SecretStr
 
-from invoice_bridge.errors import PlatformError
+from invoice_bridge.errors import PlatformError, RetryLater
 from invoice_bridge.http import Deadline
 from invoice_bridge.ledger import Leases, StateTable
 from invoice_bridge.observability import metrics
@@ -333,3 +333,89 @@ def test_an_epoch_expiry_equal_to_created_at_is_taken_as_it_is() -> None:
 )
 def test_the_es_prefix_is_dropped_only_in_front_of_a_whole_identifier(raw: str, normalized: str) -> None:
     assert normalize_tax_id(raw) == normalized
+
+
+def counting_reads(rig: Rig) -> list[int]:
+    """How often the shared token item is read (a DynamoDB read per call in AWS)."""
+    reads = [0]
+    original_get = rig.tokens.get
+
+    def get() -> AccessToken | None:
+        reads[0] += 1
+        return original_get()
+
+    rig.tokens.get = get  # type: ignore[method-assign]
+    return reads
+
+
+def test_a_worker_that_fetched_a_token_sends_its_request_without_reading_the_shared_item_again() -> None:
+    # Given no token anywhere
+    rig = Rig([token_answer("tok-A"), INVOICE, INVOICE])
+    reads = counting_reads(rig)
+    # When it makes two requests
+    rig.get_invoice()
+    rig.get_invoice()
+    # Then the shared item was read twice, both before the fetch (before and under the lease), never after
+    assert reads == [2]
+    assert rig.bearers() == ["Bearer tok-A", "Bearer tok-A"]
+
+
+def test_a_token_shared_just_before_the_lease_is_kept_without_reading_the_item_again() -> None:
+    # Given no token, then a renewer that shares one just before this worker reads under the lease
+    rig = Rig([INVOICE, INVOICE])
+    reads = counting_reads(rig)
+    original_acquire = rig.leases.acquire
+
+    def acquire(name: str, owner: str, seconds: float) -> bool:
+        rig.tokens.put(AccessToken(SecretStr("theirs"), NOW, NOW + 7200))
+        return original_acquire(name, owner, seconds)
+
+    rig.leases.acquire = acquire  # type: ignore[method-assign]
+    rig.get_invoice()
+    rig.get_invoice()
+    assert rig.bearers() == ["Bearer theirs", "Bearer theirs"]
+    assert (reads, rig.token_posts()) == ([2], 0)
+
+
+def test_a_due_token_is_replaced_by_a_fresh_shared_one_without_taking_the_renewal_lease() -> None:
+    # Given a worker holding a token due for renewal (it used it while another worker held the lease)
+    rig = Rig([INVOICE, INVOICE], free=False)
+    rig.tokens.put(AccessToken(SecretStr("old"), NOW - 7000, NOW + 200))
+    rig.get_invoice()
+    asked = rig.leases.asked
+    # When the renewer has shared a fresh one
+    rig.tokens.put(AccessToken(SecretStr("fresh"), NOW, NOW + 7200))
+    rig.get_invoice()
+    # Then the worker takes it from the shared item, and asks for no lease
+    assert rig.bearers() == ["Bearer old", "Bearer fresh"]
+    assert rig.leases.asked == asked
+
+
+def test_a_due_token_quipu_refuses_while_another_worker_renews_is_never_sent_again() -> None:
+    # Given a shared token due for renewal, the renewal lease held elsewhere, and Quipu refusing that token
+    rig = Rig([(401, body(None, errors=[{"detail": "expired"}])), INVOICE], free=False)
+    rig.tokens.put(AccessToken(SecretStr("old"), NOW - 7000, NOW + 200))
+    # When a request meets the 401, Then the worker waits for the renewer and hands the work back,
+    # having dropped the refused token from the shared item
+    with pytest.raises(RetryLater):
+        rig.get_invoice()
+    assert rig.bearers() == ["Bearer old"]
+    assert rig.tokens.get() is None
+
+
+def test_a_renewal_after_a_401_waits_for_another_renewer_no_longer_than_the_callers_deadline() -> None:
+    # Given a worker that fetches a token for a request, then sees another worker take the renewal lease
+    rig = Rig([token_answer("tok-A"), (401, body(None, errors=[{"detail": "revoked"}]))])
+    original_acquire = rig.leases.acquire
+
+    def acquire(name: str, owner: str, seconds: float) -> bool:
+        granted = original_acquire(name, owner, seconds)
+        rig.leases.free = False
+        return granted
+
+    rig.leases.acquire = acquire  # type: ignore[method-assign]
+    # When Quipu refuses the new token and the request has 0.4 s left
+    with pytest.raises(RetryLater):
+        rig.client.get_invoice("7", Deadline(0.4, clock=lambda: 0.0))
+    # Then it polled for the renewer's token only while the request's own deadline allowed (two polls)
+    assert rig.clock.slept == [0.2, 0.2]

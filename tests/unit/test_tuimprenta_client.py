@@ -105,6 +105,8 @@ def test_cancel_carries_an_idempotency_key_and_the_reason() -> None:
         (422, ValidationFailed, False),
         (500, ServerError, True),
         (503, ServerError, True),
+        (400, TuimprentaError, False),
+        (403, TuimprentaError, False),
     ],
 )
 def test_error_statuses_become_typed_errors(status: int, kind: type[TuimprentaError], retryable: bool) -> None:
@@ -121,6 +123,7 @@ def test_error_statuses_become_typed_errors(status: int, kind: type[TuimprentaEr
     with pytest.raises(kind) as caught:
         tui.batch("batch_1", Deadline.unlimited())
     exc = caught.value
+    assert type(exc) is kind  # a 4xx the table does not name is no server error
     assert (exc.platform, exc.status, exc.message) == ("tuimprenta", status, "El campo tax_id es requerido")
     assert exc.retryable is retryable
     assert exc.code == "E1001"

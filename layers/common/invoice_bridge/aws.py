@@ -12,11 +12,14 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sqs import SQSClient
 
-# Well under the shortest Lambda timeout (10 s): a stuck AWS call fails fast and is retried by the caller.
+# Each attempt is bounded (2 s to connect, 4 s to read) and a failed one is tried once more, no more: a stuck
+# AWS call gives up in seconds and the caller's own retry (SQS redelivery, the sender's webhook retry) takes
+# over. botocore's `max_attempts` counts retries (3 meant four attempts, 24 s stuck): `total_max_attempts` counts
+# attempts.
 AWS_CLIENT_CONFIG = Config(
     connect_timeout=2,
     read_timeout=4,
-    retries={"mode": "standard", "max_attempts": 3},
+    retries={"mode": "standard", "total_max_attempts": 2},
 )
 
 
