@@ -534,3 +534,53 @@ def test_recorded_callbacks_hint_at_their_batch_or_at_every_open_batch(aws: Aws)
     only_invoice = TuimprentaEventItem.from_event(invoice_event, datetime.now(UTC))
     record_tuimprenta_event(store, only_invoice)
     assert bool(read_hints(table))
+
+
+class StaleReplica:
+    """A DynamoDB client whose eventually consistent reads answer from a replica that never caught up.
+
+    DynamoDB may answer a read without ConsistentRead from a replica that misses the latest writes; moto
+    never does. Here such a read returns what the first read of that key saw.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._replica: dict[str, Any] = {}
+
+    def get_item(self, **kwargs: Any) -> Any:
+        if kwargs.get("ConsistentRead") is True:
+            return self._client.get_item(**kwargs)
+        key = repr(sorted(kwargs["Key"].items()))
+        if key not in self._replica:
+            self._replica[key] = self._client.get_item(**kwargs)
+        return self._replica[key]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_the_limiter_reads_its_window_consistently_so_a_stale_replica_costs_no_slot(table: StateTable) -> None:
+    # Given a limiter on a table whose eventually consistent reads lag behind
+    clock = FakeClock()
+    stale = DynamoRateLimiter(
+        cast(Any, StaleReplica(table.client)),
+        table.table_name,
+        limiter_key("quipu", "app-1"),
+        limit=5,
+        window_seconds=5.0,
+        platform="quipu",
+        margin_seconds=0.0,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    # When it takes five slots in a row, Then each is granted at once (no write lost to a stale version)
+    for _ in range(5):
+        stale.acquire(Deadline(1))
+    assert clock.slept == []
+
+
+def test_ledger_reads_are_consistent_so_a_read_after_a_save_sees_it(table: StateTable) -> None:
+    ledger = Ledger(StateTable(cast(Any, StaleReplica(table.client)), table.table_name))
+    assert ledger.get("quipu", "inv_9") is None
+    saved = ledger.save(ledger.get_or_new("quipu", "inv_9").with_intent(T0, "evt_1", "invoice.created"))
+    assert ledger.get("quipu", "inv_9") == saved

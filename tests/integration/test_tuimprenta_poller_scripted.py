@@ -6,17 +6,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 import requests
 from pydantic import SecretStr
 
 from invoice_bridge.http import Deadline
 from invoice_bridge.ledger import Ledger, LedgerEntry, SyncStatus
-from invoice_bridge.tuimprenta.batches import BatchItem, BatchStore
+from invoice_bridge.tuimprenta.batches import BatchItem, BatchStore, CancelStore
 from invoice_bridge.tuimprenta.client import TuimprentaClient
 from invoice_bridge.tuimprenta.poller import RunReport, TuimprentaPoller
 from invoice_bridge.worker import DeadLetters
 from tests.conftest import FakeClock
-from tests.integration.test_tuimprenta_poller import API_KEY, Harness, harness  # noqa: F401 - a fixture
+from tests.integration.test_tuimprenta_poller import API_KEY, Harness, envelope, harness  # noqa: F401 - a fixture
 from tests.unit.test_tuimprenta_client import FakeSession, response
 
 T0 = datetime(2026, 11, 3, 10, 15, tzinfo=UTC)
@@ -32,6 +33,8 @@ class Scripted:
     answers: list[requests.Response]
     clock: FakeClock = field(default_factory=FakeClock)
     overrides: dict[str, str] = field(default_factory=dict)
+    # Whether the client's own retry waits pass on the poller's clock (else they take no time at all).
+    client_waits_on_clock: bool = False
 
     def __post_init__(self) -> None:
         self.session = FakeSession(self.answers)
@@ -44,7 +47,10 @@ class Scripted:
         return TuimprentaPoller(
             settings=settings,
             client_factory=lambda: TuimprentaClient(
-                settings.tuimprenta_api_url, SecretStr(API_KEY), session=self.session, sleep=lambda _s: None
+                settings.tuimprenta_api_url,
+                SecretStr(API_KEY),
+                session=self.session,
+                sleep=self.clock.sleep if self.client_waits_on_clock else lambda _s: None,
             ),
             sqs=sqs,
             table=self.harness.table(),
@@ -65,9 +71,19 @@ class Scripted:
         )
         self.ledger.save(entry.model_copy(update=changes))
 
-    def submitted(self, *members: str) -> None:
-        """The batch item of `members`, posted and due for its poll."""
-        self.batches.put(BatchItem(key=KEY, members=list(members), batch_id="batch_1", created_at=0, next_poll_at=0))
+    def submitted(
+        self, *members: str, key: str = KEY, batch_id: str = "batch_1", created_at: float = 0, due_in: float = 0
+    ) -> None:
+        """The batch item of `members`, posted and due for its poll in `due_in` seconds."""
+        self.batches.put(
+            BatchItem(
+                key=key,
+                members=list(members),
+                batch_id=batch_id,
+                created_at=created_at,
+                next_poll_at=self.clock() + due_in,
+            )
+        )
 
     def unsubmitted(self, key: str, *members: str, polls: int) -> None:
         """A claimed batch item not (known to be) posted yet, after `polls` failed tries, due now."""
@@ -162,3 +178,139 @@ def test_a_create_failing_without_retry_after_waits_a_capped_backoff_that_double
     eleventh = rig.item("ib-batch-y")
     assert eleventh.polls == 11
     assert 80 <= eleventh.next_poll_at - start <= 120
+
+
+def test_a_batch_refused_without_an_error_code_dead_letters_its_invoices_under_the_http_status(
+    harness: Harness,
+) -> None:
+    rig = Scripted(harness, [response(422, {"error": {"message": "payload rechazado"}})])
+    rig.claimed("sin_r", submission="ib-batch-r")
+    rig.unsubmitted("ib-batch-r", "sin_r", polls=0)
+    report = rig.run()
+    assert report.failed == 1
+    (dead,) = harness.dead_letters()
+    assert (dead["object_id"], dead["error_code"], dead["error_message"]) == ("sin_r", "http_422", "payload rechazado")
+    assert rig.entry("sin_r").error_code == "http_422"
+    assert rig.batches.open() == []
+
+
+def test_posted_batches_count_all_their_invoices_and_start_polling_afresh_after_failed_tries(harness: Harness) -> None:
+    # Given two claimed batches, one of two invoices after three failed tries to post it, one of one invoice
+    created = [response(201, {"id": f"batch_{n}", "type": "invoice.create", "status": "queued"}) for n in ("x", "y")]
+    rig = Scripted(harness, created, overrides={"RUN_SECONDS": "0", "POLL_BASE_SECONDS": "5"})
+    for object_id, key in (("sin_x1", "ib-batch-x"), ("sin_x2", "ib-batch-x"), ("sin_y", "ib-batch-y")):
+        rig.claimed(object_id, submission=key)
+    rig.unsubmitted("ib-batch-x", "sin_x1", "sin_x2", polls=3)
+    rig.unsubmitted("ib-batch-y", "sin_y", polls=0)
+    # When the run posts both
+    report = rig.run()
+    # Then the run counts both batches and all three invoices
+    assert (report.batches_submitted, report.invoices_submitted) == (2, 3)
+    # and the batch posted after failed tries is first polled one base wait on, its count of polls back at zero
+    posted = rig.item("ib-batch-x")
+    assert (posted.batch_id, posted.polls, posted.next_poll_at) == ("batch_x", 0, rig.clock() + 5)
+
+
+def batch_answer(batch_id: str, status: str) -> requests.Response:
+    return response(200, {"id": batch_id, "type": "invoice.create", "status": status})
+
+
+TROUBLES: dict[str, list[requests.Response]] = {
+    "still processing": [batch_answer("batch_a", "processing")],
+    "unavailable": [response(503, {"error": {"message": "unavailable"}}) for _ in range(3)],
+    "unreadable result": [batch_answer("batch_a", "completed"), response(200, b"nonsense\r\n")],
+    "lost": [response(404, {"error": {"message": "no such batch"}})],
+}
+
+
+@pytest.mark.parametrize("trouble", TROUBLES)
+def test_whatever_befalls_one_batchs_poll_the_next_batch_due_is_polled_in_the_same_pass(
+    harness: Harness, trouble: str
+) -> None:
+    # Given two batches due now, the older one in trouble
+    answers = [
+        *TROUBLES[trouble],
+        batch_answer("batch_b", "completed"),
+        response(200, (HEADER + "0,inv_b,issued,B,1,,\r\n").encode()),
+    ]
+    rig = Scripted(harness, answers, overrides={"RUN_SECONDS": "0"})
+    rig.claimed("sin_a", submission="ib-batch-a")
+    rig.claimed("sin_b", submission="ib-batch-b")
+    rig.submitted("sin_a", key="ib-batch-a", batch_id="batch_a", created_at=1)
+    rig.submitted("sin_b", key="ib-batch-b", batch_id="batch_b", created_at=2)
+    # When a run polls them
+    report = rig.run()
+    # Then the younger one's invoice is issued all the same, in the run's first pass
+    assert rig.entry("sin_b").remote_id == "inv_b"
+    assert report.iterations == 1
+    assert report.issued == 1
+    assert report.polls == (1 if trouble in {"unavailable", "lost"} else 2)
+    if trouble == "unreadable result":
+        assert report.problems == [
+            "result CSV lacks column(s) index, invoice_id, status, series, number, error_code, error_message"
+        ]
+    if trouble == "lost":
+        # the lost batch is closed as such and its invoice claimed into a new attempt
+        closed = rig.batches.get("ib-batch-a")
+        assert closed is not None
+        assert (closed.status, closed.outcome) == ("closed", "lost")
+        assert report.resubmitted == 1
+
+
+@pytest.mark.parametrize("first_state", ["failed", "batched"])
+def test_a_cancel_that_needs_no_call_or_must_wait_does_not_hold_up_the_cancels_after_it(
+    harness: Harness, first_state: str
+) -> None:
+    # Given two cancels waiting: the first for an invoice tuimprenta refused (nothing to cancel) or one whose
+    # batch is still open (its cancel waits for the outcome), the second for an issued invoice
+    rig = Scripted(harness, [response(200, {"id": "inv_2", "status": "canceled"})], overrides={"RUN_SECONDS": "0"})
+    rig.claimed("sin_c1", state=first_state)
+    rig.claimed("sin_c2", state="issued", status=SyncStatus.SYNCED, remote_id="inv_2")
+    cancels = CancelStore(harness.table())
+    cancels.put("sin_c1", "evt_cancel_1")
+    cancels.put("sin_c2", "evt_cancel_2")
+    # When a run sends what it can
+    report = rig.run()
+    # Then the issued invoice is canceled in this run all the same
+    assert report.canceled == 1
+    assert rig.entry("sin_c2").details["state"] == "canceled"
+    assert [str(r["url"]) for r in rig.session.sent] == [
+        f"{harness.settings().tuimprenta_api_url}/invoices/inv_2/cancel"
+    ]
+    assert list(cancels.waiting()) == ([] if first_state == "failed" else ["sin_c1"])
+
+
+def test_a_refused_invoice_fixed_at_the_source_is_claimed_again_at_its_new_version(harness: Harness) -> None:
+    # Given an invoice tuimprenta refused at version T0, and its fixed version arriving from BuildNexion
+    rig = Scripted(
+        harness,
+        [response(201, {"id": "batch_v", "type": "invoice.create", "status": "queued"})],
+        overrides={"RUN_SECONDS": "0"},
+    )
+    rig.claimed("sin_v", state="failed", status=SyncStatus.FAILED, error_code="E4220")
+    harness.send(envelope("sin_v", updated_at="2026-11-07T12:00:00Z"))
+    # When a run claims and posts it
+    report = rig.run()
+    # Then its entry records the version now submitted, not the refused one
+    assert report.batches_submitted == 1
+    entry = rig.entry("sin_v")
+    assert entry.source_updated_at == datetime(2026, 11, 7, 12, tzinfo=UTC)
+    assert (entry.status, entry.details["state"]) == (SyncStatus.PENDING, "batched")
+
+
+def test_a_batch_that_fell_due_while_the_run_was_busy_is_polled_at_once(harness: Harness) -> None:
+    # Given a posted batch due in 0.3 s, and a claimed one whose post meets a 503 (the client's retry waits ~0.5 s)
+    answers = [
+        response(503, {"error": {"message": "unavailable"}}),
+        response(201, {"id": "batch_b", "type": "invoice.create", "status": "queued"}),
+        *finished("0,inv_a,issued,A,1,,\r\n"),
+    ]
+    rig = Scripted(harness, answers, overrides={"RUN_SECONDS": "0"}, client_waits_on_clock=True)
+    rig.claimed("sin_a")
+    rig.claimed("sin_b", submission="ib-batch-b")
+    rig.submitted("sin_a", due_in=0.3)
+    rig.unsubmitted("ib-batch-b", "sin_b", polls=0)
+    # When a run with no time to wait posts the second, by when the first is overdue
+    report = rig.run()
+    # Then the first is polled (and its invoice issued) without a wait, in the run's second pass
+    assert (report.batches_submitted, report.polls, report.issued, report.iterations) == (1, 1, 1, 2)

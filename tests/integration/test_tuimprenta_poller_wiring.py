@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from invoice_bridge.limiter import limiter_key
+import json
+
+import pytest
+
+from invoice_bridge.errors import ConfigurationError
+from invoice_bridge.limiter import DEFAULT_MARGIN_SECONDS, DynamoRateLimiter, limiter_key
 from invoice_bridge.observability import metrics
 from tests.integration.test_tuimprenta_poller import API_KEY, Harness, envelope, harness  # noqa: F401 - a fixture
 
@@ -46,3 +51,26 @@ def test_a_claimed_invoice_records_the_version_it_claimed(harness: Harness) -> N
     assert entry.source_updated_at is not None
     assert entry.source_updated_at.isoformat() == event["data"]["object"]["updated_at"].replace("Z", "+00:00")
     assert (entry.details["state"], entry.details["attempt"]) == ("batched", "1")
+
+
+def test_a_warm_poller_keeps_one_http_session_and_one_rate_limit_window_per_api_key(harness: Harness) -> None:
+    # Given the poller as its handler builds it once per cold start
+    poller = harness.poller()
+    settings = harness.settings()
+    # When two runs each build their tuimprenta client
+    first, second = poller._client_factory(), poller._client_factory()
+    # Then they share the connections of one session, and take slots in the API key's per-minute window
+    assert first.session is second.session
+    limiter = first.limiter
+    assert isinstance(limiter, DynamoRateLimiter)
+    assert (limiter.limit, limiter.window) == (settings.rate_limit_per_minute, 60 + DEFAULT_MARGIN_SECONDS)
+    assert limiter.platform == "tuimprenta"
+
+
+def test_a_tuimprenta_secret_without_its_api_key_stops_the_run_naming_the_secret_and_field(harness: Harness) -> None:
+    harness.aws.session.client("secretsmanager").put_secret_value(
+        SecretId=harness.settings().tuimprenta_secret_id, SecretString=json.dumps({"webhook_secret": "whsec"})
+    )
+    with pytest.raises(ConfigurationError) as raised:
+        harness.run()
+    assert str(raised.value).startswith("secret tuimprenta field api_key")

@@ -86,6 +86,7 @@ def test_create_batch_sends_bearer_key_idempotency_key_and_the_exact_body() -> N
     assert sent["headers"]["Authorization"] == f"Bearer {API_KEY}"
     assert sent["headers"]["Idempotency-Key"] == "ib-batch-abc"
     assert sent["data"] == body.encode()
+    assert sent["timeout"] == (3.05, 30.0)  # tuimprenta may take long to accept a large batch
 
 
 def test_cancel_carries_an_idempotency_key_and_the_reason() -> None:
@@ -183,6 +184,18 @@ def test_a_timeout_is_a_retryable_server_error() -> None:
     with pytest.raises(ServerError) as caught:
         tui.batch("b", Deadline.unlimited())
     assert caught.value.retryable is True
+    assert caught.value.code == "timeout"
+
+
+def test_a_connection_failure_is_a_retryable_server_error_coded_network() -> None:
+    class Refusing(FakeSession):
+        def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+            raise requests.ConnectionError("refused")
+
+    tui = TuimprentaClient("https://x.test/v1", SecretStr(API_KEY), session=Refusing([]), sleep=lambda _s: None)
+    with pytest.raises(ServerError) as caught:
+        tui.batch("b", Deadline.unlimited())
+    assert (caught.value.retryable, caught.value.code) == (True, "network")
 
 
 def test_a_batch_result_is_asked_for_as_csv_with_a_longer_read_timeout_and_read_without_its_bom() -> None:

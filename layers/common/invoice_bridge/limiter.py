@@ -68,8 +68,9 @@ class DynamoRateLimiter:
         ).get("Item")
         if not item:
             return [], 0.0, 0
-        grants = sorted(float(v["N"]) for v in item.get("grants", {}).get("L", []) if "N" in v)
-        paused = float(item.get("paused_until", {}).get("N", "0"))
+        # `_write` is the only writer and always writes both.
+        grants = sorted(float(v["N"]) for v in item["grants"]["L"])
+        paused = float(item["paused_until"]["N"])
         return grants, paused, int(item["version"]["N"])
 
     def next_slot(self, grants: list[float], paused_until: float, now: float) -> float:
