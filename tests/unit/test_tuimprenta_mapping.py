@@ -115,7 +115,8 @@ def test_submission_key_is_derived_from_the_claimed_set_and_attempt() -> None:
 def test_submission_key_is_the_same_in_every_release() -> None:
     # A claim written by one release may be re-sent by the next after a crash: the key must not move, or
     # tuimprenta would take the re-send as a new batch and issue its invoices twice.
-    assert submission_key([("sin_1", '{"a":1}'), ("sin_2", "{}")], 1) == "ib-batch-13dc187e9507da5f15da6fc81b65127abba1514bd8a0f829"
+    key = submission_key([("sin_1", '{"a":1}'), ("sin_2", "{}")], 1)
+    assert key == "ib-batch-13dc187e9507da5f15da6fc81b65127abba1514bd8a0f829"
 
 
 def test_cancel_key_is_stable_per_invoice() -> None:
