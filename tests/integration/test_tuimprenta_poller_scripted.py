@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,12 +40,13 @@ class Scripted:
 
     def __post_init__(self) -> None:
         self.session = FakeSession(self.answers)
+        self.sqs: Any = AwsSqs(self.harness.aws.session.client("sqs"))
         self.ledger = Ledger(self.harness.table())
         self.batches = BatchStore(self.harness.table())
 
     def poller(self) -> TuimprentaPoller:
         settings = self.harness.settings(**self.overrides)
-        sqs = self.harness.aws.session.client("sqs")
+        sqs = self.sqs
         return TuimprentaPoller(
             settings=settings,
             client_factory=lambda: TuimprentaClient(
@@ -86,9 +89,9 @@ class Scripted:
         )
 
     def unsubmitted(self, key: str, *members: str, polls: int) -> None:
-        """A claimed batch item not (known to be) posted yet, after `polls` failed tries, due now."""
+        """A claimed batch item not (known to be) posted yet, after `polls` failed tries, due a second ago."""
         self.batches.put(
-            BatchItem(key=key, members=list(members), created_at=0, next_poll_at=self.clock(), polls=polls)
+            BatchItem(key=key, members=list(members), created_at=0, next_poll_at=self.clock() - 1, polls=polls)
         )
 
     def item(self, key: str) -> BatchItem:
@@ -102,6 +105,48 @@ class Scripted:
 
     def run(self) -> RunReport:
         return self.poller().run(Deadline(30))
+
+
+class AwsSqs:
+    """moto's SQS with the request limits AWS enforces and moto does not, recording receives and deletes.
+
+    ReceiveMessage takes 1 to 10 messages and waits 0 to 20 s; DeleteMessageBatch takes at most 10 entries with
+    distinct ids. Receipt handles in `failing` are reported Failed, as for a message whose visibility lapsed.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.receives: list[tuple[int | None, int | None]] = []
+        self.deletes: list[int] = []
+        self.failing: set[str] = set()
+
+    def receive_message(self, **kwargs: Any) -> Any:
+        wanted, wait = kwargs.get("MaxNumberOfMessages"), kwargs.get("WaitTimeSeconds")
+        self.receives.append((wanted, wait))
+        if wanted is not None and not 1 <= wanted <= 10:
+            raise ValueError(f"MaxNumberOfMessages {wanted} is outside 1..10")
+        if wait is not None and not 0 <= wait <= 20:
+            raise ValueError(f"WaitTimeSeconds {wait} is outside 0..20")
+        return self._client.receive_message(**kwargs)
+
+    def delete_message_batch(self, **kwargs: Any) -> Any:
+        entries = kwargs["Entries"]
+        self.deletes.append(len(entries))
+        if len(entries) > 10:
+            raise ValueError("TooManyEntriesInBatchRequest")
+        if len({e["Id"] for e in entries}) != len(entries):
+            raise ValueError("BatchEntryIdsNotDistinct")
+        kept = [e for e in entries if e["ReceiptHandle"] not in self.failing]
+        answer = dict(self._client.delete_message_batch(**{**kwargs, "Entries": kept})) if kept else {}
+        failed = [
+            {"Id": e["Id"], "SenderFault": True, "Code": "ReceiptHandleIsInvalid", "Message": "expired"}
+            for e in entries
+            if e["ReceiptHandle"] in self.failing
+        ]
+        return {**answer, "Failed": [*answer.get("Failed", []), *failed]}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
 
 
 def finished(csv_rows: str) -> list[requests.Response]:
@@ -314,3 +359,104 @@ def test_a_batch_that_fell_due_while_the_run_was_busy_is_polled_at_once(harness:
     report = rig.run()
     # Then the first is polled (and its invoice issued) without a wait, in the run's second pass
     assert (report.batches_submitted, report.polls, report.issued, report.iterations) == (1, 1, 1, 2)
+
+
+def created(batch_id: str) -> requests.Response:
+    return response(201, {"id": batch_id, "type": "invoice.create", "status": "queued"})
+
+
+def test_a_drain_asks_sqs_only_what_aws_allows_and_fills_a_batch_exactly_to_its_size(harness: Harness) -> None:
+    # Given 30 sales invoices queued, batches of at most 25, and a one-second window to gather a batch
+    harness.send(*(envelope(f"sin_{n:02d}") for n in range(30)))
+    rig = Scripted(
+        harness,
+        [created("batch_1"), created("batch_2")],
+        overrides={"MAX_BATCH_SIZE": "25", "BATCH_WINDOW_SECONDS": "1", "POLL_BASE_SECONDS": "300"},
+    )
+    # When a run drains the queue
+    report = rig.run()
+    # Then it posts a batch of 25, then one of the 5 left
+    posted = [json.loads(r["data"]) for r in rig.session.sent]
+    assert [len(b["payload"]) for b in posted] == [25, 5]
+    assert report.invoices_submitted == 30
+    # asking for at most 10 a time and no more than the batch lacks, waiting the window only once it has some
+    assert rig.sqs.receives == [(10, 0), (10, 1), (5, 1), (10, 0), (10, 1), (10, 0)]
+    # and deleting what it claimed ten at a time, each message once
+    assert rig.sqs.deletes == [10, 10, 5, 5]
+    assert harness.aws.depth("TuimprentaQueue") == 0
+
+
+def test_duplicates_in_a_drain_are_all_counted_and_do_not_hold_up_the_new_invoices_after_them(
+    harness: Harness,
+) -> None:
+    # Given two invoices already canceled and done (closed), delivered again, then a new one
+    rig = Scripted(harness, [created("batch_n")], overrides={"RUN_SECONDS": "0"})
+    for object_id in ("sin_d1", "sin_d2"):
+        rig.claimed(object_id, state="canceled", closed=True)
+    harness.send(envelope("sin_d1"), envelope("sin_d1"), envelope("sin_d2"), envelope("sin_new"))
+    # When a run drains them
+    report = rig.run()
+    # Then all three deliveries of closed invoices are duplicates, and the new invoice is posted all the same
+    assert report.duplicates == 3
+    assert (report.batches_submitted, report.invoices_submitted) == (1, 1)
+    assert harness.aws.depth("TuimprentaQueue") == 0
+
+
+def test_messages_sqs_failed_to_delete_are_reported_in_a_warning(harness: Harness, log_stream: io.StringIO) -> None:
+    # Given a claimed message whose receipt handle has lapsed by the time it is deleted
+    rig = Scripted(harness, [created("batch_l")], overrides={"RUN_SECONDS": "0"})
+    harness.send(envelope("sin_l1"), envelope("sin_l2"))
+    original = rig.sqs.receive_message
+
+    def receive_and_lapse(**kwargs: Any) -> Any:
+        answer = original(**kwargs)
+        rig.sqs.failing.update(m["ReceiptHandle"] for m in answer.get("Messages", [])[:1])
+        return answer
+
+    rig.sqs.receive_message = receive_and_lapse
+    # When a run claims and deletes them
+    rig.run()
+    # Then the one not deleted is told (it comes back later and is recognised as a duplicate)
+    warnings = [json.loads(line) for line in log_stream.getvalue().splitlines() if "not deleted" in line]
+    assert [(w["message"], w["failed"]) for w in warnings] == [("some messages were not deleted", 1)]
+
+
+def test_an_unposted_batch_behind_a_posted_one_is_posted_and_a_claim_without_payload_is_a_bug_named(
+    harness: Harness,
+) -> None:
+    # Given an older batch posted and not yet due, and a claimed batch not posted yet
+    rig = Scripted(harness, [created("batch_u")], overrides={"RUN_SECONDS": "0"})
+    rig.claimed("sin_p")
+    rig.claimed("sin_u", submission="ib-batch-u")
+    rig.submitted("sin_p", created_at=0, due_in=600)
+    rig.unsubmitted("ib-batch-u", "sin_u", polls=0)
+    # When a run looks at them, Then the unposted one is posted
+    assert rig.run().batches_submitted == 1
+    # and a claimed batch whose invoice lost its payload stops the run, naming both
+    rig.claimed("sin_z", submission="ib-batch-z", details={"state": "batched", "submission": "ib-batch-z"})
+    rig.unsubmitted("ib-batch-z", "sin_z", polls=0)
+    with pytest.raises(RuntimeError, match=r"^batch item ib-batch-z: sin_z has no claimed payload$"):
+        rig.run()
+
+
+def test_a_cancel_refused_without_a_code_is_dead_lettered_once_and_the_next_cancel_is_sent(harness: Harness) -> None:
+    rig = Scripted(
+        harness,
+        [response(422, {"error": {"message": "ya declarada"}}), response(200, {"id": "inv_2", "status": "canceled"})],
+        overrides={"RUN_SECONDS": "0"},
+    )
+    rig.claimed("sin_k1", state="issued", status=SyncStatus.SYNCED, remote_id="inv_1")
+    rig.claimed("sin_k2", state="issued", status=SyncStatus.SYNCED, remote_id="inv_2")
+    cancels = CancelStore(harness.table())
+    cancels.put("sin_k1", "evt_cancel_1")
+    cancels.put("sin_k2", "evt_cancel_2")
+    report = rig.run()
+    assert report.canceled == 1
+    (message,) = harness.aws.queue_messages("TuimprentaDeadLetterQueue")
+    attributes = {name: value["StringValue"] for name, value in message["MessageAttributes"].items()}
+    assert (attributes["error_code"], attributes["error_message"], attributes["attempts"]) == (
+        "cancel_refused",
+        "ya declarada",
+        "1",
+    )
+    assert list(cancels.waiting()) == []

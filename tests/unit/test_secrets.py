@@ -75,8 +75,9 @@ def test_not_a_json_object(stubbed: tuple[SecretReader, Stubber], secret_string:
 def test_aws_failure_is_a_retryable_dependency_error(stubbed: tuple[SecretReader, Stubber]) -> None:
     reader, stubber = stubbed
     stubber.add_client_error("get_secret_value", service_error_code="ThrottlingException", http_status_code=400)
-    with pytest.raises(DependencyUnavailable, match="secret buildnexion"):
+    with pytest.raises(DependencyUnavailable, match="secret buildnexion") as caught:
         reader.read(ARN, BuildNexionSecret, "buildnexion")
+    assert "ThrottlingException" in str(caught.value)  # what AWS said, for the operator
 
 
 def secret_reader(max_age_seconds: int) -> tuple[SecretReader, Stubber]:
