@@ -158,6 +158,7 @@ def test_ledger_entries_round_trip_and_writes_are_conditional(table: StateTable)
     with pytest.raises(LedgerConflict) as caught:
         ledger.save(stale_copy.failed("x", "late writer"))
     assert caught.value.retryable is True
+    assert caught.value.retry_after == 1  # the work is retried from a fresh read a second later
     final = ledger.get("quipu", "inv_1")
     assert final is not None
     assert (final.status, final.remote_id, final.intent_id, final.version) == (SyncStatus.SYNCED, "q-77", None, 2)

@@ -181,7 +181,6 @@ class ApiClient:
         self.max_attempts = max_attempts
         self._clock = clock
         self._sleep = sleep
-        self.calls = 0
 
     # -- what a platform overrides -------------------------------------------------------------------
 
@@ -251,7 +250,6 @@ class ApiClient:
             if authenticate:
                 all_headers.update(self.auth_headers())
             started = time.perf_counter()
-            self.calls += 1
             try:
                 response = self.session.request(
                     method,
