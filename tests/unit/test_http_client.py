@@ -305,6 +305,13 @@ def test_a_renewed_credential_does_not_use_up_an_attempt() -> None:
     client, adapter, _ = make_client([(401, {}, b""), (503, {}, b""), ok()], unauthorized=renew, max_attempts=2)
     assert client.request("GET", "/invoices/1", deadline=Deadline.unlimited()).status_code == 200
     assert len(adapter.requests) == 3
+    # nor does it give one back: after the renewal, two 503s use up both attempts
+    client, adapter, _ = make_client(
+        [(401, {}, b""), (503, {}, b""), (503, {}, b""), ok()], unauthorized=renew, max_attempts=2
+    )
+    with pytest.raises(PlatformError) as raised:
+        client.request("GET", "/invoices/1", deadline=Deadline.unlimited())
+    assert (raised.value.status, len(adapter.requests)) == (503, 3)
 
 
 @pytest.mark.parametrize("status", [300, 302])
@@ -519,3 +526,12 @@ def test_bearer_key_platforms_ask_for_json_and_carry_the_key() -> None:
     client.request("GET", "/things/9", deadline=Deadline.unlimited())
     (sent,) = adapter.requests
     assert (sent.headers["Accept"], sent.headers["Authorization"]) == ("application/json", "Bearer key-1")
+
+
+def test_only_the_trailing_slash_of_the_base_url_is_dropped() -> None:
+    adapter = ScriptedAdapter([ok()])
+    session = requests.Session()
+    session.mount("https://", adapter)
+    client = BearerKeyClient("https://api.bearer.test/TAX/", SecretStr("key-1"), session=session)
+    client.request("GET", "/things/9", deadline=Deadline.unlimited())
+    assert [r.url for r in adapter.requests] == ["https://api.bearer.test/TAX/things/9"]
