@@ -34,9 +34,11 @@ def table(aws: Aws) -> StateTable:
     return StateTable(aws.session.client("dynamodb"), aws.provisioned.tables["StateTable"])
 
 
-def limiter(table: StateTable, clock: FakeClock, limit: int = 5, window: float = 5.0) -> DynamoRateLimiter:
+def limiter(
+    table: StateTable, clock: FakeClock, limit: int = 5, window: float = 5.0, client: Any = None
+) -> DynamoRateLimiter:
     return DynamoRateLimiter(
-        table.client,
+        client or table.client,
         table.table_name,
         limiter_key("quipu", "app-1"),
         limit=limit,
@@ -563,17 +565,7 @@ class StaleReplica:
 def test_the_limiter_reads_its_window_consistently_so_a_stale_replica_costs_no_slot(table: StateTable) -> None:
     # Given a limiter on a table whose eventually consistent reads lag behind
     clock = FakeClock()
-    stale = DynamoRateLimiter(
-        cast(Any, StaleReplica(table.client)),
-        table.table_name,
-        limiter_key("quipu", "app-1"),
-        limit=5,
-        window_seconds=5.0,
-        platform="quipu",
-        margin_seconds=0.0,
-        clock=clock,
-        sleep=clock.sleep,
-    )
+    stale = limiter(table, clock, client=StaleReplica(table.client))
     # When it takes five slots in a row, Then each is granted at once (no write lost to a stale version)
     for _ in range(5):
         stale.acquire(Deadline(1))

@@ -98,6 +98,13 @@ class Scripted:
         (found,) = [i for i in self.batches.open() if i.key == key]
         return found
 
+    def cancels_waiting(self, *object_ids: str) -> CancelStore:
+        """Cancels asked for `object_ids`, in that order."""
+        cancels = CancelStore(self.harness.table())
+        for object_id in object_ids:
+            cancels.put(object_id, f"evt_cancel_{object_id}")
+        return cancels
+
     def entry(self, object_id: str) -> LedgerEntry:
         found = self.ledger.get("tuimprenta", object_id)
         assert found is not None
@@ -311,9 +318,7 @@ def test_a_cancel_that_needs_no_call_or_must_wait_does_not_hold_up_the_cancels_a
     rig = Scripted(harness, [response(200, {"id": "inv_2", "status": "canceled"})], overrides={"RUN_SECONDS": "0"})
     rig.claimed("sin_c1", state=first_state)
     rig.claimed("sin_c2", state="issued", status=SyncStatus.SYNCED, remote_id="inv_2")
-    cancels = CancelStore(harness.table())
-    cancels.put("sin_c1", "evt_cancel_1")
-    cancels.put("sin_c2", "evt_cancel_2")
+    cancels = rig.cancels_waiting("sin_c1", "sin_c2")
     # When a run sends what it can
     report = rig.run()
     # Then the issued invoice is canceled in this run all the same
@@ -447,9 +452,7 @@ def test_a_cancel_refused_without_a_code_is_dead_lettered_once_and_the_next_canc
     )
     rig.claimed("sin_k1", state="issued", status=SyncStatus.SYNCED, remote_id="inv_1")
     rig.claimed("sin_k2", state="issued", status=SyncStatus.SYNCED, remote_id="inv_2")
-    cancels = CancelStore(harness.table())
-    cancels.put("sin_k1", "evt_cancel_1")
-    cancels.put("sin_k2", "evt_cancel_2")
+    cancels = rig.cancels_waiting("sin_k1", "sin_k2")
     report = rig.run()
     assert report.canceled == 1
     (message,) = harness.aws.queue_messages("TuimprentaDeadLetterQueue")
