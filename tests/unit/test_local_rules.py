@@ -481,7 +481,8 @@ def test_an_empty_receive_invokes_nothing_and_a_failed_invocation_is_logged() ->
         def __init__(self, batches: list[list[Any]]) -> None:
             self.batches = batches
 
-        def receive_message(self, **_: Any) -> dict[str, Any]:
+        def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+            assert kwargs["WaitTimeSeconds"] == 0  # poll_once() alone never long-polls
             batch = self.batches.pop(0)
             return {"Messages": batch} if batch else {}
 
@@ -498,3 +499,74 @@ def test_an_empty_receive_invokes_nothing_and_a_failed_invocation_is_logged() ->
     assert poller.poll_once() == 1
     assert logged == ["F: Boom: bad"]
     assert poller.busy == 0
+
+
+class _SteppedTime:
+    """A monotonic clock that moves only when something waits on it (or a tick takes time)."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.waits: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+class _StopAfter:
+    """A stop event that is never set: each wait passes its whole timeout on the clock, until `waits` are done."""
+
+    def __init__(self, clock: _SteppedTime, waits: int) -> None:
+        self._clock = clock
+        self._left = waits
+
+    def wait(self, timeout: float | None = None) -> bool:
+        assert timeout is not None
+        self._clock.waits.append(timeout)
+        self._clock.now += timeout
+        self._left -= 1
+        return self._left <= 0
+
+    def set(self) -> None:
+        self._left = 0
+
+
+def test_a_scheduler_ticks_one_interval_after_start_then_on_its_beat_catching_up_after_a_slow_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a 60 s schedule whose second tick takes 70 s
+    clock = _SteppedTime(1000.0)
+    monkeypatch.setattr("sandbox.runner.time", clock)
+
+    class SlowSecondTick(_Pool):
+        def invoke(self, event: Any) -> Invocation:
+            if len(self.events) == 1:
+                clock.now += 70
+            return super().invoke(event)
+
+    pool = SlowSecondTick(Invocation(True))
+    logged: list[str] = []
+    scheduler = Scheduler([("t", pool)], 60, logged.append)  # type: ignore[list-item]
+    scheduler._stop = _StopAfter(clock, waits=4)  # type: ignore[assignment]
+    # When it runs (in this thread) until its fourth wait
+    scheduler._run()
+    # Then it waited a whole interval before the first tick, kept the beat, and ran the late tick at once
+    assert clock.waits == [60, 60, 0, 50]
+    assert scheduler.ticks == 3
+
+
+def test_a_worker_pauses_one_second_after_a_failure_by_default_and_long_polls_one_second() -> None:
+    waits: list[float] = []
+    error = ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "try later"}}, "ReceiveMessage")
+    sqs = _ScriptedSqs(stop_after=2, error=error)
+    mapping = SqsMapping(queue=QUEUE, batch_size=10, report_failures=True, workers=1)
+    poller = SqsPoller(mapping, _FlakyPool(failures=0), sqs, [].append)  # type: ignore[arg-type]
+
+    class Stop(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(timeout if timeout is not None else -1.0)
+            return self.is_set()
+
+    poller._stop = Stop()
+    sqs.on_last_receive = poller._stop.set
+    poller._work()  # _ScriptedSqs asserts each receive long-polls WaitTimeSeconds=1
+    assert waits == [1.0]
