@@ -257,6 +257,37 @@ def test_only_successes_are_deleted_in_chunks_of_ten(queue: QueueInfo, unit: str
     # What the cost bench bills: one receive and two delete batches, each one 64 KB unit of the queue's kind
     assert poller.sqs_requests == {"sqs:ReceiveMessage": 1, "sqs:DeleteMessageBatch": 2}
     assert poller.sqs_units == {unit: 3}
+    # and it adds up over polls
+    assert poller.poll_once() == 12
+    assert poller.sqs_requests == {"sqs:ReceiveMessage": 2, "sqs:DeleteMessageBatch": 4}
+    assert poller.sqs_units == {unit: 6}
+
+
+def test_busy_counts_every_worker_holding_messages() -> None:
+    # Given a function that, while it handles one batch, sees a second worker receive another
+    seen: list[int] = []
+
+    class Pool:
+        spec = type("Spec", (), {"logical_id": "F"})()
+
+        def invoke(self, event: Any) -> Invocation:
+            seen.append(poller.busy)
+            if len(seen) == 1:
+                poller.poll_once()
+            return Invocation(True, {"batchItemFailures": []})
+
+    class Sqs:
+        def receive_message(self, **_: Any) -> dict[str, Any]:
+            return {"Messages": MESSAGES[:1]}
+
+        def delete_message_batch(self, **_: Any) -> None:
+            return None
+
+    mapping = SqsMapping(queue=QUEUE, batch_size=10, report_failures=True, workers=2)
+    poller = SqsPoller(mapping, Pool(), Sqs(), [].append)  # type: ignore[arg-type]
+    poller.poll_once()
+    # Then busy said one, then two, and none once both were done
+    assert (seen, poller.busy) == ([1, 2], 0)
 
 
 class _Pool:

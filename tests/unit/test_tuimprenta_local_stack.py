@@ -14,6 +14,12 @@ def test_the_callback_url_resolves_to_the_local_gateway() -> None:
     assert localized["STATE_TABLE_NAME"] == spec.environment["STATE_TABLE_NAME"]
 
 
+def test_api_urls_inside_lists_are_localized_too() -> None:
+    url = {"Fn::Sub": "https://${WebhookApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/hooks"}
+    localized = localize_api_urls({"URLS": [url, "plain"]}, {"WebhookApi"}, "http://127.0.0.1:3000")
+    assert localized == {"URLS": [{"Fn::Sub": "http://127.0.0.1:3000/hooks"}, "plain"]}
+
+
 def test_the_poller_names_the_queue_it_drains() -> None:
     assert drained_queue(TEMPLATE.resources["TuimprentaPollerFunction"]) == "TuimprentaQueue"
     assert drained_queue(TEMPLATE.resources["WebhookReceiverFunction"]) is None
