@@ -23,6 +23,7 @@ from invoice_bridge.ledger import (
     ensure_reference,
 )
 from invoice_bridge.limiter import DynamoRateLimiter, limiter_key
+from invoice_bridge.tuimprenta.batches import CANCELS_PK, CancelStore
 from tests.conftest import FakeClock, emitted_metrics
 from tests.integration.conftest import Aws
 
@@ -577,3 +578,17 @@ def test_ledger_reads_are_consistent_so_a_read_after_a_save_sees_it(table: State
     assert ledger.get("quipu", "inv_9") is None
     saved = ledger.save(ledger.get_or_new("quipu", "inv_9").with_intent(T0, "evt_1", "invoice.created"))
     assert ledger.get("quipu", "inv_9") == saved
+
+
+def test_a_waiting_cancel_records_the_event_that_asked_for_it(table: StateTable) -> None:
+    # An operator looking at a cancel that waits finds which BuildNexion event asked for it
+    cancels = CancelStore(table)
+    cancels.put("sin_1", "evt_cancel_1")
+    assert list(cancels.waiting()) == ["sin_1"]
+    assert table.get(CANCELS_PK, "sin_1") == {
+        "pk": {"S": "tuimprenta#cancels"},
+        "sk": {"S": "sin_1"},
+        "event_id": {"S": "evt_cancel_1"},
+    }
+    cancels.done("sin_1")
+    assert list(cancels.waiting()) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import time
 import uuid
@@ -431,3 +432,18 @@ def test_standard_queues_use_the_plain_batch_processor(aws: Aws, fifo: bool) -> 
     response = standard.handle(event, context(), handler)
     # On a standard queue a failure does not hold back the others
     assert [f["itemIdentifier"] for f in response["batchItemFailures"]] == [messages[0]["MessageId"]]
+
+
+def test_backoffs_sqs_refuses_to_set_are_reported_in_a_warning(aws: Aws, log_stream: io.StringIO) -> None:
+    # Given a record to retry whose receipt handle SQS no longer takes (its visibility lapsed meanwhile)
+    event = enqueue_and_receive(aws, [("A", envelope("evt_l1", "A"))])
+    event["Records"][0]["receiptHandle"] = "lapsed"
+
+    def handler(record: SQSRecord, deadline: Deadline) -> None:
+        raise RetryLater("rate-limit slot not free", retry_after=3)
+
+    # When the edge sets its backoff
+    edge(aws).handle(event, context(), handler)
+    # Then the refusal is told (the record comes back after the queue's own visibility timeout instead)
+    warnings = [json.loads(line) for line in log_stream.getvalue().splitlines() if "backoff" in line]
+    assert [(w["message"], w["failed"]) for w in warnings] == [("could not set the backoff of some records", 1)]
