@@ -105,9 +105,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _print_access_line(record: Any) -> None:
+    from sandbox.console import stderr_line
     from sandbox.stack import gateway_access_line
 
-    print(gateway_access_line(record), file=sys.stderr, flush=True)
+    stderr_line(gateway_access_line(record))
 
 
 def _parameter_overrides(root: Path, pairs: list[str]) -> dict[str, str]:

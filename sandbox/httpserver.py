@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from sandbox.console import stderr_line
+
 
 @dataclass(frozen=True)
 class Request:
@@ -152,7 +154,7 @@ class _Server(ThreadingHTTPServer):
         # away or timed out (nothing to say) or a fault of this server (one line, never a traceback).
         error = sys.exc_info()[1]
         if error is not None and not isinstance(error, OSError):
-            print(f"local HTTP server: {type(error).__name__}: {error}", file=sys.stderr)
+            stderr_line(f"local HTTP server: {type(error).__name__}: {error}")
 
 
 class LocalHttpServer:
@@ -325,7 +327,7 @@ class LocalHttpServer:
                         self._hold_then_drop(exc.linger)
                         return
                     except Exception as exc:  # noqa: BLE001 - a server answers 500 for any handler failure
-                        print(f"{self.command} {parts.path}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                        stderr_line(f"{self.command} {parts.path}: {type(exc).__name__}: {exc}")
                         reply = Reply.json(500, {"message": "Internal Server Error"})
                 self._send(reply)
                 if access_log is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -16,6 +15,7 @@ from invoice_bridge.store import StateStore
 from sandbox.aws_local import FAKE_CREDENTIALS, LocalAws, Provisioned, intrinsics_for, process_environment_without_aws
 from sandbox.buildnexion import BuildNexionPeer
 from sandbox.cfn import ACCOUNT_ID, REGION, Intrinsics, Template, TemplateError
+from sandbox.console import stderr_line
 from sandbox.functions import FunctionPool, LogSink, function_environment
 from sandbox.gateway import route_to
 from sandbox.httpserver import AccessLog, AccessRecord, LocalHttpServer, Reply, Request, Router
@@ -32,7 +32,7 @@ STATE_TABLE = "StateTable"
 
 def stderr_log_sink(function: str, line: str) -> None:
     """Function log lines to stderr, prefixed with the function, as `sam logs` shows them."""
-    print(f"[{function}] {line}", file=sys.stderr, flush=True)
+    stderr_line(f"[{function}] {line}")
 
 
 @dataclass

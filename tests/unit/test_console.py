@@ -1,0 +1,50 @@
+"""The local stack's stderr lines: each written whole, whichever thread writes it."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from sandbox.console import stderr_line
+from sandbox.stack import stderr_log_sink
+
+
+class Recorder:
+    """A stderr that records each write call."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+        self.flushes = 0
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def test_a_function_log_line_is_one_write_of_the_whole_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = Recorder()
+    monkeypatch.setattr("sys.stderr", recorder)
+    stderr_log_sink("WebhookReceiverFunction", '{"level":"INFO"}')
+    assert recorder.writes == ['[WebhookReceiverFunction] {"level":"INFO"}\n']
+    assert recorder.flushes == 1
+
+
+def test_lines_written_from_many_threads_never_run_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = Recorder()
+    monkeypatch.setattr("sys.stderr", recorder)
+
+    def writer(name: str) -> None:
+        for n in range(200):
+            stderr_line(f"{name} line {n}")
+
+    threads = [threading.Thread(target=writer, args=(f"t{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(recorder.writes) == 800
+    assert all(w.endswith("\n") and w.count("\n") == 1 for w in recorder.writes)
