@@ -99,7 +99,7 @@ class Scripted:
         return found
 
     def cancels_waiting(self, *object_ids: str) -> CancelStore:
-        """Cancels asked for `object_ids`, in that order."""
+        """Cancels asked for `object_ids` (the store lists them by id)."""
         cancels = CancelStore(self.harness.table())
         for object_id in object_ids:
             cancels.put(object_id, f"evt_cancel_{object_id}")

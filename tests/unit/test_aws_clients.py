@@ -11,7 +11,7 @@ from invoice_bridge.aws import AwsClients
 
 
 @pytest.mark.parametrize("service", ["sqs", "dynamodb", "secretsmanager"])
-def test_each_client_times_out_well_under_the_lambda_timeout_and_retries_three_times(service: str) -> None:
+def test_each_client_times_out_in_seconds_and_tries_a_call_twice_at_most(service: str) -> None:
     # Given clients built from one session (building one opens no connection)
     clients = AwsClients(boto3.session.Session(region_name="eu-west-1"))
     # When the function asks for one

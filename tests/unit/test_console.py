@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -11,14 +12,19 @@ from sandbox.stack import stderr_log_sink
 
 
 class Recorder:
-    """A stderr that records each write call."""
+    """A stderr that records each write call, taking each in two halves as a buffered stream may."""
 
     def __init__(self) -> None:
         self.writes: list[str] = []
+        self.chunks: list[str] = []
         self.flushes = 0
 
     def write(self, text: str) -> int:
         self.writes.append(text)
+        half = len(text) // 2
+        self.chunks.append(text[:half])
+        time.sleep(0)  # lets another thread run between the halves, as a stream's own I/O would
+        self.chunks.append(text[half:])
         return len(text)
 
     def flush(self) -> None:
@@ -46,5 +52,5 @@ def test_lines_written_from_many_threads_never_run_together(monkeypatch: pytest.
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(recorder.writes) == 800
-    assert all(w.endswith("\n") and w.count("\n") == 1 for w in recorder.writes)
+    lines = "".join(recorder.chunks).splitlines()
+    assert sorted(lines) == sorted(f"t{i} line {n}" for i in range(4) for n in range(200))

@@ -557,9 +557,6 @@ class _StopAfter:
         self._left -= 1
         return self._left <= 0
 
-    def set(self) -> None:
-        self._left = 0
-
 
 def test_a_scheduler_ticks_one_interval_after_start_then_on_its_beat_catching_up_after_a_slow_tick(
     monkeypatch: pytest.MonkeyPatch,
