@@ -63,6 +63,12 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def _serve(args: argparse.Namespace) -> int:
     from sandbox.stack import LocalStack, StackOptions
 
+    if args.faults == "list":
+        from sandbox.faults import describe_kinds
+
+        print(describe_kinds(), flush=True)
+        return 0
+
     access_log = None if args.quiet else _print_access_line
     stack = LocalStack(
         StackOptions(
@@ -339,8 +345,8 @@ def build_parser() -> Parser:
         "--faults",
         metavar="SPEC",
         help="faults every sandbox peer injects, e.g. 'error=0.1,hang=0.03,after_effect=0.5,seed=7' "
-        "(5xx, hangs past the client's timeout, writes whose answer is lost after their effect); LOCAL_FAULTS "
-        "sets the default",
+        "(5xx, hangs past the client's timeout, writes whose answer is lost after their effect) and the named "
+        "kinds each platform's reference documents ('--faults list' prints them); LOCAL_FAULTS sets the default",
     )
     serve.set_defaults(func=_serve)
 

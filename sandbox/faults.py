@@ -13,6 +13,12 @@
 
 Tests also script faults: `fail_next(status, count, method=..., route=...)` answers the next matching
 requests with `status`, before any random decision.
+
+Named kinds (`KINDS`): behaviours a platform's reference documents, each played by the peer that owns it at
+its own decision point (`plan.draw(kind)`), e.g. `LOCAL_FAULTS=result_redirect=0.5,batch_404_once=0.2,seed=3`;
+`all=0.1` sets every named kind at once. Each kind draws from its own RNG (seeded from the seed, the peer
+and the kind), so turning one on never changes the decisions of another. Tests force a kind with
+`plan.force(kind, count)`. `invoice-bridge local serve --faults list` prints the table.
 """
 
 from __future__ import annotations
@@ -31,6 +37,27 @@ ERROR_STATUSES = (500, 502, 503)
 DEFAULT_HANG_SECONDS = 35.0
 _SHARES = ("error", "hang", "after_effect")
 
+# Named fault kinds: name -> (the peers that play it, what happens). Written from the platforms' references
+# (../shared/seeds/); a peer ignores a kind it does not own.
+KINDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "status_401": (("quipu", "tuimprenta", "facturadirecta"), "a request refused 401 (credentials not accepted)"),
+    "status_402": (("tuimprenta",), "an invoice rejected by the fiscal validation (402, or a failed row)"),
+    "status_404": (("quipu", "tuimprenta", "facturadirecta"), "a read of an existing resource answered 404"),
+    "status_409": (("tuimprenta",), "a write answered 409 (idempotency conflict)"),
+    "status_422": (("quipu", "tuimprenta", "facturadirecta"), "a write refused 422 / INVALID_INPUT_DATA"),
+    "status_429": (("quipu", "tuimprenta"), "a request refused 429 with the reference's rate-limit headers"),
+    "token_revoked": (("quipu",), "the access token in use is revoked mid-run (401 until a new one is taken)"),
+    "contact_204": (("quipu",), "a contact create answered 204 No Content (the contact is made)"),
+    "contact_pages": (("quipu",), "contact lists answered a page at a time (page size 1, with links)"),
+    "es_prefix": (("quipu",), "a contact's tax id stored with the ES prefix (ESB12345678)"),
+    "provider_pages": (("facturadirecta",), "provider lists answered a page at a time (start/limit)"),
+    "result_redirect": (("tuimprenta",), "the result download answered 302 to the API's own origin"),
+    "result_elsewhere": (("tuimprenta",), "result_url names a presigned URL on another host"),
+    "batch_404_once": (("tuimprenta",), "a batch read answered 404 once"),
+    "row_missing": (("tuimprenta",), "a result CSV that leaves one member's row out"),
+    "result_malformed": (("tuimprenta",), "a result file that cannot be read (bad bytes, wrong header)"),
+}
+
 
 class FaultSpecError(ValueError):
     """A fault specification that cannot be read; the message names the part."""
@@ -45,24 +72,34 @@ class FaultSettings:
     after_effect: float = 0.0
     seed: int = 0
     hang_seconds: float = DEFAULT_HANG_SECONDS
+    kinds: tuple[tuple[str, float], ...] = ()  # named kinds with a share above 0, sorted by name
 
     @classmethod
     def parse(cls, text: str | None) -> FaultSettings:
-        """`error=0.1,hang=0.03,after_effect=0.5,seed=7[,hang_seconds=35]`; empty means none."""
+        """`error=0.1,hang=0.03,after_effect=0.5,seed=7[,hang_seconds=35][,<kind>=share][,all=share]`."""
         values: dict[str, float | int] = {}
+        kinds: dict[str, float] = {}
         for part in (text or "").split(","):
             if not part.strip():
                 continue
             name, sep, raw = part.partition("=")
             name = name.strip()
-            if not sep or name not in (*_SHARES, "seed", "hang_seconds"):
+            if not sep or name not in (*_SHARES, "seed", "hang_seconds", "all", *KINDS):
                 raise FaultSpecError(
-                    f"{part.strip()!r}: expected error=, hang=, after_effect=, seed= or hang_seconds= (e.g. error=0.1)"
+                    f"{part.strip()!r}: expected error=, hang=, after_effect=, seed=, hang_seconds=, all= or a "
+                    "named kind (see --faults list), e.g. error=0.1"
                 )
             try:
-                values[name] = int(raw) if name == "seed" else float(raw)
+                number = int(raw) if name == "seed" else float(raw)
             except ValueError:
                 raise FaultSpecError(f"{name}={raw.strip()!r} is not a number") from None
+            if name == "all" or name in KINDS:
+                if not 0.0 <= number <= 1.0:
+                    raise FaultSpecError(f"{name}={number} must be a share from 0 to 1")
+                for kind in KINDS if name == "all" else (name,):
+                    kinds[kind] = float(number)
+            else:
+                values[name] = number
         for name in _SHARES:
             share = float(values.get(name, 0.0))
             if not 0.0 <= share <= 1.0:
@@ -71,12 +108,19 @@ class FaultSettings:
             raise FaultSpecError("error + hang must not exceed 1")
         if not 0 < float(values.get("hang_seconds", DEFAULT_HANG_SECONDS)) <= 600:
             raise FaultSpecError("hang_seconds must be above 0 and at most 600")
-        return cls(**values)  # type: ignore[arg-type]
+        chosen = tuple(sorted((kind, share) for kind, share in kinds.items() if share > 0))
+        return cls(**values, kinds=chosen)  # type: ignore[arg-type]
 
     @property
     def active(self) -> bool:
         """Whether any fault is drawn at random."""
         return self.error > 0 or self.hang > 0
+
+    def share(self, kind: str) -> float:
+        """The share of a named kind (0 when off)."""
+        if kind not in KINDS:
+            raise KeyError(f"unknown fault kind {kind!r}")
+        return dict(self.kinds).get(kind, 0.0)
 
     def plan(self, peer: str) -> FaultPlan:
         """The plan of one peer (its own RNG)."""
@@ -84,10 +128,25 @@ class FaultSettings:
 
     def spec(self) -> str:
         """Back to the `LOCAL_FAULTS` form."""
+        named = "".join(f",{kind}={share}" for kind, share in self.kinds)
         return (
             f"error={self.error},hang={self.hang},after_effect={self.after_effect},seed={self.seed},"
-            f"hang_seconds={self.hang_seconds}"
+            f"hang_seconds={self.hang_seconds}{named}"
         )
+
+
+def describe_kinds() -> str:
+    """The table `--faults list` prints: every share and named kind, its peers and what it does."""
+    rows = [
+        ("error", "all", "a request answered 500, 502 or 503"),
+        ("hang", "all", "a request held until the client gives up, then dropped"),
+        ("after_effect", "all", "of the writes picked for error or hang, the share whose effect is made first"),
+    ]
+    rows += [(kind, ", ".join(peers), text) for kind, (peers, text) in KINDS.items()]
+    width = max(len(name) for name, _, _ in rows)
+    lines = [f"{name:<{width}}  {peers}: {text}" for name, peers, text in rows]
+    lines.append(f"{'all':<{width}}  sets every named kind above (not error, hang, after_effect) to one share")
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -129,7 +188,40 @@ class FaultPlan:
         self._rng = random.Random(f"{self.settings.seed}:{peer}")  # noqa: S311 - faults, not secrets
         self._lock = threading.Lock()
         self._scripted: deque[_Scripted] = deque()
-        self.injected: Counter[str] = Counter()  # "error", "hang", "error after effect", "hang after effect"
+        self.injected: Counter[str] = Counter()  # "error", "hang", "error after effect", "hang after effect", kinds
+        self._kind_rngs: dict[str, random.Random] = {}
+        self._forced: Counter[str] = Counter()
+        # BuildNexion object id -> the reason a named kind refused it for good (chaos expects it dead-lettered).
+        self.refused: dict[str, str] = {}
+
+    def draw(self, kind: str) -> bool:
+        """Whether the named `kind` happens at this occasion (forced ones first, then its own seeded draw)."""
+        share = self.settings.share(kind)
+        with self._lock:
+            if self._forced[kind] > 0:
+                self._forced[kind] -= 1
+            else:
+                if share <= 0:
+                    return False
+                rng = self._kind_rngs.setdefault(
+                    kind,
+                    random.Random(f"{self.settings.seed}:{self.peer}:{kind}"),  # noqa: S311 - faults, not secrets
+                )
+                if rng.random() >= share:
+                    return False
+            self.injected[kind] += 1
+            return True
+
+    def force(self, kind: str, count: int = 1) -> None:
+        """Make the next `count` draws of `kind` happen, whatever its share."""
+        self.settings.share(kind)  # an unknown kind fails here, not silently later
+        with self._lock:
+            self._forced[kind] += count
+
+    def record_refusal(self, object_id: str, reason: str) -> None:
+        """Note that a named kind refused the document of `object_id` for good (a permanent error)."""
+        with self._lock:
+            self.refused.setdefault(object_id, reason)
 
     def fail_next(
         self,
