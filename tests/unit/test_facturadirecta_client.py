@@ -137,6 +137,56 @@ def test_the_provider_lookup_asks_for_the_largest_page() -> None:
     assert "limit=250" in (adapter.requests[0].url or "")
 
 
+def providers_page(*providers: tuple[str, str]) -> bytes:
+    """A `<providers>` answer: (id, taxCode) each."""
+    items = b"".join(
+        b"<provider><id>%s</id><taxCode>%s</taxCode></provider>" % (i.encode(), t.encode()) for i, t in providers
+    )
+    return b"<providers>" + items + b"</providers>"
+
+
+def query_of(request: requests.PreparedRequest) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in (request.path_url or "").split("?", 1)[1].split("&"))
+
+
+def test_a_provider_on_the_second_page_is_found_by_paging_with_start() -> None:
+    # Given a platform that answers one provider a page, the first a near match only
+    api, adapter = client([(200, providers_page(("9", "B123456789"))), (200, providers_page(("12", "B12345678")))])
+    # When the provider is looked up
+    found = api.find_provider("B12345678", Deadline.unlimited())
+    # Then the second page, asked from where the first ended, holds it
+    assert found is not None
+    assert found.id == "12"
+    assert [query_of(r)["start"] for r in adapter.requests] == ["0", "1"]
+    assert {query_of(r)["taxCode"] for r in adapter.requests} == {"B12345678"}
+
+
+def test_the_provider_search_ends_on_an_empty_page() -> None:
+    page = providers_page(("9", "B123456789"), ("10", "B123456780"))
+    api, adapter = client([(200, page), (200, b"<providers></providers>")])
+    assert api.find_provider("B12345678", Deadline.unlimited()) is None
+    assert [query_of(r)["start"] for r in adapter.requests] == ["0", "2"]
+
+
+def test_a_found_provider_costs_one_request() -> None:
+    api, adapter = client([(200, providers_page(("4", "B12345678")))])
+    found = api.find_provider("B12345678", Deadline.unlimited())
+    assert found is not None
+    assert found.id == "4"
+    assert len(adapter.requests) == 1
+
+
+def test_a_listing_that_ignores_start_is_an_error_not_a_missing_provider() -> None:
+    # A platform that answers the same page whatever `start` says would make "not found" a guess
+    page = providers_page(("9", "B123456789"))
+    api, adapter = client([(200, page), (200, page)])
+    with pytest.raises(PlatformError) as caught:
+        api.find_provider("B12345678", Deadline.unlimited())
+    assert (caught.value.retryable, caught.value.code) == (False, "bad_response")
+    assert "start=1" in caught.value.message
+    assert len(adapter.requests) == 2
+
+
 def test_unreadable_provider_answers_name_what_was_read_and_the_status() -> None:
     api, _ = client([(200, b"<providers>"), (201, b"<provider>")])
     with pytest.raises(PlatformError) as caught:

@@ -120,17 +120,37 @@ class FacturaDirectaXmlClient(ApiClient):
             ) from None
 
     def find_provider(self, tax_code: str, deadline: Deadline) -> ProviderRecord | None:
-        """`GET /api/providers.xml?taxCode=...`; an exact (normalized) tax code match, oldest first."""
-        response = self.request(
-            "GET", "/api/providers.xml", deadline=deadline, params={"taxCode": tax_code, "limit": MAX_LIST_LIMIT}
-        )
+        """`GET /api/providers.xml?taxCode=...` paged with `start`: the first page holding an exact (normalized)
+        match gives the oldest match in it; an empty page ends the search with None."""
         wanted = normalize_tax_code(tax_code)
-        found = [
-            p
-            for p in self._read(xml.parse_providers, response, "providers")
-            if p.tax_code is not None and normalize_tax_code(p.tax_code) == wanted
-        ]
-        return min(found, key=_id_order) if found else None
+        seen: set[str] = set()
+        start = 0
+        while True:
+            response = self.request(
+                "GET",
+                "/api/providers.xml",
+                deadline=deadline,
+                params={"taxCode": tax_code, "start": start, "limit": MAX_LIST_LIMIT},
+            )
+            page = self._read(xml.parse_providers, response, "providers")
+            found = [p for p in page if p.tax_code is not None and normalize_tax_code(p.tax_code) == wanted]
+            if found:
+                return min(found, key=_id_order)
+            if not page:
+                return None
+            # A page may hold fewer providers than asked (the platform decides its page size): only an empty
+            # page ends the listing. One that brings nothing new means `start` is ignored: never "not found".
+            fresh = {p.id for p in page} - seen
+            if not fresh:
+                raise PlatformError(
+                    PLATFORM,
+                    f"providers: the page at start={start} repeats providers already listed",
+                    status=response.status_code,
+                    retryable=False,
+                    code="bad_response",
+                )
+            seen |= fresh
+            start += len(page)
 
     def create_provider(self, provider: ProviderDocument, deadline: Deadline) -> ProviderRecord:
         """`POST /api/providers.xml`."""
