@@ -47,9 +47,12 @@ SEED ?= 1
 chaos: .venv
 	$(BIN)/python -m sandbox.chaos --seed $(SEED)
 
+# lint-imports: the contracts in pyproject.toml ([tool.importlinter]): no sandbox peer imports the product, and the
+# layer imports neither the local stack, the operator tools nor the handlers.
 lint: .venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 typecheck: .venv
 	$(BIN)/mypy layers/common/invoice_bridge sandbox ops functions tests bench
