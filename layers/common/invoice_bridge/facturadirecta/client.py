@@ -120,8 +120,7 @@ class FacturaDirectaXmlClient(ApiClient):
             ) from None
 
     def find_provider(self, tax_code: str, deadline: Deadline) -> ProviderRecord | None:
-        """`GET /api/providers.xml?taxCode=...` paged with `start`: the first page holding an exact (normalized)
-        match gives the oldest match in it; an empty page ends the search with None."""
+        """`GET /api/providers.xml?taxCode=` paged with `start` to an exact (normalized) match; else None."""
         wanted = normalize_tax_code(tax_code)
         seen: set[str] = set()
         start = 0
