@@ -35,9 +35,13 @@ def test_a_contact_is_looked_up_by_its_tax_id_and_only_an_exact_match_counts() -
     assert quipu.quipu.query(0)["filter[tax_id]"] == ["B12345678"]
 
 
-def test_no_contact_with_that_tax_id_is_none() -> None:
-    quipu = rig([(200, body([contact("c1", "B99999999"), contact("c0", None)]))])
+def test_no_contact_with_that_tax_id_in_either_form_is_none() -> None:
+    # Given Quipu answering both lookups (bare, then ES-prefixed) with other contacts only
+    loose = body([contact("c1", "B99999999"), contact("c0", None)])
+    quipu = rig([(200, loose), (200, loose)])
+    # Then no contact is ours, after asking for both forms a contact may be stored in
     assert quipu.client.find_contact("B12345678", Deadline.unlimited()) is None
+    assert [quipu.quipu.query(i)["filter[tax_id]"] for i in (0, 1)] == [["B12345678"], ["ESB12345678"]]
 
 
 def test_a_blank_tax_id_matches_no_contact_not_even_one_quipu_holds_without_a_tax_id() -> None:
@@ -64,7 +68,7 @@ def test_a_create_answered_without_a_body_is_resolved_by_a_lookup_of_its_tax_id(
 
 
 def test_a_create_answered_without_a_body_and_not_found_after_is_retryable() -> None:
-    quipu = rig([(204, b""), (200, body([]))])
+    quipu = rig([(204, b""), (200, body([])), (200, body([]))])
     with pytest.raises(PlatformError) as caught:
         quipu.client.create_contact({"tax_id": "B12345678"}, Deadline.unlimited())
     error = caught.value
