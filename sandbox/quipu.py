@@ -330,11 +330,9 @@ def _number(value: Any, pointer: str, errors: list[Problem]) -> Decimal | None:
 
 
 def _iban_valid(text: str) -> bool:
-    compact = text.replace(" ", "").upper()
-    if not re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{10,30}", compact):
-        return False
-    rearranged = compact[4:] + compact[:4]
-    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+    # The shape of an IBAN only: the reference's own create example succeeds with "ES92 3821 0601 2314 3339 5656",
+    # whose check digits do not verify, so Quipu cannot be checking them.
+    return bool(re.fullmatch(r"[A-Z]{2}\d{2}[A-Z0-9]{10,30}", text.replace(" ", "").upper()))
 
 
 def _period_matches(period: str, issue_date: str) -> bool:
@@ -893,7 +891,7 @@ class QuipuPeer:
             known = existing.get(item_id) if item_id else None
             where = f"{pointer}/attributes"
             problems = _unknown(attributes, ITEM_WRITABLE, ITEM_READ_ONLY, where)
-            for required in ("unitary_amount", "quantity"):
+            for required in ("unitary_amount",):
                 if known is None and attributes.get(required) is None:
                     problems.append(("Can not be blank.", f"{where}/{required}"))
             unitary = (
