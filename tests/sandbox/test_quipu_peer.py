@@ -467,14 +467,16 @@ def test_an_expense_number_is_unique_per_supplier_and_year(api: Api) -> None:
 
 def test_a_credit_note_is_typed_like_any_invoice(api: Api) -> None:
     original = api.invoice(invoice(api.contact())).json()["data"]["id"]
-    note = {
-        "data": {"type": "invoices", "relationships": {"amended_invoice": {"data": {"id": original, "type": "bills"}}}}
-    }
-    answer = api.invoice(note)
+
+    def note(kind: str) -> dict[str, Any]:
+        return {
+            "data": {"type": "invoices", "relationships": {"amended_invoice": {"data": {"id": original, "type": kind}}}}
+        }
+
+    answer = api.invoice(note("bills"))
     assert answer.status_code == 422
     assert pointers(answer) == ["/data/relationships/amended_invoice/data/type"]
-    note["data"]["relationships"]["amended_invoice"]["data"]["type"] = "invoices"
-    made = api.invoice(note)
+    made = api.invoice(note("invoices"))
     assert made.status_code == 201
     assert made.json()["data"]["attributes"]["total_amount"] == "-18.15"
 
