@@ -891,7 +891,7 @@ class QuipuPeer:
             known = existing.get(item_id) if item_id else None
             where = f"{pointer}/attributes"
             problems = _unknown(attributes, ITEM_WRITABLE, ITEM_READ_ONLY, where)
-            for required in ("unitary_amount",):
+            for required in ("unitary_amount", "quantity"):
                 if known is None and attributes.get(required) is None:
                     problems.append(("Can not be blank.", f"{where}/{required}"))
             unitary = (
