@@ -717,3 +717,13 @@ def test_kinds_come_from_local_faults_seeded() -> None:
             peer.stop()
     assert stored[0] == stored[1]
     assert 0 < sum(t.startswith("ES") for t in stored[0]) < 12
+
+
+def test_a_query_parameter_given_twice_is_refused(api: Api) -> None:
+    answer = requests.get(
+        f"{api.url}/contacts?filter[tax_id]=B1&filter[tax_id]=B2",
+        headers={"Authorization": f"Bearer {api.token}", "Accept": MEDIA_TYPE},
+        timeout=TIMEOUT,
+    )
+    assert answer.status_code == 400
+    assert sources(answer, "parameter") == ["filter[tax_id]"]
