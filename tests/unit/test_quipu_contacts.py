@@ -35,9 +35,13 @@ def test_a_contact_is_looked_up_by_its_tax_id_and_only_an_exact_match_counts() -
     assert quipu.quipu.query(0)["filter[tax_id]"] == ["B12345678"]
 
 
-def test_no_contact_with_that_tax_id_is_none() -> None:
-    quipu = rig([(200, body([contact("c1", "B99999999"), contact("c0", None)]))])
+def test_no_contact_with_that_tax_id_in_either_form_is_none() -> None:
+    # Given Quipu answering both lookups (bare, then ES-prefixed) with other contacts only
+    loose = body([contact("c1", "B99999999"), contact("c0", None)])
+    quipu = rig([(200, loose), (200, loose)])
+    # Then no contact is ours, after asking for both forms a contact may be stored in
     assert quipu.client.find_contact("B12345678", Deadline.unlimited()) is None
+    assert [quipu.quipu.query(i)["filter[tax_id]"] for i in (0, 1)] == [["B12345678"], ["ESB12345678"]]
 
 
 def test_a_blank_tax_id_matches_no_contact_not_even_one_quipu_holds_without_a_tax_id() -> None:
@@ -64,7 +68,7 @@ def test_a_create_answered_without_a_body_is_resolved_by_a_lookup_of_its_tax_id(
 
 
 def test_a_create_answered_without_a_body_and_not_found_after_is_retryable() -> None:
-    quipu = rig([(204, b""), (200, body([]))])
+    quipu = rig([(204, b""), (200, body([])), (200, body([]))])
     with pytest.raises(PlatformError) as caught:
         quipu.client.create_contact({"tax_id": "B12345678"}, Deadline.unlimited())
     error = caught.value
@@ -97,3 +101,26 @@ def test_an_item_sideloaded_without_a_concept_reads_as_an_empty_concept() -> Non
     read = remote_invoice(invoice, [item])
     # the relation entry without an id is skipped; the item without a concept has an empty one
     assert [(i.id, i.concept) for i in read.items] == [("i1", "")]
+
+
+def test_a_lookup_reads_every_page_quipu_announces() -> None:
+    # Given a filter answering loosely, a contact a page: another supplier on page 1 of 2, ours on page 2
+    def page(number: int, listed: dict[str, Any]) -> tuple[int, bytes]:
+        info = {"total_pages": 2, "current_page": number, "total_results": 2}
+        return 200, body([listed], meta={"pagination_info": info})
+
+    quipu = rig([page(1, contact("c1", "B99999999")), page(2, contact("c2", "B12345678"))])
+    # When it is looked up, Then page 2 is read and ours found there
+    assert quipu.client.find_contact("B12345678", Deadline.unlimited()) == "c2"
+    assert [quipu.quipu.query(i).get("page[number]") for i in (0, 1)] == [["1"], ["2"]]
+
+
+def test_a_fullwidth_tax_id_is_looked_up_and_created_in_its_ascii_form() -> None:
+    # Given a NIF typed in fullwidth characters, unknown to Quipu in both forms
+    fullwidth = "\uff22\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18"
+    quipu = rig([(200, body([])), (200, body([])), (201, body(contact("c9", "B12345678")))])
+    assert quipu.client.find_contact(fullwidth, Deadline.unlimited()) is None
+    assert quipu.client.create_contact({"name": "Hormigones", "tax_id": fullwidth}, Deadline.unlimited()) == "c9"
+    # Then Quipu was asked for, and given, the ASCII form that a later lookup of either spelling finds
+    assert [quipu.quipu.query(i)["filter[tax_id]"] for i in (0, 1)] == [["B12345678"], ["ESB12345678"]]
+    assert json.loads(quipu.quipu.sent[2].body or b"")["data"]["attributes"]["tax_id"] == "B12345678"

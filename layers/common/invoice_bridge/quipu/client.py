@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from invoice_bridge import taxid
 from invoice_bridge.errors import PlatformError, RetryLater
 from invoice_bridge.http import ApiClient, Deadline, ErrorDetail
 from invoice_bridge.ledger import Leases, StateTable
@@ -458,18 +459,26 @@ class QuipuClient(ApiClient):
             page += 1
 
     def find_contact(self, tax_id: str, deadline: Deadline) -> str | None:
-        """`GET /contacts?filter[tax_id]=...`: the contact with that tax id, if any (none for a blank tax id)."""
-        wanted = normalize_tax_id(tax_id)
+        """`GET /contacts?filter[tax_id]=...`, bare then `ES`-prefixed, every page: the contact with that tax id.
+
+        Quipu may hold a contact either way (its own examples store `ESB85033470`), and its filter is not
+        documented as forgiving either form; none for a blank tax id.
+        """
+        wanted = taxid.normalise(tax_id)
         if not wanted:
             return None  # a blank tax id names no supplier, not a contact Quipu holds without a tax id
-        for document in self._pages("/contacts", {"filter[tax_id]": tax_id}, deadline):
-            for contact in document.resources():
-                if normalize_tax_id(str(contact.attributes.get("tax_id") or "")) == wanted:
-                    return contact.id
+        for form in taxid.variants(tax_id):
+            for document in self._pages("/contacts", {"filter[tax_id]": form}, deadline):
+                for contact in document.resources():
+                    if taxid.normalise(str(contact.attributes.get("tax_id") or "")) == wanted:
+                        return contact.id
         return None
 
     def create_contact(self, attributes: Mapping[str, Any], deadline: Deadline) -> str:
-        """`POST /contacts`; the new contact's id."""
+        """`POST /contacts` with the tax id in its canonical form; the new contact's id (201 or the 204 variant)."""
+        raw_tax_id = attributes.get("tax_id")
+        if isinstance(raw_tax_id, str) and taxid.normalise(raw_tax_id):
+            attributes = {**attributes, "tax_id": taxid.normalise(raw_tax_id)}
         response = self._send("POST", "/contacts", deadline, {"data": {"type": "contacts", "attributes": attributes}})
         resources = self._document(response).resources()
         if resources:
@@ -538,6 +547,5 @@ class QuipuClient(ApiClient):
 
 
 def normalize_tax_id(tax_id: str) -> str:
-    """Tax ids compared as Quipu may write them: upper case, no separators, no `ES` VAT prefix."""
-    cleaned = "".join(ch for ch in tax_id.upper() if ch.isalnum())
-    return cleaned[2:] if cleaned.startswith("ES") and len(cleaned) > 9 else cleaned
+    """Tax ids compared as Quipu may write them (`invoice_bridge.taxid.normalise`, kept for the sync's keys)."""
+    return taxid.normalise(tax_id)
