@@ -103,9 +103,13 @@ def run_demo(root: Path, events_dir: Path, port: int) -> int:
             answer = delivery.response
             result = str(answer.get("status", "-")) if isinstance(answer, dict) else "-"
             expected = "ignored" if destination is None else ("duplicate" if resend else "accepted")
+            if expected == "accepted" and result == "duplicate" and delivery.attempts > 1:
+                # An earlier attempt was accepted but its answer was lost (a timeout), so BuildNexion sent it again.
+                expected = "duplicate"
             queue = DESTINATION_QUEUES[destination] if destination else "-"
             label = ("(again) " if resend else "") + envelope["id"]
-            print(f"{label:38} {envelope['type']:24} {delivery.status or '-':>4}  {result:9} {queue}")
+            tries = f" (after {delivery.attempts} attempts)" if delivery.attempts > 1 else ""
+            print(f"{label:38} {envelope['type']:24} {delivery.status or '-':>4}  {result:9} {queue}{tries}")
             if delivery.status != 200 or result != expected:
                 failures.append(f"{envelope['id']}: expected 200 {expected}, got {delivery.status} {result}")
             if destination and not resend:
@@ -148,6 +152,9 @@ def run_demo(root: Path, events_dir: Path, port: int) -> int:
             print("\nrefused for good by a sandbox's injected faults (LOCAL_FAULTS), and dead-lettered as due:")
             for note in notes:
                 print(f"  {note}")
+        injected = {name: dict(sorted(p.faults.injected.items())) for name, p in sorted(stack.peers.items())}
+        if any(injected.values()):
+            print("\nfaults injected (LOCAL_FAULTS): " + "; ".join(f"{n} {f}" for n, f in injected.items() if f))
         print(
             f"\nBuildNexion API calls: {sum(peer.calls.values())}; "
             f"open tuimprenta batches: {status['open_batches']}; idle: {status['idle']}; "
