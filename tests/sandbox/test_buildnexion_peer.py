@@ -222,6 +222,7 @@ REFUSALS = [
     ("invoice", "updated_at", "2026-11-03"),
     ("invoice", "paid_at", "yesterday"),
     ("purchase_order", "date", "20261102"),
+    ("purchase_order", "updated_at", "2026-11-02 08:00:00Z"),  # ISO 8601 puts a T between date and time
     ("sales_invoice", "updated_at", 1763719200),
     # identity, text and the other types
     ("invoice", "id", "inv with spaces"),
