@@ -399,9 +399,12 @@ def quipu_held(peer: QuipuPeer, number_to_id: Mapping[str, str]) -> tuple[list[H
 
 
 def tuimprenta_held(peer: TuimprentaPeer) -> list[Held]:
-    """tuimprenta's invoices by the BuildNexion id in their metadata: two for one id is a fiscal duplicate."""
+    """tuimprenta's fiscal invoices by the BuildNexion id in their metadata: two for one id is a duplicate.
+
+    The reference's invoice statuses are issued, canceled and draft; a draft is no fiscal invoice.
+    """
     with peer._lock:
-        invoices = list(peer.invoices.values())
+        invoices = [i for i in peer.invoices.values() if i.status in {"issued", "canceled"}]
     return [
         Held(
             "tuimprenta",
