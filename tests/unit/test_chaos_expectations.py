@@ -4,8 +4,10 @@ and how it reads a dead letter and the faults a run drew."""
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, cast
 
 from sandbox.chaos import (
@@ -16,11 +18,13 @@ from sandbox.chaos import (
     plain,
     tag,
     tax_key,
+    tuimprenta_held,
     undrawn_kinds,
 )
-from sandbox.chaos_check import OPTIONAL, REQUIRED, Letter
+from sandbox.chaos_check import OPTIONAL, REQUIRED, Expected, Letter, Snapshot, check
 from sandbox.dead_letters import letter_of
 from sandbox.faults import KINDS, FaultSettings
+from sandbox.tuimprenta import IssuedInvoice, TuimprentaPeer
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs.type_defs import MessageTypeDef
@@ -161,3 +165,19 @@ def test_kinds_turned_on_but_never_drawn_are_named() -> None:
     settings = FaultSettings.parse("status_402=0.1,row_missing=0.2,error=0.1")
     injected = {"tuimprenta": Counter({"status_402": 2, "error": 4}), "quipu": Counter({"row_missing": 0})}
     assert undrawn_kinds(settings, injected) == ["row_missing"]
+
+
+def test_two_fiscal_invoices_tuimprenta_issued_for_one_sales_invoice_count_as_a_duplicate() -> None:
+    def issued(number: int, status: str = "issued") -> IssuedInvoice:
+        document = {"metadata": {"buildnexion_id": "sin_1"}, "items": [{"qty": Decimal("1"), "unit_price": "120.00"}]}
+        return IssuedInvoice(f"inv_{number}", "CH", number, document, status=status)
+
+    peer = SimpleNamespace(_lock=threading.Lock(), invoices={})
+    peer.invoices = {"inv_1": issued(1), "inv_2": issued(2, "canceled"), "inv_3": issued(3, "draft")}
+    held = tuimprenta_held(cast(TuimprentaPeer, peer))
+    assert [(h.source_id, h.status) for h in held] == [("sin_1", "issued"), ("sin_1", "canceled")]  # no draft
+    assert held[0].content == ((Decimal("1"), Decimal("120")),)
+    expected = [Expected("tuimprenta", "sin_1", ((Decimal("1"), Decimal("120")),), "issued")]
+    findings = check(expected, Snapshot(held=held))
+    assert findings.duplicated == ["tuimprenta sin_1: held 2 times"]
+    assert check(expected, Snapshot(held=held[:1])).ok
