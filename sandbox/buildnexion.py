@@ -1,4 +1,9 @@
-"""Sandbox BuildNexion (docs/buildnexion-contract.md), and a sender that signs webhooks as BuildNexion does."""
+"""Sandbox BuildNexion (docs/buildnexion-contract.md), and a sender that signs webhooks as BuildNexion does.
+
+Written from the contract (DESIGN.md, "BuildNexion contract") alone: its signing and its checks of the
+objects it holds are its own code and import nothing of `invoice_bridge`, so a misreading of the contract
+in the product cannot pass on both sides.
+"""
 
 from __future__ import annotations
 
