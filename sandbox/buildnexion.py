@@ -1,24 +1,29 @@
-"""Sandbox BuildNexion (docs/buildnexion-contract.md), and a sender that signs webhooks as BuildNexion does."""
+"""Sandbox BuildNexion (docs/buildnexion-contract.md), and a sender that signs webhooks as BuildNexion does.
+
+Written from the contract (DESIGN.md, "BuildNexion contract") alone: its signing and its checks of the
+objects it holds are its own code and import nothing of `invoice_bridge`, so a misreading of the contract
+in the product cannot pass on both sides.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import re
 import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import requests
-from pydantic import BaseModel, Field, ValidationError
 
-from invoice_bridge.buildnexion.models import OBJECT_MODELS
-from invoice_bridge.buildnexion.signature import SIGNATURE_HEADER, signature_header
-from invoice_bridge.config import describe_validation_error
 from sandbox.faults import FaultPlan
 from sandbox.httpserver import LocalHttpServer, Reply, Request, Router
 
@@ -27,12 +32,22 @@ DEFAULT_WEBHOOK_SECRET = "whsec_sandbox_local_only_0000000000"  # noqa: S105 - p
 FIXTURES = Path(__file__).parent / "fixtures"
 SEND_TIMEOUT = (3.05, 10)
 RETRY_BACKOFF_SECONDS = 0.2
+SIGNATURE_HEADER = "BuildNexion-Signature"
 COLLECTIONS = {
     "providers": "provider",
     "invoices": "invoice",
     "purchase_orders": "purchase_order",
     "sales_invoices": "sales_invoice",
 }
+
+
+def signature_header(webhook_secrets: Sequence[str], timestamp: int, body: bytes) -> str:
+    """`t=<unix s>,v1=<hex>[,v1=<hex>...]`: HMAC-SHA256 of `"{t}.{raw body}"`, one `v1` per secret."""
+    message = f"{timestamp}.".encode() + body
+    entries = [f"t={timestamp}"]
+    # The key is the whole secret string, `whsec_` prefix included (DESIGN.md, "BuildNexion contract").
+    entries += [f"v1={hmac.new(s.encode('utf-8'), message, hashlib.sha256).hexdigest()}" for s in webhook_secrets]
+    return ",".join(entries)
 
 
 def sign_and_post(
@@ -53,11 +68,203 @@ def sign_and_post(
     return (session or requests).post(url, data=body, headers=headers, timeout=SEND_TIMEOUT)
 
 
-class WebhookRequest(BaseModel):
-    """`POST /webhooks` body."""
+# -- the objects BuildNexion holds, checked against the contract -----------------------------------------
 
-    url: str = Field(pattern=r"^https?://")
-    events: list[str] = Field(min_length=1)
+
+class ObjectRefused(ValueError):
+    """An object the contract says BuildNexion cannot hold; `field` is its dotted path (`lines[0].quantity`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+# SQS takes at most 128 characters for a group id, from this alphabet; an object id becomes one.
+_ID = re.compile(r"^[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]{1,128}$")
+_DECIMAL = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")  # plain notation: no exponent, sign only in front, no spaces
+_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_MISSING = object()
+
+
+class _Fields:
+    """Reads one JSON object's fields, refusing the first that breaks the contract."""
+
+    def __init__(self, document: Any, path: str) -> None:
+        if not isinstance(document, dict):
+            raise ObjectRefused(path or "body", "must be a JSON object")
+        self._document: dict[str, Any] = document
+        self._path = path
+
+    def name(self, key: str) -> str:
+        return f"{self._path}.{key}" if self._path else key
+
+    def get(self, key: str, *, optional: bool) -> Any:
+        value = self._document.get(key, _MISSING)
+        if value is _MISSING or (optional and value is None):
+            if optional:
+                return _MISSING
+            raise ObjectRefused(self.name(key), "required")
+        return value
+
+    def text(
+        self,
+        key: str,
+        *,
+        optional: bool = False,
+        blank: bool = False,
+        pattern: re.Pattern[str] | None = None,
+        hint: str = "",
+    ) -> None:
+        value = self.get(key, optional=optional)
+        if value is _MISSING:
+            return
+        if not isinstance(value, str):
+            raise ObjectRefused(self.name(key), "must be a string")
+        if not (optional or blank) and not value.strip():
+            raise ObjectRefused(self.name(key), "must not be empty")
+        if pattern is not None and not pattern.match(value):
+            raise ObjectRefused(self.name(key), hint)
+
+    def cents(self, key: str, *, optional: bool = False) -> None:
+        value = self.get(key, optional=optional)
+        # bool is an int in Python, never in JSON: true is not an amount.
+        if value is not _MISSING and (not isinstance(value, int) or isinstance(value, bool)):
+            raise ObjectRefused(self.name(key), "must be integer cents (a JSON integer, not a string or a float)")
+
+    def decimal(self, key: str, *, optional: bool = False) -> None:
+        value = self.get(key, optional=optional)
+        if value is _MISSING:
+            return
+        if not isinstance(value, str) or not _DECIMAL.match(value):
+            raise ObjectRefused(self.name(key), 'must be a decimal string, e.g. "12.5" (not a JSON number)')
+
+    def day(self, key: str, *, optional: bool = False) -> None:
+        value = self.get(key, optional=optional)
+        if value is _MISSING:
+            return
+        try:
+            if not isinstance(value, str) or not _DATE.match(value):
+                raise ValueError(value)
+            date.fromisoformat(value)
+        except ValueError:
+            raise ObjectRefused(self.name(key), "must be a date YYYY-MM-DD") from None
+
+    def moment(self, key: str, *, optional: bool = False) -> None:
+        value = self.get(key, optional=optional)
+        if value is _MISSING:
+            return
+        try:
+            if not isinstance(value, str) or "T" not in value.upper():
+                raise ValueError(value)
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ObjectRefused(self.name(key), "must be an ISO 8601 date-time, e.g. 2026-11-03T10:15:00Z") from None
+        if parsed.tzinfo is None:
+            raise ObjectRefused(self.name(key), "must carry a time zone (Z or +hh:mm)")
+
+    def flag(self, key: str) -> None:
+        value = self.get(key, optional=True)
+        if value is not _MISSING and not isinstance(value, bool):
+            raise ObjectRefused(self.name(key), "must be true or false")
+
+    def nested(self, key: str) -> _Fields:
+        return _Fields(self.get(key, optional=False), self.name(key))
+
+    def lines(self) -> list[_Fields]:
+        value = self.get("lines", optional=False)
+        if not isinstance(value, list):
+            raise ObjectRefused(self.name("lines"), "must be a list")
+        return [_Fields(line, f"{self.name('lines')}[{n}]") for n, line in enumerate(value)]
+
+
+def _check_provider(obj: _Fields) -> None:
+    obj.text("name")
+    obj.text("nif")
+    for key in ("email", "phone", "address", "town", "zip_code"):
+        obj.text(key, optional=True)
+    obj.text("country_code", optional=True, pattern=_COUNTRY, hint="must be two capital letters (ISO 3166), e.g. ES")
+
+
+def _check_invoice(obj: _Fields) -> None:
+    obj.text("invoice_number")
+    obj.day("issue_date")
+    obj.day("due_date", optional=True)
+    obj.text("currency", pattern=_CURRENCY, hint="must be three capital letters (ISO 4217), e.g. EUR")
+    obj.text("provider_id")
+    obj.text("status")
+    obj.moment("paid_at", optional=True)
+    for line in obj.lines():
+        line.text("description", blank=True)
+        line.decimal("quantity")
+        line.cents("unit_amount")
+        line.decimal("unit_amount_decimal", optional=True)
+        line.decimal("vat_percent")
+        line.decimal("retention_percent", optional=True)
+    for key in ("subtotal_amount", "vat_amount", "retention_amount", "total_amount"):
+        obj.cents(key)
+
+
+def _check_purchase_order(obj: _Fields) -> None:
+    obj.text("number")
+    obj.day("date")
+    obj.text("provider_id")
+    obj.text("currency", pattern=_CURRENCY, hint="must be three capital letters (ISO 4217), e.g. EUR")
+    obj.text("status")
+    obj.text("notes", optional=True)
+    for line in obj.lines():
+        line.text("product_code", optional=True)
+        line.text("description", blank=True)
+        line.decimal("quantity")
+        line.cents("unit_amount")
+        line.decimal("unit_amount_decimal", optional=True)
+        line.decimal("vat_percent")
+
+
+def _check_sales_invoice(obj: _Fields) -> None:
+    obj.text("series")
+    obj.day("issue_date")
+    obj.text("currency", pattern=_CURRENCY, hint="must be three capital letters (ISO 4217), e.g. USD")
+    obj.flag("send_email")
+    obj.text("status")
+    customer = obj.nested("customer")
+    customer.text("name")
+    customer.text("tax_id")
+    customer.text("email", optional=True)
+    for line in obj.lines():
+        line.text("sku", optional=True)
+        line.text("description", blank=True)
+        line.decimal("quantity")
+        line.cents("unit_amount")
+        line.decimal("unit_amount_decimal", optional=True)
+        line.decimal("tax_rate")
+
+
+_CHECKS = {
+    "provider": _check_provider,
+    "invoice": _check_invoice,
+    "purchase_order": _check_purchase_order,
+    "sales_invoice": _check_sales_invoice,
+}
+
+
+def check_object(document: Any) -> tuple[str, str]:
+    """(kind, id) of an object BuildNexion can hold; ObjectRefused naming the first field that breaks the contract.
+
+    Unknown fields are kept (a newer BuildNexion adds fields); `updated_at` is required of every kind but
+    the provider, which has none.
+    """
+    obj = _Fields(document, "")
+    kind = obj.get("object", optional=False)
+    if kind not in _CHECKS:
+        raise ObjectRefused("object", f"unknown object kind; known: {', '.join(_CHECKS)}")
+    obj.text("id", pattern=_ID, hint="must be 1-128 letters, digits or ASCII punctuation")
+    _CHECKS[kind](obj)
+    if kind != "provider":
+        obj.moment("updated_at")
+    return str(kind), str(document["id"])
 
 
 @dataclass(frozen=True)
@@ -123,9 +330,10 @@ class BuildNexionPeer:
         router.add("PUT", "/v1/sandbox/objects", self._put_object)
         # Faults (LOCAL_FAULTS) play on the API; the sandbox-only control route is exempt.
         self.faults = faults or FaultPlan(peer="buildnexion")
+        self._suspended = 0
         wrapped = self.faults.wrap(
             router,
-            exempt=lambda request: request.path.startswith("/v1/sandbox/"),
+            exempt=self._exempt,
             error_reply=lambda status, code: _error(status, code or "api_error", "service unavailable"),
         )
         self._server = LocalHttpServer(wrapped, port=port)
@@ -146,15 +354,27 @@ class BuildNexionPeer:
         self._session.close()
 
     def put_objects(self, objects: Iterable[Mapping[str, Any]]) -> None:
-        """Store objects as GET will return them; each is validated against the contract's models."""
-        for obj in objects:
-            kind = obj.get("object")
-            model = OBJECT_MODELS.get(str(kind))
-            if model is None:
-                raise ValueError(f"unknown BuildNexion object kind {kind!r}")
-            model.model_validate(obj)
+        """Store objects as GET will return them; ObjectRefused (nothing stored) if one breaks the contract."""
+        checked = [(check_object(obj), dict(obj)) for obj in objects]
+        with self._lock:
+            for key, obj in checked:
+                self._objects[key] = obj
+
+    @contextmanager
+    def faults_suspended(self) -> Iterator[None]:
+        """Answer every request without the fault plan while inside (a check reading what BuildNexion holds)."""
+        with self._lock:
+            self._suspended += 1
+        try:
+            yield
+        finally:
             with self._lock:
-                self._objects[(str(kind), str(obj["id"]))] = dict(obj)
+                self._suspended -= 1
+
+    def _exempt(self, request: Request) -> bool:
+        with self._lock:
+            suspended = self._suspended > 0
+        return suspended or request.path.startswith("/v1/sandbox/")
 
     def subscribe(self, url: str, events: Sequence[str]) -> Subscription:
         """Register a webhook endpoint, as `POST /webhooks` does.
@@ -268,9 +488,13 @@ class BuildNexionPeer:
         if not self._authorized(request):
             return _error(401, "unauthorized", "invalid API key")
         try:
-            self.put_objects([request.json()])
-        except (ValueError, ValidationError) as exc:
-            return _error(400, "invalid_request", str(exc).splitlines()[0])
+            document = request.json()
+        except ValueError:
+            return _error(400, "invalid_request", "body is not JSON", "body")
+        try:
+            self.put_objects([document])
+        except ObjectRefused as refused:
+            return _error(400, "invalid_request", refused.message, refused.field)
         return Reply(204)
 
     def _post_webhook(self, request: Request, _params: dict[str, str]) -> Reply:
@@ -282,11 +506,10 @@ class BuildNexionPeer:
         except ValueError:
             return _error(400, "invalid_request", "body is not JSON")
         try:
-            parsed = WebhookRequest.model_validate(document)
-        except ValidationError as exc:
-            field, message = describe_validation_error(exc)
-            return _error(400, "invalid_request", message, field)
-        subscription = self.subscribe(parsed.url, parsed.events)
+            url, events = _webhook_request(document)
+        except ObjectRefused as refused:
+            return _error(400, "invalid_request", refused.message, refused.field)
+        subscription = self.subscribe(url, events)
         return Reply.json(
             200,
             {
@@ -296,6 +519,19 @@ class BuildNexionPeer:
                 "secret": subscription.secret,
             },
         )
+
+
+def _webhook_request(document: Any) -> tuple[str, list[str]]:
+    """`POST /webhooks` body: `url` http(s), `events` a non-empty list of event types (`*` for all)."""
+    body = _Fields(document, "")
+    body.text("url", pattern=re.compile(r"^https?://\S+$"), hint="must be an http:// or https:// URL")
+    events = body.get("events", optional=False)
+    if not isinstance(events, list) or not events:
+        raise ObjectRefused("events", "must be a non-empty list of event types")
+    for n, event in enumerate(events):
+        if not isinstance(event, str) or not event:
+            raise ObjectRefused(f"events[{n}]", "must be an event type, e.g. invoice.created, or *")
+    return str(document["url"]), events
 
 
 class ListParameterError(ValueError):

@@ -5,7 +5,12 @@ with updates, voids and cancels; a tenth of the objects get two events swapped, 
 delivered twice (half of those at the same instant); every sandbox peer faults (LOCAL_FAULTS). Once the
 stack settles, what each sandbox holds is compared with BuildNexion's latest objects (sandbox.chaos_check).
 
-    .venv/bin/python -m sandbox.chaos --seed 7 [--invoices 60 --sales 80 --orders 60] [--faults SPEC]
+    .venv/bin/python -m sandbox.chaos --seed 7 [--invoices 60 --sales 80 --orders 60] [--faults SPEC|list]
+
+The faults default to LOCAL_FAULTS, else DEFAULT_FAULTS: every named kind of sandbox.faults on. A document a
+peer refused for good (FaultPlan.refused) is expected on its dead-letter queue with a reason. The checker
+computes what each destination must hold from BuildNexion's objects and the platforms' references alone
+(DESIGN.md); it imports nothing of the product.
 """
 
 from __future__ import annotations
@@ -24,17 +29,17 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from invoice_bridge.buildnexion.models import PurchaseOrder
-from invoice_bridge.facturadirecta.mapping import expected_totals, order_tag
-from invoice_bridge.money import normalize, unit_price
 from sandbox.buildnexion import BuildNexionPeer
 from sandbox.chaos_check import ABSENT, OPTIONAL, REQUIRED, Expected, Findings, Held, Snapshot, check
+from sandbox.dead_letters import drain_dead_letters
 from sandbox.facturadirecta import FacturaDirectaPeer
+from sandbox.faults import KINDS, FaultSettings, FaultSpecError, describe_kinds
 from sandbox.quipu import QuipuPeer
 from sandbox.stack import LocalStack, StackOptions
 from sandbox.tuimprenta import TuimprentaPeer
 
-DEFAULT_FAULTS = "error=0.1,hang=0.03,after_effect=0.5"
+# Every named kind on (all=), besides the random errors and hangs and the writes whose answer is lost.
+DEFAULT_FAULTS = "error=0.1,hang=0.03,after_effect=0.5,all=0.05"
 CENT = Decimal("0.01")
 EPOCH = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 PROVIDERS = [
@@ -48,7 +53,7 @@ CUSTOMERS = [
     ("Constructora del Lago, C.A.", "J-30999888-1"),
     ("Promotora Andina, C.A.", "J-40111222-3"),
 ]
-DLQS = ("QuipuDeadLetterQueue", "TuimprentaDeadLetterQueue", "FacturaDirectaDeadLetterQueue")
+DESTINATIONS = ("quipu", "tuimprenta", "facturadirecta")
 
 
 @dataclass
@@ -251,46 +256,73 @@ def build_mix(seed: int, invoices: int, sales: int, orders: int) -> Mix:
 # -- what BuildNexion says each destination must hold --------------------------------------------------
 
 
+def plain(value: Decimal | int | str) -> Decimal:
+    """A number without trailing zeros and never in exponent form (12.50 -> 12.5, 1E+2 -> 100)."""
+    number = Decimal(str(value))
+    return number.quantize(Decimal(1)) if number == number.to_integral_value() else number.normalize()
+
+
+def line_price(line: Mapping[str, Any]) -> Decimal:
+    """A line's unit price in currency units: BuildNexion's `unit_amount_decimal` (cents, sub-cent) wins."""
+    cents = line.get("unit_amount_decimal")
+    return plain(Decimal(str(cents if cents is not None else line["unit_amount"])) / 100)
+
+
+def tag(object_id: str) -> str:
+    """The tag a BuildNexion object's document carries in Quipu and FacturaDirecta (DESIGN.md): `bn:<id>`."""
+    return f"bn:{object_id}"
+
+
 def _quipu_items(lines: Sequence[Mapping[str, Any]]) -> tuple[Any, ...]:
     return tuple(
         (
             ln["description"],
-            normalize(Decimal(ln["quantity"])),
-            normalize(unit_price(ln["unit_amount"], ln.get("unit_amount_decimal"))),
-            normalize(Decimal(ln["vat_percent"])),
-            normalize(Decimal(ln.get("retention_percent", "0"))),
+            plain(ln["quantity"]),
+            line_price(ln),
+            plain(ln["vat_percent"]),
+            plain(ln.get("retention_percent") or "0"),
         )
         for ln in lines
     )
 
 
 def _sales_items(lines: Sequence[Mapping[str, Any]]) -> tuple[Any, ...]:
-    return tuple(
-        (
-            normalize(Decimal(str(ln["quantity"]))),
-            normalize(unit_price(ln["unit_amount"], ln.get("unit_amount_decimal"))),
-        )
-        for ln in lines
-    )
+    return tuple((plain(ln["quantity"]), line_price(ln)) for ln in lines)
 
 
-def _order_content(order: PurchaseOrder) -> tuple[Any, ...]:
+def order_totals(lines: Sequence[Mapping[str, Any]]) -> tuple[Decimal, Decimal, Decimal]:
+    """(net, tax, gross) as the FacturaDirecta reference computes them from the lines.
+
+    Each line's totalPrice rounded to its 2 decimals (lineTotalDecimals); netTotal their sum; each tax slot's
+    base the sum of its lines, its total base x rate / 100; grossTotal netTotal plus the taxes.
+    """
+    net = Decimal(0)
+    bases: dict[Decimal, Decimal] = {}
+    for ln in lines:
+        total = (Decimal(ln["quantity"]) * line_price(ln)).quantize(CENT, ROUND_HALF_UP)
+        net += total
+        rate = plain(ln["vat_percent"])
+        bases[rate] = bases.get(rate, Decimal(0)) + total
+    tax = sum(((base * rate / 100).quantize(CENT, ROUND_HALF_UP) for rate, base in bases.items()), Decimal(0))
+    return plain(net), plain(tax), plain(net + tax)
+
+
+def _order_content(order: Mapping[str, Any]) -> tuple[Any, ...]:
     lines = tuple(
         (
-            ln.product_code,
-            ln.description,
-            normalize(ln.quantity),
-            normalize(unit_price(ln.unit_amount, ln.unit_amount_decimal)),
-            (normalize(ln.vat_percent),),
+            ln.get("product_code"),
+            ln["description"],
+            plain(ln["quantity"]),
+            line_price(ln),
+            (plain(ln["vat_percent"]),),
         )
-        for ln in order.lines
+        for ln in order["lines"]
     )
-    totals = expected_totals(order)
-    return (lines, (totals.net, totals.tax, totals.gross), order.notes or "", order.date.isoformat())
+    return (lines, order_totals(order["lines"]), order.get("notes") or "", str(order["date"]))
 
 
 def expectations(objects: Sequence[Mapping[str, Any]], void_mode: str) -> list[Expected]:
-    """What each destination must hold, from BuildNexion's latest objects."""
+    """What each destination must hold, from BuildNexion's latest objects (DESIGN.md's routing and choices)."""
     expected = []
     for obj in objects:
         kind, source_id = obj["object"], str(obj["id"])
@@ -300,6 +332,7 @@ def expectations(objects: Sequence[Mapping[str, Any]], void_mode: str) -> list[E
             if voided and void_mode == "delete":
                 expected.append(Expected("quipu", source_id, content, "voided", ABSENT))
             else:
+                # A void becomes one credit note for the whole invoice (DESIGN.md, the table at the top).
                 expected.append(Expected("quipu", source_id, content, "credited" if voided else "open"))
         elif kind == "sales_invoice":
             canceled = obj["status"] == "canceled"
@@ -313,20 +346,29 @@ def expectations(objects: Sequence[Mapping[str, Any]], void_mode: str) -> list[E
                 )
             )
         elif kind == "purchase_order":
-            order = PurchaseOrder.model_validate(obj)
-            status = "canceled" if order.status == "canceled" else "open"
-            expected.append(Expected("facturadirecta", source_id, _order_content(order), status))
+            status = "canceled" if obj["status"] == "canceled" else "open"
+            expected.append(Expected("facturadirecta", source_id, _order_content(obj), status))
     return expected
 
 
 # -- what each sandbox holds ----------------------------------------------------------------------------
 
 
+def tax_key(tax_id: str) -> str:
+    """A Spanish tax id as one key however it is stored: capitals and digits only, without the ES prefix."""
+    key = "".join(ch for ch in tax_id.upper() if ch.isalnum())
+    return key[2:] if key.startswith("ES") and len(key) == 11 else key
+
+
 def quipu_held(peer: QuipuPeer, number_to_id: Mapping[str, str]) -> tuple[list[Held], Counter[str]]:
-    """Quipu's expense invoices (credit notes folded into their invoice's status) and contacts by tax id."""
+    """Quipu's expense invoices (credit notes folded into their invoice's status) and contacts by tax id.
+
+    An invoice is BuildNexion's by its `bn:<id>` tag, or failing that by its number.
+    """
     with peer._lock:
         invoices = list(peer.invoices.values())
-        contacts = Counter(str(c.attributes.get("tax_id", "")).upper() for c in peer.contacts.values())
+        contacts = Counter(tax_key(str(c.attributes.get("tax_id", ""))) for c in peer.contacts.values())
+    by_tag = {tag(source): source for source in number_to_id.values()}
     held = []
     for invoice in invoices:
         if invoice.kind != "expenses" or invoice.amended_invoice_id:
@@ -341,30 +383,33 @@ def quipu_held(peer: QuipuPeer, number_to_id: Mapping[str, str]) -> tuple[list[H
         items = tuple(
             (
                 i.concept,
-                normalize(i.quantity),
-                normalize(i.unitary_amount),
-                normalize(i.vat_percent),
-                normalize(i.retention_percent),
+                plain(i.quantity),
+                plain(i.unitary_amount),
+                plain(i.vat_percent),
+                plain(i.retention_percent),
             )
             for i in invoice.items
         )
-        source = number_to_id.get(invoice.number or "", f"number {invoice.number}")
+        tags = [t.strip() for t in str(invoice.tags or "").split(",")]
+        source = next((by_tag[t] for t in tags if t in by_tag), None)
+        if source is None:
+            source = number_to_id.get(invoice.number or "", f"number {invoice.number}")
         held.append(Held("quipu", source, (invoice.total_cents, items), status))
     return held, contacts
 
 
 def tuimprenta_held(peer: TuimprentaPeer) -> list[Held]:
-    """tuimprenta's issued invoices by the BuildNexion id in their metadata."""
+    """tuimprenta's fiscal invoices by the BuildNexion id in their metadata: two for one id is a duplicate.
+
+    The reference's invoice statuses are issued, canceled and draft; a draft is no fiscal invoice.
+    """
     with peer._lock:
-        invoices = list(peer.invoices.values())
+        invoices = [i for i in peer.invoices.values() if i.status in {"issued", "canceled"}]
     return [
         Held(
             "tuimprenta",
             str((i.document.get("metadata") or {}).get("buildnexion_id")),
-            tuple(
-                (normalize(Decimal(str(item["qty"]))), normalize(Decimal(str(item["unit_price"]))))
-                for item in i.document.get("items") or []
-            ),
+            tuple((plain(str(item["qty"])), plain(str(item["unit_price"]))) for item in i.document.get("items") or []),
             i.status,
         )
         for i in invoices
@@ -376,24 +421,22 @@ def facturadirecta_held(peer: FacturaDirectaPeer, tag_to_id: Mapping[str, str]) 
     held = []
     with peer._lock:
         orders = list(peer.state.orders.values())
-        providers = Counter(
-            "".join(ch for ch in p.get("taxCode", "").upper() if ch.isalnum()) for p in peer.state.providers.values()
-        )
+        providers = Counter(tax_key(p.get("taxCode", "")) for p in peer.state.providers.values())
     for order in orders:
         source = next((tag_to_id[t] for t in order.tags if t in tag_to_id), f"order {order.id} tags {order.tags}")
         lines = tuple(
             (
                 ln.product_code,
                 ln.description,
-                normalize(ln.quantity),
-                normalize(ln.unit_price),
-                tuple(normalize(order.taxes[s][1]) for s in sorted(ln.apply) if s in order.taxes),
+                plain(ln.quantity),
+                plain(ln.unit_price),
+                tuple(plain(order.taxes[s][1]) for s in sorted(ln.apply) if s in order.taxes),
             )
             for ln in order.lines
         )
         net, taxes, gross = order.totals()
         tax = sum((t for _b, t in taxes.values()), Decimal(0))
-        content = (lines, (net, tax, gross), order.notes, order.document_date.isoformat())
+        content = (lines, (plain(net), plain(tax), plain(gross)), order.notes, order.document_date.isoformat())
         held.append(
             Held("facturadirecta", source, content, "canceled" if order.document_status == "canceled" else "open")
         )
@@ -536,13 +579,14 @@ def run_chaos(
             status = stack.status()
             latest = mix.latest()
             number_to_id = {o["invoice_number"]: o["id"] for o in latest if o["object"] == "invoice"}
-            tag_to_id = {order_tag(o["id"]): o["id"] for o in latest if o["object"] == "purchase_order"}
+            tag_to_id = {tag(o["id"]): o["id"] for o in latest if o["object"] == "purchase_order"}
             quipu_docs, contacts = quipu_held(quipu, number_to_id)
             fd_docs, providers = facturadirecta_held(facturadirecta, tag_to_id)
             snapshot = Snapshot(
                 held=[*quipu_docs, *tuimprenta_held(tuimprenta), *fd_docs],
                 parties={"quipu": contacts, "facturadirecta": providers},
-                dead_letters={f"{queue} DLQ": depth["dlq"] for queue, depth in status["queues"].items()},
+                dead_letters=drain_dead_letters(stack),
+                refused={name: dict(stack.peers[name].faults.refused) for name in DESTINATIONS},
             )
             findings = check(expectations(latest, void_mode), snapshot)
             if not settled:
@@ -561,10 +605,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--invoices", type=int, default=60, help="supplier invoices (Quipu)")
     parser.add_argument("--sales", type=int, default=80, help="sales invoices (tuimprenta)")
     parser.add_argument("--orders", type=int, default=60, help="purchase orders (FacturaDirecta)")
-    parser.add_argument("--faults", default=os.environ.get("LOCAL_FAULTS") or DEFAULT_FAULTS, help="LOCAL_FAULTS spec")
+    parser.add_argument(
+        "--faults",
+        default=os.environ.get("LOCAL_FAULTS") or DEFAULT_FAULTS,
+        help=f"LOCAL_FAULTS spec (default: LOCAL_FAULTS, else {DEFAULT_FAULTS}); 'list' prints every kind",
+    )
     parser.add_argument("--void-mode", choices=["credit_note", "delete"], default="credit_note")
     parser.add_argument("--settle-timeout", type=float, default=1500.0, help="seconds to wait for the stack")
     args = parser.parse_args(argv)
+    if args.faults.strip() == "list":
+        print(describe_kinds())
+        return 0
+    try:
+        settings = FaultSettings.parse(args.faults)
+    except FaultSpecError as exc:
+        parser.error(f"--faults: {exc}")
     log_dir = Path(__file__).resolve().parent.parent / ".local"
     log_dir.mkdir(exist_ok=True)
     log_path = log_dir / f"chaos-seed{args.seed}-{os.getpid()}.log"
@@ -582,9 +637,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for name, injected in sorted(result.injected.items()):
         print(f"  {name:15} faults injected: {dict(sorted(injected.items())) or 'none'}")
+    print(f"  named kinds on but never drawn: {', '.join(undrawn_kinds(settings, result.injected)) or 'none'}")
     print(result.findings.report())
     print(f"{'PASS' if result.findings.ok else 'FAIL'} in {result.seconds:.0f} s", flush=True)
     return 0 if result.findings.ok else 1
+
+
+def undrawn_kinds(settings: FaultSettings, injected: Mapping[str, Counter[str]]) -> list[str]:
+    """The named kinds the spec turns on that no peer played in this run (too few occasions, or not played)."""
+    drawn = {kind for counts in injected.values() for kind, n in counts.items() if n}
+    return [kind for kind, _share in settings.kinds if kind in KINDS and kind not in drawn]
 
 
 if __name__ == "__main__":

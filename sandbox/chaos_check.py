@@ -6,8 +6,12 @@ these records. Four kinds of finding, each of which must be zero:
 - lost: a document BuildNexion has that the destination must hold and does not;
 - duplicated: a document held more than once, or a contact/provider created more than once;
 - wrong: a document held with other content or status than BuildNexion's latest (stale, not voided or
-  canceled, present when it must be gone), or a document nobody sent;
-- dead-lettered: messages on a dead-letter queue.
+  canceled, present when it must be gone), a document nobody sent, or a letter without a reason;
+- dead-lettered: messages on a dead-letter queue that no peer's refusal explains.
+
+A document a peer refused for good (an injected permanent error: `FaultPlan.refused`) is expected on its
+destination's dead-letter queue with a reason, whatever the destination then holds of it (nothing, or an
+earlier version); it is counted apart as "refused", and lost when no letter carries it.
 """
 
 from __future__ import annotations
@@ -42,6 +46,15 @@ class Held:
     status: str
 
 
+@dataclass(frozen=True)
+class Letter:
+    """One message on a destination's dead-letter queue: the BuildNexion object it is about, and why."""
+
+    destination: str
+    source_id: str
+    reason: str
+
+
 @dataclass
 class Snapshot:
     """Everything held, after the stack settled."""
@@ -49,44 +62,52 @@ class Snapshot:
     held: list[Held] = field(default_factory=list)
     # destination -> how many contacts/providers it holds per key (tax id)
     parties: dict[str, Counter[str]] = field(default_factory=dict)
-    # dead-letter queue -> messages on it
-    dead_letters: dict[str, int] = field(default_factory=dict)
+    # every message on the dead-letter queues
+    dead_letters: list[Letter] = field(default_factory=list)
+    # destination -> BuildNexion object id -> why that destination's peer refused it for good
+    refused: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
 class Findings:
-    """What the checker found; `ok` only when all four lists are empty."""
+    """What the checker found; `ok` only when the four lists of faults are empty (`refused` is expected)."""
 
     lost: list[str] = field(default_factory=list)
     duplicated: list[str] = field(default_factory=list)
     wrong: list[str] = field(default_factory=list)
     dead_lettered: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # refused for good by a peer and dead-lettered, as expected
     checked: int = 0
 
     @property
     def ok(self) -> bool:
-        """Nothing lost, duplicated, wrong or dead-lettered."""
+        """Nothing lost, duplicated, wrong or dead-lettered without a refusal that explains it."""
         return not (self.lost or self.duplicated or self.wrong or self.dead_lettered)
 
     def counts(self) -> dict[str, int]:
-        """The four figures."""
-        dead = sum(int(line.rsplit(" ", 1)[-1]) for line in self.dead_lettered)
+        """The four figures of faults, then the refusals dead-lettered as expected."""
         return {
             "lost": len(self.lost),
             "duplicated": len(self.duplicated),
             "wrong": len(self.wrong),
-            "dead-lettered": dead,
+            "dead-lettered": len(self.dead_lettered),
+            "refused": len(self.refused),
         }
 
     def report(self) -> str:
         """One line of figures, then one line per finding."""
-        figures = ", ".join(f"{count} {name}" for name, count in self.counts().items())
-        lines = [f"{self.checked} documents checked: {figures}"]
+        counts = self.counts()
+        figures = ", ".join(f"{counts[name]} {name}" for name in ("lost", "duplicated", "wrong", "dead-lettered"))
+        lines = [
+            f"{self.checked} documents checked: {figures}; "
+            f"{counts['refused']} refused for good by a peer and dead-lettered as expected"
+        ]
         for name, found in (
             ("lost", self.lost),
             ("duplicated", self.duplicated),
             ("wrong", self.wrong),
             ("dead-lettered", self.dead_lettered),
+            ("refused", self.refused),
         ):
             lines.extend(f"  {name}: {line}" for line in found)
         return "\n".join(lines)
@@ -98,13 +119,33 @@ def check(expected: Sequence[Expected], snapshot: Snapshot) -> Findings:
     held: dict[tuple[str, str], list[Held]] = defaultdict(list)
     for document in snapshot.held:
         held[(document.destination, document.source_id)].append(document)
+    letters: dict[tuple[str, str], list[Letter]] = defaultdict(list)
+    for letter in snapshot.dead_letters:
+        letters[(letter.destination, letter.source_id)].append(letter)
+    refused = {
+        (destination, source_id): reason
+        for destination, reasons in snapshot.refused.items()
+        for source_id, reason in reasons.items()
+    }
+    for (destination, source_id), reason in sorted(refused.items()):
+        name = f"{destination} {source_id}"
+        mine = letters.pop((destination, source_id), [])
+        if not mine:
+            findings.lost.append(f"{name}: refused for good ({reason}) but not on the dead-letter queue")
+        elif not all(letter.reason.strip() for letter in mine):
+            findings.wrong.append(f"{name}: refused for good ({reason}); dead-lettered without a reason")
+        else:
+            findings.refused.append(f"{name}: refused for good ({reason}); dead-lettered: {mine[0].reason}")
     wanted = {(e.destination, e.source_id) for e in expected}
     for want in expected:
+        key = (want.destination, want.source_id)
         name = f"{want.destination} {want.source_id}"
-        found = held.get((want.destination, want.source_id), [])
+        found = held.get(key, [])
         if len(found) > 1:
             findings.duplicated.append(f"{name}: held {len(found)} times")
             continue
+        if key in refused:
+            continue  # it holds nothing of it, or the version before the refusal: either is right
         if not found:
             if want.presence == REQUIRED:
                 findings.lost.append(f"{name}: not held (BuildNexion: {want.status})")
@@ -124,7 +165,9 @@ def check(expected: Sequence[Expected], snapshot: Snapshot) -> Findings:
             f"{destination} contact {key}: created {count} times" for key, count in sorted(parties.items()) if count > 1
         )
     findings.dead_lettered.extend(
-        f"{queue}: {count}" for queue, count in sorted(snapshot.dead_letters.items()) if count
+        f"{letter.destination} {letter.source_id}: {letter.reason or 'no reason given'}"
+        for key in sorted(letters)
+        for letter in letters[key]
     )
     return findings
 

@@ -222,7 +222,12 @@ def _send(args: argparse.Namespace) -> int:
         for path, body in bodies:
             if sandbox is not None:
                 # BuildNexion holds every object it sends an event about: the workers read it from there.
-                _store_object(session, sandbox, body)
+                refused = _store_object(session, sandbox, body)
+                if refused is not None:
+                    # The event still goes out (its answer is what was asked for), but no real BuildNexion
+                    # would send it: the workers will not find this version of the object.
+                    print(f"{path}: {refused}; the event is sent anyway", file=sys.stderr, flush=True)
+                    worst = 1
             header, value = _signature(args.source, body, args.secret, None)
             headers = {"Content-Type": "application/json", "User-Agent": f"invoice-bridge-cli ({args.source})"}
             try:
@@ -252,16 +257,27 @@ def _sandbox_buildnexion(session: requests.Session, webhook_url: str) -> str | N
     return f"{api}/sandbox/objects" if urlsplit(api).hostname in LOOPBACK else None
 
 
-def _store_object(session: requests.Session, objects_url: str, body: bytes) -> None:
+def _store_object(session: requests.Session, objects_url: str, body: bytes) -> str | None:
+    """Have the sandbox BuildNexion hold the event's object; why it does not, or None once it does."""
     try:
         obj = json.loads(body)["data"]["object"]
     except (ValueError, KeyError, TypeError):
-        return  # not an event envelope: the receiver will answer 400 for it
+        return None  # not an event envelope: the receiver will answer 400 for it
     api_key = LocalSettings.from_env().buildnexion_api_key
     try:
-        session.put(objects_url, json=obj, headers={"Authorization": f"Bearer {api_key}"}, timeout=SEND_TIMEOUT)
-    except requests.RequestException:
-        return  # the event still goes out; a worker then falls back on the event's own copy
+        response = session.put(
+            objects_url, json=obj, headers={"Authorization": f"Bearer {api_key}"}, timeout=SEND_TIMEOUT
+        )
+    except requests.RequestException as exc:
+        return f"the sandbox BuildNexion at {objects_url} did not answer ({type(exc).__name__})"
+    if response.status_code == 204:
+        return None
+    try:
+        error = response.json()["error"]
+        detail = f"{error['field']}: {error['message']}" if error.get("field") else str(error["message"])
+    except (ValueError, KeyError, TypeError):
+        detail = response.text[:200] or "no detail"
+    return f"the sandbox BuildNexion refused to hold its object ({response.status_code}): {detail}"
 
 
 def _sign(args: argparse.Namespace) -> int:
@@ -365,7 +381,8 @@ def build_parser() -> Parser:
     send = local.add_parser(
         "send",
         help="POST event files, signed as BuildNexion or tuimprenta would sign them",
-        description="POST each file, signed; print each answer; exit 1 if any answer was 4xx or 5xx.",
+        description="POST each file, signed; print each answer; exit 1 if any answer was 4xx or 5xx, or if the "
+        "stack's sandbox BuildNexion refused to hold an event's object (the field is named).",
         formatter_class=formatter,
     )
     send.add_argument("files", nargs="+", metavar="FILE", help="event files (JSON), e.g. events/buildnexion/*.json")

@@ -6,6 +6,8 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,9 @@ from typing import Any
 import requests
 
 from sandbox.buildnexion import BuildNexionPeer
+from sandbox.chaos_check import Letter
+from sandbox.dead_letters import drain_dead_letters
+from sandbox.peers import DemoCheck, DestinationPeer
 from sandbox.stack import LocalStack, StackOptions
 
 DESTINATION_QUEUES = {
@@ -98,9 +103,13 @@ def run_demo(root: Path, events_dir: Path, port: int) -> int:
             answer = delivery.response
             result = str(answer.get("status", "-")) if isinstance(answer, dict) else "-"
             expected = "ignored" if destination is None else ("duplicate" if resend else "accepted")
+            if expected == "accepted" and result == "duplicate" and delivery.attempts > 1:
+                # An earlier attempt was accepted but its answer was lost (a timeout), so BuildNexion sent it again.
+                expected = "duplicate"
             queue = DESTINATION_QUEUES[destination] if destination else "-"
             label = ("(again) " if resend else "") + envelope["id"]
-            print(f"{label:38} {envelope['type']:24} {delivery.status or '-':>4}  {result:9} {queue}")
+            tries = f" (after {delivery.attempts} attempts)" if delivery.attempts > 1 else ""
+            print(f"{label:38} {envelope['type']:24} {delivery.status or '-':>4}  {result:9} {queue}{tries}")
             if delivery.status != 200 or result != expected:
                 failures.append(f"{envelope['id']}: expected 200 {expected}, got {delivery.status} {result}")
             if destination and not resend:
@@ -108,17 +117,19 @@ def run_demo(root: Path, events_dir: Path, port: int) -> int:
 
         status, last_busy = wait_until_idle(f"{stack.url}/local/status", IDLE_TIMEOUT_SECONDS)
         consumed = stack.consumed_queues()
+        letters = drain_dead_letters(stack)
         print(
-            f"\n{'destination':15} {'sent':>4} {'synced':>6} {'failed':>6} {'dead-lettered':>13} "
+            f"\n{'destination':15} {'sent':>4} {'synced':>6} {'failed':>6} {'refused':>7} {'dead-lettered':>13} "
             f"{'API calls':>9} {'seconds':>7}  worker"
         )
+        notes: list[str] = []
         for destination, queue in DESTINATION_QUEUES.items():
             depth = status["queues"][queue]
             sent = [e for e in envelopes if routing.get(e["type"]) == destination]
             target = stack.peers.get(destination)
             if queue not in consumed or target is None:
                 print(
-                    f"{destination:15} {len(sent):>4} {'-':>6} {'-':>6} {depth['dlq']:>13} {'-':>9} {'-':>7}  "
+                    f"{destination:15} {len(sent):>4} {'-':>6} {'-':>6} {'-':>7} {depth['dlq']:>13} {'-':>9} {'-':>7}  "
                     f"not wired yet ({depth['visible']} waiting on {queue})"
                 )
                 if depth["visible"] != expected_on_queue[queue]:
@@ -126,17 +137,24 @@ def run_demo(root: Path, events_dir: Path, port: int) -> int:
                 if depth["dlq"]:
                     failures.append(f"{queue}: {depth['dlq']} message(s) dead-lettered")
                 continue
-            check = target.demo_check(peer, sent)
+            outcome = judge(target, peer, sent, [letter for letter in letters if letter.destination == destination])
             seconds = last_busy.get(queue, sending_started) - sending_started
             print(
-                f"{destination:15} {len(sent):>4} {check.synced:>6} {check.failed:>6} {depth['dlq']:>13} "
-                f"{sum(target.calls.values()):>9} {seconds:>7.1f}  consuming"
+                f"{destination:15} {len(sent):>4} {outcome.check.synced:>6} {outcome.check.failed:>6} "
+                f"{len(outcome.refused):>7} {outcome.dead_lettered:>13} {sum(target.calls.values()):>9} "
+                f"{seconds:>7.1f}  consuming"
             )
-            failures.extend(f"{destination}: {problem}" for problem in check.problems)
-            if depth["dlq"] != check.failed:
-                failures.append(f"{queue}: {depth['dlq']} dead-lettered, {check.failed} expected to fail")
+            notes.extend(f"{destination} {line}" for line in outcome.notes)
+            failures.extend(f"{destination}: {problem}" for problem in outcome.problems)
             if depth["visible"] or depth["in_flight"]:
                 failures.append(f"{queue}: {depth['visible'] + depth['in_flight']} message(s) not processed")
+        if notes:
+            print("\nrefused for good by a sandbox's injected faults (LOCAL_FAULTS), and dead-lettered as due:")
+            for note in notes:
+                print(f"  {note}")
+        injected = {name: dict(sorted(p.faults.injected.items())) for name, p in sorted(stack.peers.items())}
+        if any(injected.values()):
+            print("\nfaults injected (LOCAL_FAULTS): " + "; ".join(f"{n} {f}" for n, f in injected.items() if f))
         print(
             f"\nBuildNexion API calls: {sum(peer.calls.values())}; "
             f"open tuimprenta batches: {status['open_batches']}; idle: {status['idle']}; "
@@ -149,5 +167,56 @@ def run_demo(root: Path, events_dir: Path, port: int) -> int:
         for failure in failures:
             print(f"  - {failure}")
         return 1
-    print("\nevery routed event was accepted once and every wired destination holds what BuildNexion sent")
+    print(
+        "\nevery routed event was accepted once and every wired destination holds what BuildNexion sent"
+        + (", but for the documents a sandbox refused for good (dead-lettered, above)" if notes else "")
+    )
     return 0
+
+
+@dataclass
+class Outcome:
+    """One destination's part of the demo: its check, the documents its faults refused, what failed."""
+
+    check: DemoCheck
+    refused: dict[str, str] = field(default_factory=dict)  # object id -> why the sandbox refused it for good
+    dead_lettered: int = 0
+    notes: list[str] = field(default_factory=list)  # one line per refused document, with its letter's reason
+    problems: list[str] = field(default_factory=list)
+
+
+def judge(
+    target: DestinationPeer, buildnexion: BuildNexionPeer, sent: Sequence[Mapping[str, Any]], letters: Sequence[Letter]
+) -> Outcome:
+    """Check what `target` holds against what BuildNexion sent, honest about the faults that played.
+
+    A document the sandbox refused for good (an injected permanent error, `FaultPlan.refused`) is not
+    expected at the destination but on its dead-letter queue, with a reason. Every other document must have
+    arrived; any other letter must be one the destination's check expected to fail. The check reads
+    BuildNexion with its faults suspended: they were for the stack, not for the demo's own reading.
+    """
+    refused = {oid: why for oid, why in target.faults.refused.items() if oid in {_object_id(e) for e in sent}}
+    with buildnexion.faults_suspended():
+        check = target.demo_check(buildnexion, [e for e in sent if _object_id(e) not in refused])
+    outcome = Outcome(check, refused, dead_lettered=len(letters))
+    outcome.problems.extend(check.problems)
+    explained = [letter for letter in letters if letter.source_id in refused]
+    for object_id, why in sorted(refused.items()):
+        mine = [letter for letter in explained if letter.source_id == object_id]
+        if not mine:
+            outcome.problems.append(f"{object_id}: refused for good ({why}) but not dead-lettered")
+        elif not all(letter.reason for letter in mine):
+            outcome.problems.append(f"{object_id}: refused for good ({why}); dead-lettered without a reason")
+        else:
+            outcome.notes.append(f"{object_id}: {why}; dead-lettered: {mine[0].reason}")
+    others = [letter for letter in letters if letter.source_id not in refused]
+    if len(others) != check.failed:
+        outcome.problems.append(f"{len(others)} dead-lettered, {check.failed} expected to fail")
+        outcome.problems.extend(
+            f"dead-lettered {letter.source_id}: {letter.reason or 'no reason given'}" for letter in others
+        )
+    return outcome
+
+
+def _object_id(envelope: Mapping[str, Any]) -> str:
+    return str(envelope["data"]["object"]["id"])

@@ -1,8 +1,10 @@
 """The sandbox platforms: the local stack starts one for each platform whose *_API_URL is unset.
 
 Each platform's module (sandbox.quipu, sandbox.tuimprenta, sandbox.facturadirecta) exposes
-`create_peer(settings) -> DestinationPeer`. A peer counts the API calls it answers and, for `make demo`,
-checks that what BuildNexion holds arrived.
+`create_peer(settings) -> DestinationPeer`. A peer counts the API calls it answers, plays its faults through
+its FaultPlan (which records the documents it refused for good) and, for `make demo`, checks that what
+BuildNexion holds arrived. The demo calls `demo_check` with BuildNexion's faults suspended and without the
+documents the peer refused (sandbox.demo.judge).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from sandbox.buildnexion import BuildNexionPeer
+    from sandbox.faults import FaultPlan
     from sandbox.settings import LocalSettings
 
 PEER_MODULES = {
@@ -37,6 +40,7 @@ class DestinationPeer(Protocol):
     """A sandbox invoicing platform."""
 
     calls: Counter[str]
+    faults: FaultPlan
 
     @property
     def base_url(self) -> str:
