@@ -281,8 +281,6 @@ def _validate_item(value: Any, where: str, currency: str) -> dict[str, Any]:
         raise Invalid(_at(where, "qty"), "qty debe ser mayor que 0", E_VALUE)
     price = _number(item, "unit_price", where, required=True)
     assert price is not None
-    if price < 0:
-        raise Invalid(_at(where, "unit_price"), "unit_price no puede ser negativo", E_VALUE)
     allowed = minor_units(currency) + UNIT_PRICE_EXTRA_PLACES
     if _places(price) > allowed:
         raise Invalid(
