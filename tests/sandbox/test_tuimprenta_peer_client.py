@@ -93,15 +93,14 @@ def test_a_redirect_to_another_origin_drops_the_key(peer: TuimprentaPeer) -> Non
     peer.faults.force("result_elsewhere")
     client = client_of(peer)
     batch = finished(peer, client)
-    session = requests.Session()
     sent: list[dict[str, str]] = []
-    original = session.request
 
-    def recording(method: str, url: str, **kwargs: Any) -> requests.Response:
-        sent.append({"url": url, **{k.lower(): v for k, v in (kwargs.get("headers") or {}).items()}})
-        return original(method, url, **kwargs)
+    class Recording(requests.Session):
+        def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+            sent.append({"url": str(url), **{k.lower(): v for k, v in (kwargs.get("headers") or {}).items()}})
+            return super().request(method, url, *args, **kwargs)
 
-    session.request = recording  # type: ignore[method-assign]
+    session = Recording()
     client = client_of(peer, session=session)
     own = batch.model_copy(update={"result_url": f"{peer.base_url}/batches/{batch.id}/result.csv"})
     peer.faults.force("result_redirect")
