@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from invoice_bridge.buildnexion.models import SalesInvoice
 from invoice_bridge.http import Deadline
-from invoice_bridge.tuimprenta.client import Batch, TuimprentaClient
+from invoice_bridge.tuimprenta.client import Batch, ServerError, TuimprentaClient
 from invoice_bridge.tuimprenta.mapping import batch_body, payload_text
 from invoice_bridge.tuimprenta.results import ResultFormatError, parse_results
 from sandbox.tuimprenta import TuimprentaPeer
@@ -135,3 +135,40 @@ def test_the_products_batch_body_passes_the_strict_peer_with_its_exact_amounts(p
         Decimal("2.5"),
         Decimal("0.08"),
     )
+
+
+class Redirecting(requests.Session):
+    """Answers every request with a redirect (to `location`, when given)."""
+
+    def __init__(self, location: str | None) -> None:
+        super().__init__()
+        self.location = location
+        self.urls: list[str] = []
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        self.urls.append(str(url))
+        answer = requests.Response()
+        answer.status_code = 302
+        answer._content = b""
+        if self.location is not None:
+            answer.headers["Location"] = self.location
+        return answer
+
+
+@pytest.mark.parametrize(
+    ("location", "message", "tries"),
+    [(None, "without a Location", 1), ("/v1/again.csv", "redirected more than 5 times", 6)],
+    ids=["no location", "a loop"],
+)
+def test_a_redirect_that_leads_nowhere_is_a_retryable_server_error(
+    location: str | None, message: str, tries: int
+) -> None:
+    session = Redirecting(location)
+    client = TuimprentaClient("https://api.tuimprenta.test/v1", SecretStr(KEY), session=session, sleep=lambda _s: None)
+    batch = Batch.model_validate({"id": "batch_1", "status": "completed", "result_url": None})
+    with pytest.raises(ServerError) as caught:
+        client.batch_result(batch, Deadline(10))
+    assert message in caught.value.message
+    assert caught.value.retryable
+    assert len(session.urls) == tries
+    assert set(session.urls[1:]) <= {"https://api.tuimprenta.test/v1/again.csv"}
