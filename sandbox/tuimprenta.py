@@ -9,6 +9,7 @@ ones from LOCAL_FAULTS (5xx, hangs, and the named kinds tuimprenta plays), and s
 from __future__ import annotations
 
 import csv
+import email.policy
 import hashlib
 import hmac
 import io
@@ -23,6 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from email.parser import BytesParser
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 from xml.sax.saxutils import escape
@@ -520,10 +522,10 @@ class TuimprentaPeer:
     def _ping(self, _request: Request, _params: dict[str, str]) -> Reply:
         return Reply.json(200, {"ok": True})
 
-    def _replay(self, request: Request, route: str) -> tuple[str | None, str, Reply | None]:
+    def _replay(self, request: Request, route: str, digest: str | None = None) -> tuple[str | None, str, Reply | None]:
         """(key, body digest, the stored answer when the key was used with this body); 409 for another body."""
         key = request.header("idempotency-key")
-        digest = hashlib.sha256(request.body).hexdigest()
+        digest = digest or hashlib.sha256(request.body).hexdigest()
         if key is None:
             self.unkeyed_writes[route] += 1
             return None, digest, None
@@ -583,14 +585,18 @@ class TuimprentaPeer:
     def _post_batch(self, request: Request, _params: dict[str, str]) -> Reply:
         media = (request.header("content-type") or "").split(";")[0].strip().lower()
         if media == "multipart/form-data":
-            raise Invalid("Content-Type", "el sandbox no acepta lotes multipart/form-data; envíe JSON", E_MEDIA)
-        _require_json_media(request)
+            document = batch_from_form(request)
+            digest: str | None = hashlib.sha256(json_text(document).encode()).hexdigest()  # boundaries vary
+        else:
+            _require_json_media(request)
+            document, digest = None, None
         with self._lock:
-            key, digest, replay = self._replay(request, "POST /batches")
+            key, digest, replay = self._replay(request, "POST /batches", digest)
             if replay is not None:
                 return replay
             self._conflict_fault()
-            document = _object(parse_json(request.body), "", BATCH_FIELDS)
+            if document is None:
+                document = _object(parse_json(request.body), "", BATCH_FIELDS)
             if "type" not in document:
                 raise Invalid("type", "El campo type es requerido", E_REQUIRED)
             if document["type"] != "invoice.create":
@@ -941,6 +947,91 @@ class TuimprentaPeer:
             else:
                 check.synced += 1
         return check
+
+
+# The reference's CSV for multipart batches: one invoice of one item a row.
+FORM_CSV_HEADER = (
+    "series",
+    "issue_date",
+    "customer_name",
+    "customer_tax_id",
+    "customer_email",
+    "item_description",
+    "item_qty",
+    "item_unit_price",
+    "tax_rate",
+    "currency",
+    "metadata_order_id",
+)
+_CSV_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def batch_from_form(request: Request) -> dict[str, Any]:
+    """A multipart/form-data batch: a `file` (CSV of the reference's columns, or a JSON array of invoices)
+    and optional `type` and `callback_url` fields, as the JSON batch it stands for."""
+    head = f"Content-Type: {request.header('content-type')}\r\n\r\n".encode()
+    message = BytesParser(policy=email.policy.HTTP).parsebytes(head + request.body)
+    if not message.is_multipart():
+        raise Invalid("Content-Type", "multipart/form-data sin partes legibles", E_MEDIA)
+    fields: dict[str, str] = {}
+    attached: tuple[str, bytes] | None = None
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        content = part.get_payload(decode=True)
+        if not isinstance(name, str) or not isinstance(content, bytes):
+            raise Invalid(None, "una parte del formulario no tiene nombre", E_JSON)
+        if name == "file":
+            kind = part.get_content_type()
+            filename = (part.get_filename() or "").lower()
+            attached = ("json" if kind == "application/json" or filename.endswith(".json") else "csv", content)
+        elif name in {"type", "callback_url"}:
+            fields[name] = content.decode("utf-8", "replace")
+        else:
+            raise Invalid(name, f"el campo {name} no existe", E_UNKNOWN)
+    if attached is None:
+        raise Invalid("file", "El campo file es requerido", E_REQUIRED)
+    kind, content = attached
+    payload = parse_json(content) if kind == "json" else _invoices_from_csv(content)
+    document: dict[str, Any] = {"type": fields.get("type", "invoice.create"), "payload": payload}
+    if "callback_url" in fields:
+        document["callback_url"] = fields["callback_url"]
+    return document
+
+
+def _invoices_from_csv(content: bytes) -> list[dict[str, Any]]:
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Invalid("file", "el CSV no es UTF-8", E_JSON) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if tuple(reader.fieldnames or ()) != FORM_CSV_HEADER:
+        raise Invalid("file", f"el CSV lleva las columnas {','.join(FORM_CSV_HEADER)}", E_VALUE)
+    invoices = []
+    for row in reader:
+
+        def number(column: str, row: dict[str, str] = row) -> Decimal | str:
+            # A cell that is not a plain decimal stays text, which the invoice's validation refuses by field.
+            value = (row.get(column) or "").strip()
+            return Decimal(value) if _CSV_NUMBER.fullmatch(value) else value
+
+        customer = {"name": row["customer_name"], "tax_id": row["customer_tax_id"]}
+        if row["customer_email"]:
+            customer["email"] = row["customer_email"]
+        item: dict[str, Any] = {
+            "description": row["item_description"],
+            "qty": number("item_qty"),
+            "unit_price": number("item_unit_price"),
+        }
+        if row["tax_rate"]:
+            item["tax_rate"] = number("tax_rate")
+        invoice: dict[str, Any] = {"series": row["series"], "customer": customer, "items": [item]}
+        for column, name in (("issue_date", "issue_date"), ("currency", "currency")):
+            if row[column]:
+                invoice[name] = row[column]
+        if row["metadata_order_id"]:
+            invoice["metadata"] = {"order_id": row["metadata_order_id"]}
+        invoices.append(invoice)
+    return invoices
 
 
 def _elsewhere(router: Router) -> tuple[LocalHttpServer, str]:

@@ -217,12 +217,53 @@ def test_a_batch_holds_at_most_1000_invoices(sandbox: Sandbox) -> None:
     assert sandbox.post("/batches", batch_of(*[one] * 1000)).status_code == 201
 
 
-def test_a_multipart_batch_is_refused_by_the_sandbox_with_a_message_that_says_so(sandbox: Sandbox) -> None:
-    answer = requests.post(
-        f"{sandbox.url}/batches", headers=AUTH, files={"file": ("b.csv", b"series\nTD-2025\n")}, timeout=5
-    )
-    assert_error(answer, 422, "validation_error", "E1007", "Content-Type")
-    assert "multipart" in answer.json()["error"]["message"]
+REFERENCE_CSV = (
+    b"series,issue_date,customer_name,customer_tax_id,customer_email,item_description,item_qty,item_unit_price,"
+    b"tax_rate,currency,metadata_order_id\r\n"
+    b"TD-2025,2025-11-07,Inversiones ABC,J-123...,admin@abc.com,Tarjetas 9x5,1,12.00,0.16,USD,TD-00123\r\n"
+)
+
+
+def post_form(sandbox: Sandbox, files: dict[str, Any], key: str = "k-form") -> requests.Response:
+    return requests.post(f"{sandbox.url}/batches", headers={**AUTH, "Idempotency-Key": key}, files=files, timeout=5)
+
+
+def test_a_multipart_batch_of_the_references_csv_is_issued(sandbox: Sandbox) -> None:
+    created = post_form(sandbox, {"file": ("lote.csv", REFERENCE_CSV, "text/csv"), "type": (None, "invoice.create")})
+    assert created.status_code == 201, created.text
+    # The same content under another boundary is the same request for its key.
+    again = post_form(sandbox, {"file": ("lote.csv", REFERENCE_CSV, "text/csv"), "type": (None, "invoice.create")})
+    assert again.json()["id"] == created.json()["id"]
+    sandbox.clock.now += 60
+    batch = sandbox.get(f"/batches/{created.json()['id']}").json()
+    (row,) = sandbox.result_rows(batch)
+    assert row["status"] == "issued"
+    document = sandbox.get(f"/invoices/{row['invoice_id']}").json()
+    assert (document["metadata"], document["totals"]["total"]) == ({"order_id": "TD-00123"}, 13.92)
+    assert document["customer"] == {"name": "Inversiones ABC", "tax_id": "J-123...", "email": "admin@abc.com"}
+
+
+def test_a_multipart_batch_may_attach_json_invoices(sandbox: Sandbox) -> None:
+    attached = json.dumps(REFERENCE_BATCH["payload"]).encode()
+    created = post_form(sandbox, {"file": ("lote.json", attached, "application/json")})
+    assert created.status_code == 201, created.text
+    assert created.json()["counts"]["queued"] == 2
+
+
+def test_a_multipart_csv_of_other_columns_is_refused(sandbox: Sandbox) -> None:
+    answer = post_form(sandbox, {"file": ("lote.csv", b"series,qty\r\nTD-2025,1\r\n", "text/csv")})
+    assert_error(answer, 422, "validation_error", "E1003", "file")
+    assert_error(post_form(sandbox, {"type": (None, "invoice.create")}), 422, "validation_error", "E1001", "file")
+
+
+def test_a_multipart_csv_cell_that_is_not_a_number_fails_its_row_naming_the_field(sandbox: Sandbox) -> None:
+    bad = REFERENCE_CSV.replace(b",1,12.00,", b",uno,12.00,")
+    created = post_form(sandbox, {"file": ("lote.csv", bad, "text/csv")})
+    assert created.status_code == 201, created.text
+    sandbox.clock.now += 60
+    (row,) = sandbox.result_rows(sandbox.get(f"/batches/{created.json()['id']}").json())
+    assert (row["status"], row["error_code"]) == ("failed", "E1002")
+    assert row["error_message"].startswith("items[0].qty: ")
 
 
 # -- invoice fields --------------------------------------------------------------------------------------------
