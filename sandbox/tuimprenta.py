@@ -807,9 +807,10 @@ class TuimprentaPeer:
         writer.writerows([[r[name] for name in RESULT_HEADER] for r in rows])
         return Reply(200, out.getvalue().encode("utf-8"), {"Content-Type": "text/csv; charset=utf-8"})
 
-    def _invoice_or_404(self, invoice_id: str) -> IssuedInvoice:
+    def _invoice_or_404(self, invoice_id: str, *, read: bool = True) -> IssuedInvoice:
         invoice = self.invoices.get(invoice_id)
-        if invoice is None or self.faults.draw("status_404"):
+        # status_404 plays a read of an existing invoice answered 404; a write (the cancel) is not drawn.
+        if invoice is None or (read and self.faults.draw("status_404")):
             raise Invalid(None, f"no existe la factura {invoice_id}", E_NOT_FOUND, status=404)
         return invoice
 
@@ -895,7 +896,7 @@ class TuimprentaPeer:
             if request.body.strip():
                 body = _object(parse_json(request.body), "", frozenset({"reason"}))
                 reason = _text(body, "reason", "", required=False)
-            invoice = self._invoice_or_404(params["id"])
+            invoice = self._invoice_or_404(params["id"], read=False)
             if self.faults.draw("status_422"):
                 if invoice.buildnexion_id:
                     self.faults.record_refusal(invoice.buildnexion_id, "tuimprenta 422: anulación rechazada")

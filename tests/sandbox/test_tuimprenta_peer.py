@@ -625,6 +625,8 @@ def test_status_402_refuses_a_single_invoice_and_records_its_refusal(sandbox: Sa
 def test_status_404_answers_a_read_of_an_invoice_that_exists(sandbox: Sandbox) -> None:
     invoice_id = _issue(sandbox, 1)
     sandbox.peer.faults.force("status_404")
+    # A write is not a read: the cancel is not drawn, and the forced 404 waits for the next read.
+    assert requests.post(f"{sandbox.url}/invoices/{invoice_id}/cancel", headers=AUTH, timeout=5).status_code == 200
     assert_error(sandbox.get(f"/invoices/{invoice_id}"), 404, "not_found_error", "E4040", None)
     assert sandbox.get(f"/invoices/{invoice_id}").status_code == 200
 
