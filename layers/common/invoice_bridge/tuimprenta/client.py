@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -13,10 +14,13 @@ from invoice_bridge.config import describe_validation_error
 from invoice_bridge.errors import PlatformError
 from invoice_bridge.http import DEFAULT_STATUS_RETRYABLE, BearerKeyClient, Deadline
 from invoice_bridge.money import dumps
+from invoice_bridge.tuimprenta.results import ResultFormatError
 
 BatchStatus = Literal["queued", "processing", "completed", "failed", "partial"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "partial"})
 RATE_LIMIT_PER_MINUTE = 60
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+MAX_REDIRECTS = 5
 
 
 class TuimprentaError(PlatformError):
@@ -147,10 +151,35 @@ class TuimprentaClient(BearerKeyClient):
         return self._parse(Batch, self.request("GET", f"/batches/{batch_id}", deadline=deadline))
 
     def batch_result(self, batch: Batch, deadline: Deadline) -> str:
-        """The result CSV of a finished batch (`result_url`, else `/batches/{id}/result.csv`)."""
-        url = batch.result_url or f"/batches/{batch.id}/result.csv"
-        response = self.request("GET", url, deadline=deadline, headers={"Accept": "text/csv"}, timeout=(3.05, 30.0))
-        return response.content.decode("utf-8-sig")
+        """The result CSV of a finished batch (`result_url`, else `/batches/{id}/result.csv`), redirects followed.
+
+        The reference downloads it with `curl -L`: a redirect is followed (at most MAX_REDIRECTS), and the API
+        key goes only to the API's own origin; a URL elsewhere (a presigned one) carries its own credential.
+        ResultFormatError when the file is not UTF-8.
+        """
+        url = urljoin(f"{self.base_url}/", batch.result_url or f"batches/{batch.id}/result.csv")
+        for _ in range(MAX_REDIRECTS + 1):
+            response = self.request(
+                "GET",
+                url,
+                deadline=deadline,
+                headers={"Accept": "text/csv"},
+                timeout=(3.05, 30.0),
+                authenticate=_origin(url) == _origin(self.base_url),
+                expected=REDIRECT_STATUSES,
+            )
+            if response.status_code not in REDIRECT_STATUSES:
+                try:
+                    return response.content.decode("utf-8-sig")
+                except UnicodeDecodeError as exc:
+                    raise ResultFormatError(f"result file is not UTF-8 (byte {exc.start})") from None
+            location = response.headers.get("Location")
+            if not location:
+                raise ServerError(
+                    self.platform, f"result download answered {response.status_code} without a Location", retryable=True
+                )
+            url = urljoin(url, location)
+        raise ServerError(self.platform, f"result download redirected more than {MAX_REDIRECTS} times", retryable=True)
 
     def cancel_invoice(self, invoice_id: str, reason: str, idempotency_key: str, deadline: Deadline) -> Invoice:
         """`POST /invoices/{id}/cancel {"reason"}`."""
@@ -170,3 +199,10 @@ class TuimprentaClient(BearerKeyClient):
         except ValidationError as exc:
             field, message = describe_validation_error(exc)
             raise ServerError(self.platform, f"unexpected answer: {field}: {message}", retryable=True) from None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port: where credentials may go."""
+    parts = urlsplit(url)
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
