@@ -491,14 +491,21 @@ def test_a_partition_is_read_to_its_last_page(table: StateTable) -> None:
 
 
 def test_a_closed_batch_item_is_kept_for_its_retention_and_an_open_one_for_ever(table: StateTable) -> None:
-    from invoice_bridge.store import TUIMPRENTA_BATCHES_PK
+    from invoice_bridge.store import TUIMPRENTA_BATCHES_PK, TUIMPRENTA_OPEN_BATCHES_PK
     from invoice_bridge.tuimprenta.batches import BATCH_CLOSED, CLOSED_RETENTION_SECONDS, BatchItem, BatchStore
 
     store = BatchStore(table)
     store.put(BatchItem(key="open", members=["sin_1"], created_at=0.0, next_poll_at=0.0))
+    store.put(BatchItem(key="done", members=["sin_2"], created_at=0.0, next_poll_at=0.0))
     store.put(BatchItem(key="done", members=["sin_2"], created_at=0.0, next_poll_at=0.0, status=BATCH_CLOSED))
-    opened = table.get(TUIMPRENTA_BATCHES_PK, "batch#open")
+    opened = table.get(TUIMPRENTA_OPEN_BATCHES_PK, "batch#open")
     closed = table.get(TUIMPRENTA_BATCHES_PK, "batch#done")
+    # Closing a batch moves it: the open partition keeps only open batches.
+    assert table.get(TUIMPRENTA_OPEN_BATCHES_PK, "batch#done") is None
+    assert [i.key for i in store.open()] == ["open"]
+    assert store.get("done") == BatchItem(
+        key="done", members=["sin_2"], created_at=0.0, next_poll_at=0.0, status=BATCH_CLOSED
+    )
     assert opened is not None
     assert closed is not None
     assert "ttl" not in opened
