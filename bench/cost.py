@@ -47,6 +47,8 @@ AWS_LATENCY_MS = {"dynamodb": 6.0, "sqs": 12.0, "secretsmanager": 20.0}
 PLATFORM_LATENCY_MS = 120.0
 # The scheduled poller's idle runs measured (after a first, cold one) to price one idle run.
 IDLE_RUNS = 5
+# SECRETS_MAX_AGE_SECONDS (3600) over the default schedule's minute.
+SECRET_REREAD_RUNS = 60
 
 
 @dataclass(frozen=True)
@@ -195,14 +197,24 @@ def aws_billed_ms(usage: FunctionUsage) -> float:
 
 
 def function_units(usage: FunctionUsage, log_bytes: int) -> dict[str, Decimal]:
-    """A function's billed units as the cost model prices them; "log:bytes" what CloudWatch Logs ingests."""
-    units = {key: Decimal(str(value)) for key, value in usage.units.items()}
+    """A function's billed units as the cost model prices them (INIT left out); "log:bytes" what Logs ingests."""
+    # Secrets are read once per container (cold_start_units), not per document.
+    units = {key: Decimal(str(value)) for key, value in usage.units.items() if key != "secretsmanager:calls"}
     units["lambda:requests"] = Decimal(usage.invocations)
-    gb_s = Decimal(str(aws_billed_ms(usage))) / 1000 * usage.memory_mb / 1024
-    units["lambda:gb-s"] = gb_s
+    # Warm time only: cold starts' INIT is priced by volume (costmodel.cold_share), not per document.
+    warm_ms = max(float(usage.invocations), aws_billed_ms(usage) - usage.init_ms)
+    units["lambda:gb-s"] = Decimal(str(warm_ms)) / 1000 * usage.memory_mb / 1024
     units["transfer:gb-out"] = Decimal(usage.http_bytes_out) / costmodel.GB
     units["log:bytes"] = Decimal(log_bytes + usage.invocations * PLATFORM_LOG_BYTES_PER_INVOCATION)
     return units
+
+
+def cold_start_units(usage: FunctionUsage) -> dict[str, Decimal]:
+    """What one cold start costs, the run's mean: its INIT, and the secrets a new container reads once."""
+    return {
+        "lambda:init-gb-s": Decimal(str(usage.init_ms / usage.cold_starts)) / 1000 * usage.memory_mb / 1024,
+        "secretsmanager:calls": Decimal(usage.calls["secretsmanager:GetSecretValue"]) / usage.cold_starts,
+    }
 
 
 def deployment_of(template: Template) -> costmodel.Deployment:
@@ -306,10 +318,12 @@ class RunFigures:
     seconds: float
     ticks: int
     functions: dict[str, FunctionUsage]  # during the documents' run, idle runs included
+    per_cold_start: dict[str, dict[str, Decimal]]  # INIT GB-s and secret reads of one cold start, per function
     logs: LogMeter  # during the documents' run
     idle_run: dict[str, Decimal]  # one idle scheduled run's units
     idle_series: set[tuple[str, ...]]
     idle_reads_per_run: Decimal
+    idle_calls: Counter[str]  # AWS calls of the measured idle runs, in all
     runner_units: Counter[str]
     runner_calls: Counter[str]
     dead_lettered: int
@@ -318,7 +332,7 @@ class RunFigures:
 
     def documents(self) -> costmodel.DocumentUnits:
         """The units the documents caused: every function's, less the idle runs' share of the poller."""
-        run = costmodel.DocumentUnits(documents=self.mix.documents)
+        run = costmodel.DocumentUnits(documents=self.mix.documents, per_cold_start=dict(self.per_cold_start))
         totals: defaultdict[str, Decimal] = defaultdict(Decimal)
         for name, usage in self.functions.items():
             units = function_units(usage, self.logs.bytes[name])
@@ -372,6 +386,9 @@ def run_mix(mix: Mix, history: History) -> RunFigures:
         idle_usage = usage_delta(after[poller], before[poller])
         idle_total = function_units(idle_usage, logs_after.bytes[poller] - logs_before.bytes[poller])
         idle_run = {key: value / IDLE_RUNS for key, value in idle_total.items()}
+        # The always-warm poller reads its secrets again each SECRETS_MAX_AGE_SECONDS (an hour: 60 runs).
+        poller_usage = stack.pools[poller].usage
+        idle_run["secretsmanager:calls"] = cold_start_units(poller_usage)["secretsmanager:calls"] / SECRET_REREAD_RUNS
         idle_series = {s for s in logs_after.series if logs_after.series[s] > logs_before.series[s]}
         idle_reads = Decimal(str(idle_usage.units.get("dynamodb:read", 0))) / IDLE_RUNS
 
@@ -424,10 +441,12 @@ def run_mix(mix: Mix, history: History) -> RunFigures:
             seconds=seconds,
             ticks=ticks,
             functions={name: usage_delta(end_usage[name], start_usage[name]) for name in end_usage},
+            per_cold_start={name: cold_start_units(usage) for name, usage in end_usage.items() if usage.cold_starts},
             logs=doc_logs,
             idle_run=idle_run,
             idle_series=idle_series,
             idle_reads_per_run=idle_reads,
+            idle_calls=idle_usage.calls,
             runner_units=runner_units,
             runner_calls=runner_calls,
             dead_lettered=sum(q["dlq"] for q in status["queues"].values()),
@@ -447,28 +466,28 @@ def _price(key: str) -> str:
 
 def document_table(run: costmodel.DocumentUnits, deployment: costmodel.Deployment) -> tuple[list[str], Decimal]:
     """Dollars per million documents, per item, and their total."""
-    lines = [f"  {'item (eu-west-1)':42}{'units per 1M docs':>20}{'price':>16}{'$ per 1M docs':>15}  source (as of)"]
+    lines = [f"  {'item (eu-west-1)':42}{'units per 1M docs':>20}{'price':>18}{'$ per 1M docs':>15}  source (as of)"]
     total = Decimal(0)
     for line in costmodel.document_lines(run, deployment):
         price = costmodel.PRICES[line.key]
         total += line.usd
         lines.append(
-            f"  {price.unit:42}{line.units:>20,.1f}{_price(line.key):>16}{_money(line.usd):>15}"
+            f"  {price.unit:42}{line.units:>20,.1f}{_price(line.key):>18}{_money(line.usd):>15}"
             f"  {price.source} ({price.as_of})"
         )
-    lines.append(f"  {'total':42}{'':>20}{'':>16}{_money(total):>15}  target <= {TARGET_PER_MILLION:.2f}")
+    lines.append(f"  {'total':42}{'':>20}{'':>18}{_money(total):>15}  target <= {TARGET_PER_MILLION:.2f}")
     return lines, total
 
 
 def fixed_table(fixed: list[costmodel.Line]) -> tuple[list[str], Decimal]:
     """Dollars per month with no traffic, per item, and their total."""
-    lines = [f"  {'item (eu-west-1)':42}{'units per month':>20}{'price':>16}{'$ per month':>15}  why"]
+    lines = [f"  {'item (eu-west-1)':42}{'units per month':>20}{'price':>18}{'$ per month':>15}  why"]
     total = Decimal(0)
     for line in fixed:
         total += line.usd
         price = costmodel.PRICES[line.key]
-        lines.append(f"  {price.unit:42}{line.units:>20,.3f}{_price(line.key):>16}{_money(line.usd):>15}  {line.note}")
-    lines.append(f"  {'total':42}{'':>20}{'':>16}{_money(total):>15}  target <= {TARGET_FIXED_PER_MONTH:.2f}")
+        lines.append(f"  {price.unit:42}{line.units:>20,.3f}{_price(line.key):>18}{_money(line.usd):>15}  {line.note}")
+    lines.append(f"  {'total':42}{'':>20}{'':>18}{_money(total):>15}  target <= {TARGET_FIXED_PER_MONTH:.2f}")
     return lines, total
 
 
@@ -489,6 +508,19 @@ def bill_table(
         lines.append(
             f"  {volume:>18,}{_money(fixed_total):>10}{_money(variable):>12}{_money(series):>15}{_money(bill):>12}"
         )
+    return lines
+
+
+def idle_lines(figures: RunFigures) -> list[str]:
+    """What one idle scheduled run calls, and the metric series the documents and the idle runs publish."""
+    calls = "; ".join(f"{name} {n / IDLE_RUNS:g}" for name, n in sorted(figures.idle_calls.items()))
+    lines = [f"  one idle run: {calls}"]
+    for series, seen in sorted(figures.logs.series.items()):
+        where = "idle runs too" if series in figures.idle_series else f"{seen / figures.mix.documents:.2f} a document"
+        lines.append(f"  series {' '.join(series[1:])}: {where}")
+    lines.extend(
+        f"  series {' '.join(s[1:])}: idle runs" for s in sorted(figures.idle_series - set(figures.logs.series))
+    )
     return lines
 
 
@@ -586,6 +618,8 @@ def run(quick: bool) -> None:
     )
     print("\nThe monthly bill (metric series: those documents publish, billed for the hours they appear in)")
     print(*bill_table(documents, deployment, fixed, figures.idle_series), sep="\n")
+    print("\nThe idle scheduled run, and the metric series")
+    print(*idle_lines(figures), sep="\n")
     print("\nDynamoDB writes per document")
     print(*write_lines(figures), sep="\n")
     print("\nLogs per document")

@@ -11,7 +11,8 @@ Three kinds of cost:
   receives, the scheduled poller's idle runs, alarms and dashboards beyond the free tier, metric series
   the idle runs publish, SnapStart's cache when it is on);
 - by volume: X-Ray (Lambda samples 1 request a second and 5 % of the rest, so the traced share depends on
-  the rate) and the metric series documents publish (a metric is billed for the hours it is published in).
+  the rate), cold starts (INIT is billed; the rarer the invocations, the more of them start cold) and the
+  metric series documents publish (a metric is billed for the hours it is published in).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ PRICES: dict[str, Price] = {
     ),
     "lambda:requests": Price(_D("0.20"), MILLION, "Lambda requests", _LAMBDA, "2020-12-01"),
     "lambda:gb-s": Price(_D("0.0000133334"), _D(1), "Lambda arm64 GB-seconds", _LAMBDA, "2021-09-29"),
+    "lambda:init-gb-s": Price(
+        _D("0.0000133334"), _D(1), "Lambda arm64 GB-seconds, cold starts' INIT", _LAMBDA, "2025-08-01"
+    ),
     "sqs:standard": Price(_D("0.40"), MILLION, "SQS standard requests (64 KB chunks)", _SQS, "2019-01-01"),
     "sqs:fifo": Price(_D("0.50"), MILLION, "SQS FIFO requests (64 KB chunks)", _SQS, "2019-01-01"),
     "dynamodb:write": Price(_D("0.705"), MILLION, "DynamoDB on-demand write units", _DYNAMODB, "2024-11-01"),
@@ -97,6 +101,9 @@ FREE_DASHBOARDS = 3
 # empty (https://docs.aws.amazon.com/lambda/latest/dg/with-sqs.html, "polling and batching behavior").
 SQS_IDLE_POLLERS = 5
 SQS_LONG_POLL_SECONDS = 20
+# How long Lambda keeps an idle execution environment is not published; 10 minutes is what is commonly seen.
+# A function invoked λ times a minute on average starts cold on e^(-10 λ) of its invocations.
+WARM_MINUTES = Decimal(10)
 # Lambda's X-Ray sampling (not configurable for Lambda): the first request each second, then 5 % of the rest.
 XRAY_RESERVOIR_PER_SECOND = Decimal(1)
 XRAY_RATE = Decimal("0.05")
@@ -122,6 +129,12 @@ def xray_traced(invocations_per_month: Decimal) -> Decimal:
         return invocations_per_month
     per_second = XRAY_RESERVOIR_PER_SECOND + XRAY_RATE * (rate - XRAY_RESERVOIR_PER_SECOND)
     return per_second * SECONDS_PER_MONTH
+
+
+def cold_share(invocations_per_month: Decimal) -> Decimal:
+    """The share of a function's invocations that start cold, its invocations spread at random."""
+    per_minute = invocations_per_month / MINUTES_PER_MONTH
+    return (-per_minute * WARM_MINUTES).exp()
 
 
 def series_month_share(occurrences_per_month: Decimal) -> Decimal:
@@ -165,8 +178,10 @@ class DocumentUnits:
     documents: int
     units: dict[str, Decimal] = field(default_factory=dict)
     log_bytes: Decimal = Decimal(0)
-    # Invocations per function (X-Ray samples per function) and metric series occurrences.
+    # Invocations per function (X-Ray samples per function; cold starts per function), what one cold start
+    # costs per function (its INIT's GB-seconds, its secret reads), and metric series occurrences.
     invocations: dict[str, Decimal] = field(default_factory=dict)
+    per_cold_start: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     series: dict[tuple[str, ...], int] = field(default_factory=dict)
 
 
@@ -176,12 +191,16 @@ def log_storage_gb_months(log_bytes: Decimal, retention_days: int) -> Decimal:
 
 
 def document_lines(run: DocumentUnits, deployment: Deployment, monthly_documents: int = 1_000_000) -> list[Line]:
-    """Dollars per million documents, per item; X-Ray priced at `monthly_documents` a month."""
+    """Dollars per million documents, per item; X-Ray and cold starts priced at `monthly_documents` a month."""
     units = dict(run.units)
     units["logs:gb"] = run.log_bytes / GB
     units["logs:gb-month"] = log_storage_gb_months(run.log_bytes, deployment.log_retention_days)
+    scale = Decimal(monthly_documents) / run.documents
+    for name, n in run.invocations.items():
+        cold_starts = n * cold_share(n * scale)
+        for key, per_start in run.per_cold_start.get(name, {}).items():
+            units[key] = units.get(key, Decimal(0)) + cold_starts * per_start
     if deployment.tracing:
-        scale = Decimal(monthly_documents) / run.documents
         traced = sum((xray_traced(n * scale) for n in run.invocations.values()), Decimal(0))
         units["xray:traces"] = traced / scale
     lines = []

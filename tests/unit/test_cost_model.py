@@ -15,6 +15,7 @@ from bench.cost import (
     RunFigures,
     aws_billed_ms,
     bill_table,
+    cold_start_units,
     deployment_of,
     document_table,
     fixed_table,
@@ -211,10 +212,12 @@ def test_measured_usage_becomes_units_and_the_idle_runs_are_not_charged_to_docum
         seconds=0.0,
         ticks=2,
         functions={"TuimprentaPollerFunction": delta},
+        per_cold_start={"TuimprentaPollerFunction": {"lambda:init-gb-s": D("0.1")}},
         logs=logs,
         idle_run={"lambda:requests": D(1), "dynamodb:read": D("0.5"), "lambda:gb-s": D("0.1"), "log:bytes": D(100)},
         idle_series=set(),
         idle_reads_per_run=D("0.5"),
+        idle_calls=Counter(),
         runner_units=Counter({"sqs:fifo": 4}),
         runner_calls=Counter(),
         dead_lettered=0,
@@ -228,6 +231,7 @@ def test_measured_usage_becomes_units_and_the_idle_runs_are_not_charged_to_docum
     assert documents.units["dynamodb:write"] == 3
     assert documents.units["sqs:fifo"] == 4  # Lambda's pollers' receives and deletes for the documents
     assert documents.log_bytes == 600 + 3 * PLATFORM_LOG_BYTES_PER_INVOCATION - 200
+    assert documents.per_cold_start == {"TuimprentaPollerFunction": {"lambda:init-gb-s": D("0.1")}}
 
 
 def test_the_deployment_is_counted_from_the_template() -> None:
@@ -241,3 +245,31 @@ def test_the_deployment_is_counted_from_the_template() -> None:
     assert deployment.tracing is False  # off by default
     assert deployment.snapstart_gb == 0  # ReceiverSnapStart defaults to None
     assert deployment.log_retention_days == 30
+
+
+def test_cold_starts_are_priced_by_volume_the_rarer_the_invocations_the_more_start_cold() -> None:
+    # 1 invocation a document, 0.5 GB-s of INIT per cold start.
+    cold_start = {"lambda:init-gb-s": D("0.5"), "secretsmanager:calls": D(2)}
+    run = DocumentUnits(documents=10, invocations={"A": D(10)}, per_cold_start={"A": cold_start})
+    # 1,000 documents a month: 1,000 / 43,800 = 0.0228 invocations a minute; warm 10 minutes: e^-0.228 cold.
+    share = (-(D(1000) / 43_800) * 10).exp()
+    assert round(share, 4) == D("0.7959")
+    lines = priced(costmodel.document_lines(run, NO_TRACING, monthly_documents=1_000))
+    # 1 x 0.7959 x 0.5 GB-s a document x 1 M documents x $0.0000133334 = $5.31 per million (at that volume)
+    assert lines["lambda:init-gb-s"] == share * D("0.5") * 1_000_000 * D("0.0000133334")
+    assert round(lines["lambda:init-gb-s"], 2) == D("5.31")
+    # and each new container reads 2 secrets: 0.7959 x 2 x 1 M calls x $0.05 / 10,000 = $7.96 per million
+    assert lines["secretsmanager:calls"] == share * 2 * 1_000_000 * D("0.05") / 10_000
+    # 1,000,000 a month: 22.8 a minute, an environment is never idle 10 minutes: e^-228, nothing to speak of
+    assert priced(costmodel.document_lines(run, NO_TRACING))["lambda:init-gb-s"] < D("1e-90")
+
+
+def test_one_cold_start_costs_its_init_and_the_secrets_a_new_container_reads() -> None:
+    usage = FunctionUsage(memory_mb=256)
+    usage.add(InvocationUsage(duration_ms=5, init_ms=800, calls={"secretsmanager:GetSecretValue": 2}))
+    usage.add(InvocationUsage(duration_ms=5, init_ms=1200, calls={"secretsmanager:GetSecretValue": 2}))
+    usage.add(InvocationUsage(duration_ms=5))
+    # (800 + 1,200) / 2 cold starts = 1,000 ms at 256 MB = 0.25 GB-s; 4 reads / 2 cold starts = 2
+    assert cold_start_units(usage) == {"lambda:init-gb-s": D("0.25"), "secretsmanager:calls": D(2)}
+    # and a document is not charged for them
+    assert "secretsmanager:calls" not in function_units(usage, 0)
