@@ -199,7 +199,6 @@ class WebhookReceiver:
 
     def receive_buildnexion(self, signature: str | None, body: bytes) -> Receipt:
         """Verify a BuildNexion delivery and enqueue its event once; unknown types are ignored."""
-        count("WebhookReceived")
         check_size(body)
         secret_id = self._settings.buildnexion_secret_id
         for last_try in (False, True):
@@ -251,7 +250,6 @@ class WebhookReceiver:
 
     def receive_tuimprenta(self, signature: str | None, body: bytes) -> Receipt:
         """Verify a tuimprenta delivery and record it for the batch poller."""
-        count("WebhookReceived")
         check_size(body)
         secret_id = self._settings.tuimprenta_secret_id
         for last_try in (False, True):
