@@ -20,7 +20,9 @@ from bench.cost import (
     document_table,
     fixed_table,
     function_units,
+    log_lines,
     usage_delta,
+    write_lines,
 )
 from bench.costmodel import Deployment, DocumentUnits
 from sandbox.cfn import Template
@@ -218,6 +220,7 @@ def test_measured_usage_becomes_units_and_the_idle_runs_are_not_charged_to_docum
         idle_series=set(),
         idle_reads_per_run=D("0.5"),
         idle_calls=Counter(),
+        idle_cold_starts=0,
         runner_units=Counter({"sqs:fifo": 4}),
         runner_calls=Counter(),
         dead_lettered=0,
@@ -232,6 +235,15 @@ def test_measured_usage_becomes_units_and_the_idle_runs_are_not_charged_to_docum
     assert documents.units["sqs:fifo"] == 4  # Lambda's pollers' receives and deletes for the documents
     assert documents.log_bytes == 600 + 3 * PLATFORM_LOG_BYTES_PER_INVOCATION - 200
     assert documents.per_cold_start == {"TuimprentaPollerFunction": {"lambda:init-gb-s": D("0.1")}}
+    # The printed per-document counts, for the 200 documents of the run: 3 puts / 200 = 0.015 -> "0.01"
+    # (2 decimals); 3 write units less 2 idle runs x 0 = 3 / 200 = 0.015.
+    logs.lines = Counter({"TuimprentaPollerFunction": 50})
+    logs.emf_blobs = Counter({"TuimprentaPollerFunction": 10})
+    (_, row, _) = write_lines(figures)
+    assert row.split() == ["TuimprentaPollerFunction", "0.01", "0.00", "0.00", "0.01"]
+    (_, row) = log_lines(figures)
+    # 50 lines / 200 = 0.25; 10 EMF blobs / 200 = 0.05; 600 bytes / 200 = 3
+    assert row.split() == ["TuimprentaPollerFunction", "0.25", "0.05", "3"]
 
 
 def test_the_deployment_is_counted_from_the_template() -> None:
