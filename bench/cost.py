@@ -139,7 +139,7 @@ class History:
 
 # One closed batch per scheduled minute for 30 days: the most history the poller leaves at any volume
 # (each run submits at most one batch); ledger entries and limiter windows as a busy month leaves them.
-FULL_HISTORY = History(closed_batches=30 * 24 * 60, ledger_entries=30_000, limiter_windows=20)
+FULL_HISTORY = History(closed_batches=30 * 24 * 60, ledger_entries=10_000, limiter_windows=20)
 QUICK_HISTORY = History(closed_batches=10_000, ledger_entries=3_000, limiter_windows=20)
 
 
