@@ -8,7 +8,9 @@ The cost bench (bench/cost.py) turns those into calls per document and dollars p
 Request units follow AWS's billing rules, estimated from what the call carried:
 - DynamoDB on demand: a write is one WRU per started KB of the item written (PutItem: the item sent;
   UpdateItem and DeleteItem: one, our items are under 1 KB, unless the answer returns the item); a read
-  is one RRU per started 4 KB returned (strongly consistent) or half of it (eventually consistent). A
+  is one RRU per started 4 KB read (strongly consistent) or half of it (eventually consistent). A Query
+  or Scan is billed for every item it reads, not only those its filter returns: the items filtered out
+  (ScannedCount - Count) are sized like the ones returned, or FILTERED_ITEM_BYTES when none came back. A
   failed conditional write is billed as a write, as on AWS.
 - SQS: one request per started 64 KB of payload in the call (at least one).
 - Secrets Manager: one API call each.
@@ -26,6 +28,8 @@ from typing import Any
 SQS_CHUNK_BYTES = 64 * 1024
 DYNAMODB_WRITE_BYTES = 1024
 DYNAMODB_READ_BYTES = 4096
+# The assumed size of an item a filter dropped when the page returned none to size it by (a batch item).
+FILTERED_ITEM_BYTES = 512
 # Lambda writes START, END and REPORT lines to every invocation's log stream (about this many bytes).
 PLATFORM_LOG_BYTES_PER_INVOCATION = 280
 
@@ -73,7 +77,11 @@ def request_units(service: str, operation: str, params: dict[str, Any], parsed: 
             return {"dynamodb:write": float(max(1, math.ceil(size / DYNAMODB_WRITE_BYTES)))}
         if operation in _DYNAMODB_READS:
             items = [parsed["Item"]] if isinstance(parsed.get("Item"), dict) else list(parsed.get("Items") or [])
-            blocks = max(1, math.ceil(sum(dynamodb_item_size(i) for i in items) / DYNAMODB_READ_BYTES))
+            read = sum(dynamodb_item_size(i) for i in items)
+            filtered = int(parsed.get("ScannedCount") or 0) - len(items)
+            if filtered > 0:
+                read += filtered * (read // len(items) if items else FILTERED_ITEM_BYTES)
+            blocks = max(1, math.ceil(read / DYNAMODB_READ_BYTES))
             return {"dynamodb:read": blocks * (1.0 if params.get("ConsistentRead") else 0.5)}
         return {"dynamodb:other": 1.0}
     if service == "sqs":
@@ -95,6 +103,16 @@ def request_units(service: str, operation: str, params: dict[str, Any], parsed: 
     return {f"{service}:calls": 1.0}
 
 
+def request_bytes(request: Any) -> int:
+    """Bytes an HTTP request puts on the wire: request line, headers and body (TLS overhead left out)."""
+    line = len(f"{request.method} {request.url} HTTP/1.1\r\n".encode())
+    headers = sum(len(f"{k}: {v}\r\n".encode()) for k, v in (request.headers or {}).items()) + 2
+    body = request.body
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    return line + headers + (len(body) if isinstance(body, bytes | bytearray) else 0)
+
+
 def _attributes_size(entry: dict[str, Any]) -> int:
     total = 0
     for name, value in (entry.get("MessageAttributes") or {}).items():
@@ -111,6 +129,7 @@ class InvocationUsage:
     aws_ms: float = 0.0  # time spent waiting on AWS calls (moto, locally)
     http_calls: int = 0  # requests to the platforms (requests.Session.send)
     http_ms: float = 0.0  # time spent waiting on them (the sandbox peers on loopback, locally)
+    http_bytes_out: int = 0  # bytes those requests sent (data out of AWS to the internet)
     duration_ms: float = 0.0  # the handler, in the function process
     init_ms: float = 0.0  # the import, on the instance's first invocation only (Lambda bills INIT too)
     max_rss_kb: int = 0  # the instance's peak resident memory so far
@@ -128,6 +147,7 @@ class InvocationUsage:
             "aws_ms": self.aws_ms,
             "http_calls": self.http_calls,
             "http_ms": self.http_ms,
+            "http_bytes_out": self.http_bytes_out,
             "duration_ms": self.duration_ms,
             "init_ms": self.init_ms,
             "max_rss_kb": self.max_rss_kb,
@@ -144,6 +164,7 @@ class InvocationUsage:
             aws_ms=float(value.get("aws_ms") or 0.0),
             http_calls=int(value.get("http_calls") or 0),
             http_ms=float(value.get("http_ms") or 0.0),
+            http_bytes_out=int(value.get("http_bytes_out") or 0),
             duration_ms=float(value.get("duration_ms") or 0.0),
             init_ms=float(value.get("init_ms") or 0.0),
             max_rss_kb=int(value.get("max_rss_kb") or 0),
@@ -160,6 +181,7 @@ class AwsCallMeter:
         self.aws_ms = 0.0
         self.http_calls = 0
         self.http_ms = 0.0
+        self.http_bytes_out = 0
 
     def install(self) -> None:
         """Register on every botocore session made from now on (boto3's and Powertools' included)."""
@@ -186,6 +208,7 @@ class AwsCallMeter:
                 with meter._lock:
                     meter.http_calls += 1
                     meter.http_ms += (time.perf_counter() - started) * 1000
+                    meter.http_bytes_out += request_bytes(request)
 
         requests.Session.send = timed_send  # type: ignore[method-assign,assignment]
 
@@ -198,11 +221,12 @@ class AwsCallMeter:
                 aws_ms=self.aws_ms,
                 http_calls=self.http_calls,
                 http_ms=self.http_ms,
+                http_bytes_out=self.http_bytes_out,
             )
             self.calls.clear()
             self.units.clear()
             self.aws_ms = self.http_ms = 0.0
-            self.http_calls = 0
+            self.http_calls = self.http_bytes_out = 0
         return usage
 
     @staticmethod
@@ -241,6 +265,7 @@ class FunctionUsage:
     aws_ms: float = 0.0
     http_calls: int = 0
     http_ms: float = 0.0
+    http_bytes_out: int = 0
     calls: Counter[str] = field(default_factory=Counter)
     units: Counter[str] = field(default_factory=Counter)
 
@@ -258,6 +283,7 @@ class FunctionUsage:
         self.aws_ms += usage.aws_ms
         self.http_calls += usage.http_calls
         self.http_ms += usage.http_ms
+        self.http_bytes_out += usage.http_bytes_out
 
     @property
     def gb_seconds(self) -> float:

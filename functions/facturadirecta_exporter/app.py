@@ -20,7 +20,7 @@ def exporter() -> ExporterFunction:
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Entry point for the SQS event source (partial batch responses)."""
     return exporter().handle(event, context)

@@ -21,7 +21,7 @@ def poller() -> TuimprentaPoller:
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Entry point for the EventBridge schedule: one bounded run of the poller."""
     return poller().run(Deadline.from_context(context)).as_dict()

@@ -73,7 +73,7 @@ def invalid(exc: InvalidPayload) -> Response[str]:
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
-@metrics.log_metrics(capture_cold_start_metric=True)
+@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Entry point for the HTTP API's two webhook routes."""
     receiver().register_lambda_context(context)

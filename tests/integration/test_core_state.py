@@ -491,14 +491,21 @@ def test_a_partition_is_read_to_its_last_page(table: StateTable) -> None:
 
 
 def test_a_closed_batch_item_is_kept_for_its_retention_and_an_open_one_for_ever(table: StateTable) -> None:
-    from invoice_bridge.store import TUIMPRENTA_BATCHES_PK
+    from invoice_bridge.store import TUIMPRENTA_BATCHES_PK, TUIMPRENTA_OPEN_BATCHES_PK
     from invoice_bridge.tuimprenta.batches import BATCH_CLOSED, CLOSED_RETENTION_SECONDS, BatchItem, BatchStore
 
     store = BatchStore(table)
     store.put(BatchItem(key="open", members=["sin_1"], created_at=0.0, next_poll_at=0.0))
+    store.put(BatchItem(key="done", members=["sin_2"], created_at=0.0, next_poll_at=0.0))
     store.put(BatchItem(key="done", members=["sin_2"], created_at=0.0, next_poll_at=0.0, status=BATCH_CLOSED))
-    opened = table.get(TUIMPRENTA_BATCHES_PK, "batch#open")
+    opened = table.get(TUIMPRENTA_OPEN_BATCHES_PK, "batch#open")
     closed = table.get(TUIMPRENTA_BATCHES_PK, "batch#done")
+    # Closing a batch moves it: the open partition keeps only open batches.
+    assert table.get(TUIMPRENTA_OPEN_BATCHES_PK, "batch#done") is None
+    assert [i.key for i in store.open()] == ["open"]
+    assert store.get("done") == BatchItem(
+        key="done", members=["sin_2"], created_at=0.0, next_poll_at=0.0, status=BATCH_CLOSED
+    )
     assert opened is not None
     assert closed is not None
     assert "ttl" not in opened
@@ -592,3 +599,32 @@ def test_a_waiting_cancel_records_the_event_that_asked_for_it(table: StateTable)
     }
     cancels.done("sin_1")
     assert list(cancels.waiting()) == []
+
+
+def test_open_batches_an_earlier_version_kept_among_the_closed_ones_are_moved_once(table: StateTable) -> None:
+    from invoice_bridge.store import TUIMPRENTA_BATCHES_PK, TUIMPRENTA_OPEN_BATCHES_PK
+    from invoice_bridge.tuimprenta.batches import BATCH_CLOSED, BatchItem, BatchStore
+
+    # As the earlier version wrote them: open and closed batches in one partition
+    legacy_open = BatchItem(key="old-open", members=["sin_1"], created_at=1.0, next_poll_at=1.0)
+    legacy_closed = BatchItem(key="old-done", members=["sin_2"], created_at=0.0, next_poll_at=0.0, status=BATCH_CLOSED)
+    for item in (legacy_open, legacy_closed):
+        written = {**item.to_item(), "pk": {"S": TUIMPRENTA_BATCHES_PK}}
+        table.client.put_item(TableName=table.table_name, Item=written)
+    assert [i.key for i in BatchStore(table).open()] == ["old-open"]
+    assert table.get(TUIMPRENTA_OPEN_BATCHES_PK, "batch#old-open") is not None
+    assert table.get(TUIMPRENTA_BATCHES_PK, "batch#old-open") is None
+    assert table.get(TUIMPRENTA_BATCHES_PK, "batch#old-done") is not None
+    # Once moved, a new container does not look through the closed batches again
+    queried: list[str] = []
+    real_query = table.client.query
+
+    def spy(**kwargs: Any) -> Any:
+        queried.append(kwargs["ExpressionAttributeValues"][":pk"]["S"])
+        return real_query(**kwargs)
+
+    spied = StateTable(
+        cast(Any, type("Spy", (), {"query": staticmethod(spy), "get_item": table.client.get_item})), table.table_name
+    )
+    assert [i.key for i in BatchStore(spied).open()] == ["old-open"]
+    assert queried == [TUIMPRENTA_OPEN_BATCHES_PK]

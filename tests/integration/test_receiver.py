@@ -219,7 +219,8 @@ def test_metrics_count_each_outcome(handler: ModuleType, aws: Aws, capfd: pytest
     names = [name for name, _ in metrics]
     for name in ("WebhookAccepted", "WebhookDuplicate", "WebhookRejected", "WebhookIgnored"):
         assert name in names
-    assert names.count("WebhookReceived") == 4  # one per delivery, whatever became of it
+    # Deliveries are API Gateway's own Count metric (free): no custom WebhookReceived blob per delivery
+    assert "WebhookReceived" not in names
     rejected = next(dimensions for name, dimensions in metrics if name == "WebhookRejected")
     assert rejected["reason"] == "signature_mismatch"
     accepted = next(dimensions for name, dimensions in metrics if name == "WebhookAccepted")
@@ -363,7 +364,7 @@ def test_tuimprenta_delivery_is_counted_logged_and_its_secret_named(
     invoke(handler, signed_tuimprenta(body))
     invoke(handler, signed_tuimprenta(body))
     names = [name for name, _ in emitted_metrics(capfd.readouterr().out)]
-    assert names.count("WebhookReceived") == 2
+    assert "WebhookReceived" not in names
     assert names.count("TuimprentaEventRecorded") == names.count("TuimprentaEventDuplicate") == 1
     logs = [json.loads(line) for line in log_stream.getvalue().splitlines()]
     outcomes = [log for log in logs if "tuimprenta event" in log["message"]]
@@ -377,3 +378,38 @@ def test_tuimprenta_delivery_is_counted_logged_and_its_secret_named(
     with pytest.raises(ConfigurationError) as caught:
         handler.lambda_handler(signed_tuimprenta(body), context())
     assert caught.value.name == "secret tuimprenta field api_key"
+
+
+def test_a_webhook_secret_added_since_the_container_read_them_is_read_again_on_a_mismatch(
+    handler: ModuleType, aws: Aws, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from invoice_bridge import secrets
+    from sandbox.settings import LocalSettings
+
+    # The secrets are cached an hour; a mismatch reads them again (at most once a minute: 0 here, no waiting).
+    monkeypatch.setattr(secrets, "REREAD_AFTER_REFUSAL_SECONDS", 0.0)
+    reads: list[str] = []
+    real_get = secrets.SecretsProvider.get
+
+    def counted_get(provider: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("force_fetch"):
+            reads.append(name)
+        return real_get(provider, name, *args, **kwargs)
+
+    monkeypatch.setattr(secrets.SecretsProvider, "get", counted_get)
+    assert invoke(handler, signed_buildnexion(body_of("01_invoice_created.json")))[0] == 200
+    assert invoke(handler, signed_buildnexion(body_of("02_invoice_updated.json")))[0] == 200
+    assert len(reads) == 1  # one read for two deliveries
+    # When the operator appends a new webhook secret and BuildNexion signs with it alone
+    api_key = LocalSettings.from_env({}).buildnexion_api_key
+    aws.session.client("secretsmanager").put_secret_value(
+        SecretId=aws.provisioned.secrets["BuildNexionSecret"],
+        SecretString=json.dumps({"api_key": api_key, "webhook_secrets": [*WEBHOOK_SECRETS, "whsec_rotated"]}),
+    )
+    body = body_of("05_sales_invoice_created.json")
+    # Then the first such delivery is accepted: the secrets are read again before answering
+    assert invoke(handler, signed_buildnexion(body, secrets=["whsec_rotated"]))[0] == 200
+    assert len(reads) == 2
+    # And a signature no secret makes is still refused, after one more read at most
+    assert invoke(handler, signed_buildnexion(body, secrets=["whsec_nobody"]))[0] == 401
+    assert len(reads) == 3

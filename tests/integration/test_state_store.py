@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from invoice_bridge.store import TUIMPRENTA_BATCHES_PK, StateStore
+from invoice_bridge.store import TUIMPRENTA_BATCHES_PK, TUIMPRENTA_OPEN_BATCHES_PK, StateStore
 from invoice_bridge.tuimprenta.events import TuimprentaEventItem, record_tuimprenta_event
 from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
 from tests.conftest import load_event
@@ -35,7 +35,7 @@ def test_open_batches_are_counted_across_pages(aws: Aws) -> None:
         client.put_item(
             TableName=table,
             Item={
-                "pk": {"S": TUIMPRENTA_BATCHES_PK},
+                "pk": {"S": TUIMPRENTA_OPEN_BATCHES_PK if status == "open" else TUIMPRENTA_BATCHES_PK},
                 "sk": {"S": f"batch#{index:03d}"},
                 "status": {"S": status},
                 "padding": {"S": padding},

@@ -691,3 +691,68 @@ def test_a_cancel_tuimprenta_refuses_is_dead_lettered_once(harness: Harness) -> 
     assert harness.run().canceled == 0
     assert harness.peer.calls["POST /invoices/{id}/cancel"] == 1
     assert harness.issued("sin_c9") == ["issued"]
+
+
+class ReadUnits:
+    """DynamoDB read units billed to a session's clients, by the rules the cost bench prices them with."""
+
+    def __init__(self) -> None:
+        self.units = 0.0
+        self.items_read = 0
+
+    def remember(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["read_units_params"] = params
+
+    def count(self, model: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        from sandbox.usage import request_units
+
+        units = request_units("dynamodb", model.name, context.get("read_units_params") or {}, parsed)
+        self.units += units.get("dynamodb:read", 0.0)
+        if model.name in {"Query", "Scan"}:
+            self.items_read += int(parsed.get("ScannedCount") or 0)
+        elif model.name == "GetItem":
+            self.items_read += 1
+
+
+def seed_closed_batches(harness: Harness, count: int) -> None:
+    from invoice_bridge.tuimprenta.batches import BATCH_CLOSED, BatchItem
+
+    client = harness.aws.session.client("dynamodb")
+    items = [
+        BatchItem(
+            key=f"ib-old-{n:05d}",
+            members=[f"sin_old_{n}_{m}" for m in range(9)],
+            status=BATCH_CLOSED,
+            batch_id=f"batch_old_{n}",
+            created_at=float(n),
+            next_poll_at=float(n),
+            outcome="completed",
+        ).to_item()
+        for n in range(count)
+    ]
+    table = harness.environment["STATE_TABLE_NAME"]
+    for start in range(0, len(items), 25):
+        chunk = [{"PutRequest": {"Item": item}} for item in items[start : start + 25]]
+        client.batch_write_item(RequestItems={table: chunk})  # type: ignore[dict-item]
+
+
+def test_a_poller_run_reads_as_much_with_10_as_with_10000_closed_batches(harness: Harness) -> None:
+    def read_per_run(closed: int) -> tuple[float, int]:
+        seed_closed_batches(harness, closed)
+        poller = harness.poller()
+        poller.run(Deadline(60))  # the container's first run (it looks once for batches left by old versions)
+        meter = ReadUnits()
+        harness.aws.session.events.register("before-parameter-build.dynamodb", meter.remember)
+        harness.aws.session.events.register("after-call.dynamodb", meter.count)
+        try:
+            poller = harness.poller()  # clients made now carry the meter
+            poller.run(Deadline(60))
+        finally:
+            harness.aws.session.events.unregister("before-parameter-build.dynamodb", meter.remember)
+            harness.aws.session.events.unregister("after-call.dynamodb", meter.count)
+        return meter.units, meter.items_read
+
+    few = read_per_run(10)
+    many = read_per_run(10_000 - 10)  # 10,000 closed batches in all
+    assert few == many
+    assert few[0] > 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from invoice_bridge.observability import metrics
-from invoice_bridge.store import TUIMPRENTA_BATCHES_PK
+from invoice_bridge.store import TUIMPRENTA_BATCHES_PK, TUIMPRENTA_OPEN_BATCHES_PK
 from invoice_bridge.tuimprenta.batches import BatchItem, BatchStore
 from tests.integration.test_tuimprenta_poller import Harness, envelope, harness  # noqa: F401 - a fixture
 
@@ -13,11 +13,13 @@ from tests.integration.test_tuimprenta_poller import Harness, envelope, harness 
 def batch_items(harness: Harness) -> list[BatchItem]:
     """Every batch item, open or closed."""
     table = harness.table()
-    found = table.client.query(
-        TableName=table.table_name,
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": TUIMPRENTA_BATCHES_PK}},
-    )["Items"]
+    found = []
+    for pk in (TUIMPRENTA_OPEN_BATCHES_PK, TUIMPRENTA_BATCHES_PK):
+        found += table.client.query(
+            TableName=table.table_name,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :batch)",
+            ExpressionAttributeValues={":pk": {"S": pk}, ":batch": {"S": "batch#"}},
+        )["Items"]
     return [BatchItem.from_item(item) for item in found]
 
 

@@ -497,11 +497,9 @@ def test_each_answer_is_logged_by_path_and_status_and_counted_without_query_or_c
     assert all(isinstance(c["ms"], int) and c["ms"] >= 0 for c in calls)
     assert "tok-secret-1" not in log_stream.getvalue()
     assert "ana@example.com" not in log_stream.getvalue()
-    # And counted per platform, the 429 also as rate limited
+    # And the 429 counted as rate limited: the only metric (each request is counted by its log line)
     assert [(name, dims["platform"]) for name, dims in emitted_metrics(capsys.readouterr().out)] == [
-        ("PlatformRequest", "sample"),
         ("PlatformRateLimited", "sample"),
-        ("PlatformRequest", "sample"),
     ]
 
 
@@ -535,3 +533,17 @@ def test_only_the_trailing_slash_of_the_base_url_is_dropped() -> None:
     client = BearerKeyClient("https://api.bearer.test/TAX/", SecretStr("key-1"), session=session)
     client.request("GET", "/things/9", deadline=Deadline.unlimited())
     assert [r.url for r in adapter.requests] == ["https://api.bearer.test/TAX/things/9"]
+
+
+@pytest.mark.parametrize(("status", "refused"), [(401, True), (403, True), (404, False), (422, False), (503, False)])
+def test_a_401_or_403_has_the_container_read_its_secrets_again(
+    monkeypatch: pytest.MonkeyPatch, status: int, refused: bool
+) -> None:
+    from invoice_bridge import secrets
+
+    calls: list[int] = []
+    monkeypatch.setattr(secrets, "credentials_refused", lambda: calls.append(1))
+    client, _, _ = make_client([(status, {}, b"")], max_attempts=1)
+    with pytest.raises(PlatformError):
+        client.request("POST", "/invoices", deadline=Deadline.unlimited())
+    assert calls == ([1] if refused else [])

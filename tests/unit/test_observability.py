@@ -114,6 +114,13 @@ def test_counts_and_gauges_without_dimensions_wait_for_the_handlers_flush() -> N
     metrics.clear_metrics()
 
 
+def test_a_level_of_zero_is_not_published() -> None:
+    metrics.clear_metrics()
+    gauge("TuimprentaOpenBatches", 0)
+    assert "TuimprentaOpenBatches" not in metrics.metric_set
+    metrics.clear_metrics()
+
+
 def test_the_command_line_records_no_gauge(quiet: None) -> None:
     metrics.clear_metrics()
     gauge("TuimprentaOpenBatches", 3)

@@ -96,3 +96,63 @@ def test_a_value_is_reused_for_max_age_seconds_only(max_age: int, calls: int) ->
         for _ in range(2):
             assert reader.read(ARN, BuildNexionSecret, "buildnexion").api_key.get_secret_value() == "bn_live_x"
         stubber.assert_no_pending_responses()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def cached() -> Iterator[tuple[SecretReader, Stubber, Clock]]:
+    client = boto3.client("secretsmanager", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x")
+    clock = Clock()
+    with Stubber(client) as stubber:
+        yield SecretReader(SecretsProvider(boto3_client=client), max_age_seconds=3600, clock=clock), stubber, clock
+
+
+def keys(secret: BuildNexionSecret) -> list[str]:
+    return [s.get_secret_value() for s in secret.webhook_secrets]
+
+
+def test_a_container_reads_a_secret_once_while_no_platform_refuses_it(
+    cached: tuple[SecretReader, Stubber, Clock],
+) -> None:
+    reader, stubber, clock = cached
+    answer(stubber, json.dumps({"api_key": "k1", "webhook_secrets": ["w1"]}))
+    for _ in range(5):
+        clock.now += 60
+        assert keys(reader.read(ARN, BuildNexionSecret, "buildnexion")) == ["w1"]
+    stubber.assert_no_pending_responses()  # one call, for five reads over five minutes
+
+
+def test_a_refusal_reads_the_secret_again_but_not_twice_a_minute(cached: tuple[SecretReader, Stubber, Clock]) -> None:
+    from invoice_bridge.secrets import credentials_refused
+
+    reader, stubber, clock = cached
+    answer(stubber, json.dumps({"api_key": "k1", "webhook_secrets": ["w1"]}))
+    reader.read(ARN, BuildNexionSecret, "buildnexion")
+    # Refused 10 s after the read: the value is fresh, a flood of 401s must not turn into a flood of reads.
+    clock.now += 10
+    assert reader.refused() is False
+    credentials_refused()
+    assert keys(reader.read(ARN, BuildNexionSecret, "buildnexion")) == ["w1"]
+    # A minute after the read, a platform's 401/403 makes the next read fetch the rotated value.
+    clock.now += 50
+    answer(stubber, json.dumps({"api_key": "k2", "webhook_secrets": ["w2"]}))
+    credentials_refused()
+    assert keys(reader.read(ARN, BuildNexionSecret, "buildnexion")) == ["w2"]
+    assert keys(reader.read(ARN, BuildNexionSecret, "buildnexion")) == ["w2"]  # and keeps it
+    stubber.assert_no_pending_responses()
+
+
+def test_a_malformed_secret_is_read_again_at_the_next_read(cached: tuple[SecretReader, Stubber, Clock]) -> None:
+    reader, stubber, _clock = cached
+    answer(stubber, json.dumps({"api_key": "k1", "webhook_secrets": []}))
+    with pytest.raises(ConfigurationError):
+        reader.read(ARN, BuildNexionSecret, "buildnexion")
+    answer(stubber, json.dumps({"api_key": "k1", "webhook_secrets": ["w1"]}))  # the operator fills it
+    assert keys(reader.read(ARN, BuildNexionSecret, "buildnexion")) == ["w1"]

@@ -28,7 +28,7 @@ from invoice_bridge.aws import AwsClients
 from invoice_bridge.buildnexion import signature as buildnexion_signature
 from invoice_bridge.buildnexion.models import EventHead, WebhookEvent
 from invoice_bridge.config import Destination, ReceiverSettings, describe_validation_error
-from invoice_bridge.errors import InvalidPayload, PayloadTooLarge
+from invoice_bridge.errors import InvalidPayload, PayloadTooLarge, SignatureError
 from invoice_bridge.observability import count, logger
 from invoice_bridge.queues import QueuePublisher
 from invoice_bridge.secrets import BuildNexionSecret, SecretReader, TuimprentaSecret
@@ -199,12 +199,20 @@ class WebhookReceiver:
 
     def receive_buildnexion(self, signature: str | None, body: bytes) -> Receipt:
         """Verify a BuildNexion delivery and enqueue its event once; unknown types are ignored."""
-        count("WebhookReceived")
         check_size(body)
-        secret = self._secrets.read(self._settings.buildnexion_secret_id, BuildNexionSecret, "buildnexion")
-        buildnexion_signature.verify_signature(
-            signature, body, [s.get_secret_value() for s in secret.webhook_secrets], now=self._clock()
-        )
+        secret_id = self._settings.buildnexion_secret_id
+        for last_try in (False, True):
+            secret = self._secrets.read(secret_id, BuildNexionSecret, "buildnexion")
+            try:
+                buildnexion_signature.verify_signature(
+                    signature, body, [s.get_secret_value() for s in secret.webhook_secrets], now=self._clock()
+                )
+                break
+            except SignatureError as exc:
+                # A secret added by a rotation since this container read them: read them again (at most once
+                # a minute however many deliveries fail), then check once more.
+                if last_try or exc.reason != "signature_mismatch" or not self._secrets.refused(secret_id):
+                    raise
         text = decode_body(body)
         document = parse_json_object(text)
         head = parse_buildnexion_head(document)
@@ -242,10 +250,16 @@ class WebhookReceiver:
 
     def receive_tuimprenta(self, signature: str | None, body: bytes) -> Receipt:
         """Verify a tuimprenta delivery and record it for the batch poller."""
-        count("WebhookReceived")
         check_size(body)
-        secret = self._secrets.read(self._settings.tuimprenta_secret_id, TuimprentaSecret, "tuimprenta")
-        tuimprenta_signature.verify_signature(signature, body, secret.webhook_secret.get_secret_value())
+        secret_id = self._settings.tuimprenta_secret_id
+        for last_try in (False, True):
+            secret = self._secrets.read(secret_id, TuimprentaSecret, "tuimprenta")
+            try:
+                tuimprenta_signature.verify_signature(signature, body, secret.webhook_secret.get_secret_value())
+                break
+            except SignatureError as exc:
+                if last_try or exc.reason != "signature_mismatch" or not self._secrets.refused(secret_id):
+                    raise
         event = parse_tuimprenta_event(body)
         from invoice_bridge.tuimprenta.events import TuimprentaEventItem, record_tuimprenta_event
 

@@ -15,7 +15,11 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
+# Closed batches stay under TUIMPRENTA_BATCHES_PK for their retention; open ones live in a partition of their
+# own, so reading the open batches reads only them (a Query bills every item it reads, filtered or not).
 TUIMPRENTA_BATCHES_PK = "tuimprenta#batches"
+TUIMPRENTA_OPEN_BATCHES_PK = "tuimprenta#batches#open"
+BATCH_SK_PREFIX = "batch#"
 BATCH_OPEN = "open"
 
 
@@ -53,10 +57,8 @@ class StateStore:
         while True:
             page = self._client.query(
                 TableName=self._table,
-                KeyConditionExpression="pk = :pk",
-                FilterExpression="#status = :open",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={":pk": {"S": TUIMPRENTA_BATCHES_PK}, ":open": {"S": BATCH_OPEN}},
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :batch)",
+                ExpressionAttributeValues={":pk": {"S": TUIMPRENTA_OPEN_BATCHES_PK}, ":batch": {"S": BATCH_SK_PREFIX}},
                 Select="COUNT",
                 **kwargs,  # type: ignore[arg-type]
             )

@@ -1,7 +1,10 @@
 """The poller's own state-table items: batches (open until their results are read) and waiting cancels.
 
-Batches live under `pk=tuimprenta#batches` with `status=open` from the moment their invoices are claimed
-until their result CSV is recorded, which is what `/local/status` counts as `open_batches`.
+A batch is open from the moment its invoices are claimed until its result CSV is recorded: it then lives
+under `pk=tuimprenta#batches#open` (what `/local/status` counts as `open_batches`). Once closed it moves to
+`pk=tuimprenta#batches` for its 30 days of retention. Reading the open batches, several times a poller run,
+reads only them: a DynamoDB Query bills every item it reads, so a filter over the whole history would make
+each run cost O(every batch of the last 30 days).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from invoice_bridge.store import BATCH_OPEN, TUIMPRENTA_BATCHES_PK
+from invoice_bridge.store import BATCH_OPEN, BATCH_SK_PREFIX, TUIMPRENTA_BATCHES_PK, TUIMPRENTA_OPEN_BATCHES_PK
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
 BATCH_CLOSED = "closed"
 CANCELS_PK = "tuimprenta#cancels"
 CLOSED_RETENTION_SECONDS = 30 * 24 * 3600
+# Written once the open batches an earlier version kept among the closed ones have been moved.
+LEGACY_MOVED_SK = "legacy-open-batches-moved"
 
 
 class BatchItem(BaseModel):
@@ -47,8 +52,8 @@ class BatchItem(BaseModel):
     def to_item(self) -> dict[str, AttributeValueTypeDef]:
         """The DynamoDB item (the body as JSON text, the status queryable)."""
         item: dict[str, AttributeValueTypeDef] = {
-            "pk": {"S": TUIMPRENTA_BATCHES_PK},
-            "sk": {"S": f"batch#{self.key}"},
+            "pk": {"S": TUIMPRENTA_OPEN_BATCHES_PK if self.status == BATCH_OPEN else TUIMPRENTA_BATCHES_PK},
+            "sk": {"S": f"{BATCH_SK_PREFIX}{self.key}"},
             "status": {"S": self.status},
             "batch": {"S": self.model_dump_json()},
         }
@@ -67,32 +72,69 @@ class BatchStore:
 
     def __init__(self, table: StateTable) -> None:
         self._table = table
+        self._legacy_checked = False
 
     def put(self, item: BatchItem) -> None:
-        """Write (or overwrite) a batch item."""
+        """Write (or overwrite) a batch item; closing one moves it out of the open partition."""
         self._table.client.put_item(TableName=self._table.table_name, Item=item.to_item())
+        if item.status != BATCH_OPEN:
+            # After the closed copy exists: a crash in between leaves the batch open, and the next run reads
+            # its results again and closes it, as it would have before the put.
+            self._table.client.delete_item(
+                TableName=self._table.table_name,
+                Key={"pk": {"S": TUIMPRENTA_OPEN_BATCHES_PK}, "sk": {"S": f"{BATCH_SK_PREFIX}{item.key}"}},
+            )
 
     def get(self, key: str) -> BatchItem | None:
-        """The item of a submission key."""
-        found = self._table.get(TUIMPRENTA_BATCHES_PK, f"batch#{key}")
-        return BatchItem.from_item(found) if found else None
+        """The item of a submission key, open or closed."""
+        for pk in (TUIMPRENTA_OPEN_BATCHES_PK, TUIMPRENTA_BATCHES_PK):
+            found = self._table.get(pk, f"{BATCH_SK_PREFIX}{key}")
+            if found:
+                return BatchItem.from_item(found)
+        return None
 
     def open(self) -> list[BatchItem]:
-        """Every open batch, oldest first."""
-        items: list[BatchItem] = []
+        """Every open batch, oldest first: a Query of the open partition, which holds only them."""
+        self._move_legacy_open_batches()
+        items = [BatchItem.from_item(i) for i in self._query(TUIMPRENTA_OPEN_BATCHES_PK)]
+        return sorted(items, key=lambda i: i.created_at)
+
+    def _query(self, pk: str, values: dict[str, Any] | None = None, **extra: Any) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {
             "TableName": self._table.table_name,
-            "KeyConditionExpression": "pk = :pk",
-            "FilterExpression": "#status = :open",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {":pk": {"S": TUIMPRENTA_BATCHES_PK}, ":open": {"S": BATCH_OPEN}},
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :batch)",
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":batch": {"S": BATCH_SK_PREFIX}, **(values or {})},
+            **extra,
         }
         while True:
             page = self._table.client.query(**kwargs)
-            items.extend(BatchItem.from_item(dict(i)) for i in page.get("Items", []))
+            yield from (dict(i) for i in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
-                return sorted(items, key=lambda i: i.created_at)
+                return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _move_legacy_open_batches(self) -> None:
+        """Once per table: move open batches an earlier version kept among the closed ones (one read after)."""
+        if self._legacy_checked:
+            return
+        if self._table.get(TUIMPRENTA_OPEN_BATCHES_PK, LEGACY_MOVED_SK) is None:
+            legacy = self._query(
+                TUIMPRENTA_BATCHES_PK,
+                FilterExpression="#status = :open",
+                ExpressionAttributeNames={"#status": "status"},
+                values={":open": {"S": BATCH_OPEN}},
+            )
+            for found in list(legacy):
+                item = BatchItem.from_item(found)
+                self._table.client.put_item(TableName=self._table.table_name, Item=item.to_item())
+                self._table.client.delete_item(
+                    TableName=self._table.table_name, Key={"pk": found["pk"], "sk": found["sk"]}
+                )
+            self._table.client.put_item(
+                TableName=self._table.table_name,
+                Item={"pk": {"S": TUIMPRENTA_OPEN_BATCHES_PK}, "sk": {"S": LEGACY_MOVED_SK}},
+            )
+        self._legacy_checked = True
 
 
 class CancelStore:
