@@ -7,7 +7,7 @@ adapter for FacturaDirecta's newer API would implement the same protocol and lea
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, Protocol
 
 import requests
@@ -45,6 +45,11 @@ class PurchaseOrderApi(Protocol):
 
     def find_purchase_order_by_tag(self, tag: str, deadline: Deadline) -> PurchaseOrderRecord | None:
         """The purchase order carrying `tag`, or None."""
+
+    def find_purchase_orders_by_number(
+        self, serial: str | None, number: int, provider_id: str, deadline: Deadline
+    ) -> list[PurchaseOrderRecord]:
+        """The provider's purchase orders with this series and number (every page)."""
 
     def get_purchase_order(self, remote_id: str, deadline: Deadline) -> PurchaseOrderRecord:
         """One purchase order with its computed totals."""
@@ -119,17 +124,31 @@ class FacturaDirectaXmlClient(ApiClient):
                 code="bad_response",
             ) from None
 
+    def _pages[T](
+        self,
+        path: str,
+        params: Mapping[str, str | int],
+        parser: Callable[[bytes], list[T]],
+        what: str,
+        deadline: Deadline,
+    ) -> Iterator[T]:
+        """Every element of a list, page after page with `start` (the reference: at most 250 a page)."""
+        start = 0
+        while True:
+            response = self.request(
+                "GET", path, deadline=deadline, params={**params, "limit": MAX_LIST_LIMIT, "start": start}
+            )
+            page = self._read(parser, response, what)
+            yield from page
+            if len(page) < MAX_LIST_LIMIT:
+                return
+            start += len(page)
+
     def find_provider(self, tax_code: str, deadline: Deadline) -> ProviderRecord | None:
-        """`GET /api/providers.xml?taxCode=...`; an exact (normalized) tax code match, oldest first."""
-        response = self.request(
-            "GET", "/api/providers.xml", deadline=deadline, params={"taxCode": tax_code, "limit": MAX_LIST_LIMIT}
-        )
+        """`GET /api/providers.xml?taxCode=...`, every page; an exact (normalized) tax code match, oldest first."""
         wanted = normalize_tax_code(tax_code)
-        found = [
-            p
-            for p in self._read(xml.parse_providers, response, "providers")
-            if p.tax_code is not None and normalize_tax_code(p.tax_code) == wanted
-        ]
+        providers = self._pages("/api/providers.xml", {"taxCode": tax_code}, xml.parse_providers, "providers", deadline)
+        found = [p for p in providers if p.tax_code is not None and normalize_tax_code(p.tax_code) == wanted]
         return min(found, key=_id_order) if found else None
 
     def create_provider(self, provider: ProviderDocument, deadline: Deadline) -> ProviderRecord:
@@ -144,6 +163,22 @@ class FacturaDirectaXmlClient(ApiClient):
         )
         found = [o for o in self._read(xml.parse_purchase_orders, response, "purchase orders") if tag in o.tags]
         return min(found, key=_id_order) if found else None
+
+    def find_purchase_orders_by_number(
+        self, serial: str | None, number: int, provider_id: str, deadline: Deadline
+    ) -> list[PurchaseOrderRecord]:
+        """`GET /api/purchaseOrders.xml?provider=&documentSerial=&documentNumber=`, every page; exact matches only."""
+        params: dict[str, str | int] = {"provider": provider_id, "documentNumber": number}
+        if serial:
+            params["documentSerial"] = serial
+        orders = self._pages("/api/purchaseOrders.xml", params, xml.parse_purchase_orders, "purchase orders", deadline)
+        return [
+            o
+            for o in orders
+            if (o.document_serial or None) == (serial or None)
+            and (o.document_number or "").lstrip("0") == str(number).lstrip("0")
+            and o.provider_id in (None, provider_id)
+        ]
 
     def get_purchase_order(self, remote_id: str, deadline: Deadline) -> PurchaseOrderRecord:
         """`GET /api/purchaseOrders/{id}.xml`."""

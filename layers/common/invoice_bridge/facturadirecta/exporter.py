@@ -5,7 +5,8 @@
   when missing, once, even when two workers meet it together.
 - Stale events (older `updated_at` than the ledger holds) and duplicates change nothing.
 - A create is preceded by an intent in the ledger; an unfinished intent (a crash or timeout after the
-  call) is resolved by looking the order up by its tag `bn:<id>` before creating anything.
+  call) is resolved by looking the order up by its tag `bn:<id>`, then by its series and number, before
+  creating anything; a lookup that cannot decide dead-letters the order as "outcome unknown".
 - An update sends every line (FacturaDirecta regenerates lines whole) and no custom attributes, so the
   ones already there stay as they are; a canceled order gets `documentStatus` canceled.
 - After each write FacturaDirecta's net / tax / gross are compared with BuildNexion's (computed from the
@@ -17,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import boto3
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -40,6 +41,7 @@ from invoice_bridge.facturadirecta.mapping import (
     is_canceled,
     order_tag,
     remote_totals,
+    split_number,
     to_document,
     to_provider,
 )
@@ -59,6 +61,8 @@ DESTINATION = "facturadirecta"
 # 60 s, plus a margin); a crashed attempt's message comes back only after the visibility timeout (360 s).
 INTENT_GUARD_SECONDS = 90.0
 ABANDONED_INTENT = "abandoned_intent"
+OUTCOME_UNKNOWN = "outcome_unknown"
+TAG_PREFIX = "bn:"
 PROVIDER_KIND = "provider"
 OBJECT_KIND = "purchase_order"
 
@@ -152,7 +156,7 @@ class FacturaDirectaExporter:
         if remote_id is None and entry.intent_id is not None:
             self._check_intent_free(entry)
             # An earlier attempt wrote its intent and may have created the order before failing.
-            found = api.find_purchase_order_by_tag(order_tag(order.id), deadline)
+            found = self._find_ours(order, entry, provider_id, api, deadline)
             logger.info("unfinished intent resolved", extra={"found": found is not None})
             count("IntentResolved", {"destination": DESTINATION, "found": str(found is not None).lower()})
             remote_id = found.id if found else None
@@ -177,6 +181,42 @@ class FacturaDirectaExporter:
                 self._abandon_intent(entry)
             raise
         return self._record_sync(order, entry, event, record, provider_id, "created" if creating else "updated")
+
+    def _find_ours(
+        self, order: PurchaseOrder, entry: LedgerEntry, provider_id: str, api: PurchaseOrderApi, deadline: Deadline
+    ) -> PurchaseOrderRecord | None:
+        """Our order after an unknown outcome: by its tag, else by its series and number (both documented filters).
+
+        The reference documents the `tag` filter but not how a tag is written, so a miss by tag proves nothing
+        alone; the provider's orders with our series and number then decide. One of them carrying another
+        order's `bn:` tag is not ours; none at all shows the order absent; several untagged ones, or an order
+        with no number to search by, decide nothing: dead-lettered as "outcome unknown", never created again.
+        """
+        tag = order_tag(order.id)
+        found = api.find_purchase_order_by_tag(tag, deadline)
+        if found is not None:
+            return found
+        serial, number = split_number(order.number)
+        tried = f"no order tagged {tag}"
+        if number is None:
+            self._unknown(entry, f"{tried}; number {order.number!r} has no digits to search by")
+        candidates = api.find_purchase_orders_by_number(serial, number, provider_id, deadline)
+        tagged = [o for o in candidates if tag in o.tags]
+        if tagged:
+            return min(tagged, key=lambda o: (not o.id.isdigit(), int(o.id) if o.id.isdigit() else 0, o.id))
+        untagged = [o for o in candidates if not any(t.startswith(TAG_PREFIX) for t in o.tags)]
+        if len(untagged) == 1:
+            return untagged[0]
+        if untagged:
+            ids = ", ".join(o.id for o in untagged)
+            self._unknown(entry, f"{tried}; orders {ids} all have series {serial!r} number {number}: which is ours?")
+        return None
+
+    def _unknown(self, entry: LedgerEntry, tried: str) -> NoReturn:
+        """The lookup cannot tell whether FacturaDirecta holds the order: dead-lettered, never created again."""
+        self._record_failure(entry, OUTCOME_UNKNOWN, tried)
+        count("OutcomeUnknown", {"destination": DESTINATION})
+        raise PermanentSyncError(f"outcome unknown: {tried}", code=OUTCOME_UNKNOWN)
 
     def _check_intent_free(self, entry: LedgerEntry) -> None:
         """RetryLater while an unfinished intent may still be another worker's create in flight."""

@@ -218,6 +218,7 @@ class RemoteInvoice:
     total_amount: Decimal | None
     items: tuple[RemoteItem, ...]
     amending_invoice_ids: tuple[str, ...]
+    tags: tuple[str, ...] = ()
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -245,6 +246,8 @@ def remote_invoice(resource: Resource, included: list[Resource]) -> RemoteInvoic
         total_amount=_decimal(resource.attributes.get("total_amount")),
         items=tuple(items),
         amending_invoice_ids=tuple(resource.related_ids("amending_invoices")),
+        # The reference: "a list of strings separated by comma" ("vip client, important").
+        tags=tuple(t.strip() for t in str(resource.attributes.get("tags") or "").split(",") if t.strip()),
     )
 
 

@@ -38,6 +38,8 @@ class BatchItem(BaseModel):
     next_poll_at: float
     polls: int = 0
     outcome: str | None = None
+    misses: int = 0  # polls in a row that found no such batch (404)
+    lookups: int = 0  # GET /invoices listings that could not decide yet
 
     @property
     def submitted(self) -> bool:
