@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -51,6 +51,8 @@ from invoice_bridge.http import DEFAULT_TIMEOUT, Deadline
 from invoice_bridge.ledger import Leases, Ledger, LedgerEntry, References, StateTable, ensure_reference
 from invoice_bridge.observability import count, logger
 from invoice_bridge.secrets import BuildNexionSecret, FacturaDirectaSecret, SecretReader
+from invoice_bridge.sync.contract import Absent, Found, Lookup, Undecided
+from invoice_bridge.sync.engine import SyncEngine
 from invoice_bridge.worker import BatchEdge, DeadLetters, parse_event
 
 if TYPE_CHECKING:
@@ -61,7 +63,6 @@ DESTINATION = "facturadirecta"
 # 60 s, plus a margin); a crashed attempt's message comes back only after the visibility timeout (360 s).
 INTENT_GUARD_SECONDS = 90.0
 ABANDONED_INTENT = "abandoned_intent"
-OUTCOME_UNKNOWN = "outcome_unknown"
 TAG_PREFIX = "bn:"
 PROVIDER_KIND = "provider"
 OBJECT_KIND = "purchase_order"
@@ -74,6 +75,42 @@ class Outcome:
     action: str
     remote_id: str | None = None
     totals_match: bool | None = None
+
+
+def look_up(
+    api: PurchaseOrderApi, order: PurchaseOrder, provider_id: str, deadline: Deadline
+) -> Lookup[PurchaseOrderRecord]:
+    """FacturaDirecta's answer to "do you hold this order?": by its tag, else by its series and number.
+
+    The reference documents the `tag` filter but not how a tag is written, so a miss by tag proves nothing
+    alone; the provider's orders with our series and number (documented filters) then decide. One carrying
+    another order's `bn:` tag is not ours (FacturaDirecta allows a number twice: ours is absent); none at all
+    shows the order absent; several untagged ones, or an order with no number to search by, decide nothing.
+    """
+    tag = order_tag(order.id)
+    tried = [f"GET /api/purchaseOrders.xml?tag={tag}"]
+    try:
+        found = api.find_purchase_order_by_tag(tag, deadline)
+        if found is not None:
+            return Found(found.id, found, f"tag {tag}")
+        serial, number = split_number(order.number)
+        if number is None:
+            return Undecided((*tried, f"number {order.number!r} has no digits to search by"))
+        tried.append(f"provider {provider_id} documentSerial {serial!r} documentNumber {number}")
+        candidates = api.find_purchase_orders_by_number(serial, number, provider_id, deadline)
+    except PlatformError as exc:
+        return Undecided((*tried, exc.message), retryable=exc.retryable, retry_after=exc.retry_after)
+    tagged = [o for o in candidates if tag in o.tags]
+    if tagged:
+        ours = min(tagged, key=lambda o: (not o.id.isdigit(), int(o.id) if o.id.isdigit() else 0, o.id))
+        return Found(ours.id, ours, f"tag {tag}")
+    untagged = [o for o in candidates if not any(t.startswith(TAG_PREFIX) for t in o.tags)]
+    if len(untagged) == 1:
+        return Found(untagged[0].id, untagged[0], f"the provider's only order with series {serial!r} number {number}")
+    if untagged:
+        ids = ", ".join(o.id for o in untagged)
+        return Undecided((*tried, f"orders {ids} all have series {serial!r} number {number}: which is ours?"))
+    return Absent(tuple(tried))
 
 
 class FacturaDirectaExporter:
@@ -91,6 +128,7 @@ class FacturaDirectaExporter:
         self._clock = clock
         self._intent_guard = intent_guard_seconds
         self.ledger = Ledger(table)
+        self.engine = SyncEngine(self.ledger, DESTINATION)
         self.references = References(table)
         self.leases = Leases(table)
         self._buildnexion = buildnexion
@@ -156,10 +194,9 @@ class FacturaDirectaExporter:
         if remote_id is None and entry.intent_id is not None:
             self._check_intent_free(entry)
             # An earlier attempt wrote its intent and may have created the order before failing.
-            found = self._find_ours(order, entry, provider_id, api, deadline)
+            found = self.engine.recover(entry, lambda: look_up(api, order, provider_id, deadline))
             logger.info("unfinished intent resolved", extra={"found": found is not None})
-            count("IntentResolved", {"destination": DESTINATION, "found": str(found is not None).lower()})
-            remote_id = found.id if found else None
+            remote_id = found.remote_id if found else None
         creating = remote_id is None
         status = document_status(order, creating=creating, was_closed=entry.closed)
         try:
@@ -181,42 +218,6 @@ class FacturaDirectaExporter:
                 self._abandon_intent(entry)
             raise
         return self._record_sync(order, entry, event, record, provider_id, "created" if creating else "updated")
-
-    def _find_ours(
-        self, order: PurchaseOrder, entry: LedgerEntry, provider_id: str, api: PurchaseOrderApi, deadline: Deadline
-    ) -> PurchaseOrderRecord | None:
-        """Our order after an unknown outcome: by its tag, else by its series and number (both documented filters).
-
-        The reference documents the `tag` filter but not how a tag is written, so a miss by tag proves nothing
-        alone; the provider's orders with our series and number then decide. One of them carrying another
-        order's `bn:` tag is not ours; none at all shows the order absent; several untagged ones, or an order
-        with no number to search by, decide nothing: dead-lettered as "outcome unknown", never created again.
-        """
-        tag = order_tag(order.id)
-        found = api.find_purchase_order_by_tag(tag, deadline)
-        if found is not None:
-            return found
-        serial, number = split_number(order.number)
-        tried = f"no order tagged {tag}"
-        if number is None:
-            self._unknown(entry, f"{tried}; number {order.number!r} has no digits to search by")
-        candidates = api.find_purchase_orders_by_number(serial, number, provider_id, deadline)
-        tagged = [o for o in candidates if tag in o.tags]
-        if tagged:
-            return min(tagged, key=lambda o: (not o.id.isdigit(), int(o.id) if o.id.isdigit() else 0, o.id))
-        untagged = [o for o in candidates if not any(t.startswith(TAG_PREFIX) for t in o.tags)]
-        if len(untagged) == 1:
-            return untagged[0]
-        if untagged:
-            ids = ", ".join(o.id for o in untagged)
-            self._unknown(entry, f"{tried}; orders {ids} all have series {serial!r} number {number}: which is ours?")
-        return None
-
-    def _unknown(self, entry: LedgerEntry, tried: str) -> NoReturn:
-        """The lookup cannot tell whether FacturaDirecta holds the order: dead-lettered, never created again."""
-        self._record_failure(entry, OUTCOME_UNKNOWN, tried)
-        count("OutcomeUnknown", {"destination": DESTINATION})
-        raise PermanentSyncError(f"outcome unknown: {tried}", code=OUTCOME_UNKNOWN)
 
     def _check_intent_free(self, entry: LedgerEntry) -> None:
         """RetryLater while an unfinished intent may still be another worker's create in flight."""
@@ -304,10 +305,7 @@ class FacturaDirectaExporter:
         return Outcome(action, record.id, match)
 
     def _record_failure(self, entry: LedgerEntry, code: str | None, message: str) -> None:
-        try:
-            self.ledger.save(entry.failed(code, message))
-        except SyncError:
-            logger.warning("could not record the failure in the ledger (changed meanwhile)")
+        self.engine.fail(entry, code, message)
 
 
 class _Credentials:

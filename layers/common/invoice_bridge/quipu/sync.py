@@ -34,6 +34,8 @@ from invoice_bridge.quipu.mapping import (
     update_request,
 )
 from invoice_bridge.quipu.settings import VoidMode
+from invoice_bridge.sync.contract import Absent, Found, Lookup, NotOurs, Taken, Undecided
+from invoice_bridge.sync.engine import SyncEngine
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -59,6 +61,25 @@ def _ids(text: str | None) -> list[str]:
     return [part for part in (text or "").split(",") if part]
 
 
+def look_up(quipu: QuipuClient, contact_id: str, desired: ExpenseInvoice, deadline: Deadline) -> Lookup[RemoteInvoice]:
+    """Quipu's answer to "do you hold this invoice?": the supplier's invoice with its number and year (Quipu
+    keeps that unique), ours only if it carries our marker tag; another one there holds our number."""
+    tried = f"GET /invoices contact {contact_id} number {desired.number} year {desired.fiscal_year}"
+    try:
+        found = quipu.find_expense_invoice(contact_id, desired.number, desired.fiscal_year, deadline)
+    except PlatformError as exc:
+        return Undecided((f"{tried}: {exc.message}",), retryable=exc.retryable, retry_after=exc.retry_after)
+    if found is None:
+        return Absent((tried,))
+    if desired.marker in found.tags:
+        return Found(found.id, found, f"tag {desired.marker}")
+    return Taken(
+        NUMBER_TAKEN,
+        f"Quipu invoice {found.id} of this supplier already has number {desired.number} in "
+        f"{desired.fiscal_year} and is not this one (no tag {desired.marker}): not adopted",
+    )
+
+
 class QuipuSync:
     """Applies BuildNexion invoice events to Quipu through the ledger."""
 
@@ -80,6 +101,7 @@ class QuipuSync:
         self.leases = leases
         self.void_mode = void_mode
         self.attach_pdf = attach_pdf
+        self.engine = SyncEngine(ledger, DESTINATION)
 
     # -- the event -----------------------------------------------------------------------------------
 
@@ -210,21 +232,13 @@ class QuipuSync:
     def _ours(
         self, entry: LedgerEntry, desired: ExpenseInvoice, contact_id: str, deadline: Deadline
     ) -> RemoteInvoice | None:
-        """The supplier's invoice with this number and year, if it carries our marker; None if there is none.
-
-        One without the marker is another invoice that took the number (two BuildNexion invoices with one
-        number, or one keyed by hand): never adopted, the invoice fails for good with that reason.
-        """
-        found = self.quipu.find_expense_invoice(contact_id, desired.number, desired.fiscal_year, deadline)
-        if found is None or desired.marker in found.tags:
-            return found
-        reason = (
-            f"Quipu invoice {found.id} of this supplier already has number {desired.number} in "
-            f"{desired.fiscal_year} and is not this one (no tag {desired.marker}): not adopted"
-        )
-        count("QuipuRejected", {"code": NUMBER_TAKEN})
-        self.ledger.save(entry.failed(NUMBER_TAKEN, reason))
-        raise PermanentSyncError(reason, code=NUMBER_TAKEN)
+        """The engine's recovery through Quipu's lookup: our invoice (adopted), None (absent), or an error."""
+        try:
+            found = self.engine.recover(entry, lambda: look_up(self.quipu, contact_id, desired, deadline))
+        except NotOurs:
+            count("QuipuRejected", {"code": NUMBER_TAKEN})
+            raise
+        return None if found is None else found.remote
 
     def _update(
         self,

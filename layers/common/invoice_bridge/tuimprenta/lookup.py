@@ -13,6 +13,7 @@ from datetime import date
 
 from invoice_bridge.errors import SyncError
 from invoice_bridge.http import Deadline
+from invoice_bridge.sync.contract import Absent, Found, Lookup, Undecided
 from invoice_bridge.tuimprenta.client import Invoice, TuimprentaClient
 
 # 40 pages of 50: 2,000 invoices of one series since the claim. Beyond that the listing decides nothing
@@ -21,7 +22,7 @@ MAX_PAGES = 40
 
 
 @dataclass
-class Lookup:
+class Listing:
     """What a listing showed: the invoices found by our id, the ids shown absent, and what is undecided."""
 
     found: dict[str, Invoice] = field(default_factory=dict)
@@ -31,6 +32,15 @@ class Lookup:
     tried: list[str] = field(default_factory=list)  # what was asked, for the dead-letter message
     calls: int = 0
 
+    def verdicts(self) -> dict[str, Lookup[Invoice]]:
+        """Each invoice looked up, as the engine's contract reads it (Found, Absent or Undecided)."""
+        verdicts: dict[str, Lookup[Invoice]] = {
+            o: Found(i.id, i, f"metadata.buildnexion_id {o}") for o, i in self.found.items()
+        }
+        verdicts.update({o: Absent(tuple(self.tried)) for o in self.absent})
+        verdicts.update({o: Undecided(tuple(self.tried), retryable=self.retryable) for o in self.undecided})
+        return verdicts
+
 
 def find_ours(
     client: TuimprentaClient,
@@ -39,9 +49,9 @@ def find_ours(
     deadline: Deadline,
     *,
     max_pages: int = MAX_PAGES,
-) -> Lookup:
+) -> Listing:
     """Look up each of `wanted` (object id → series) among the invoices of its series since `created_from`."""
-    lookup = Lookup()
+    lookup = Listing()
     by_series: dict[str, set[str]] = {}
     for object_id, series in wanted.items():
         by_series.setdefault(series, set()).add(object_id)

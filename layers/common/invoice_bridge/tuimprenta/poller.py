@@ -37,6 +37,7 @@ from invoice_bridge.limiter import DynamoRateLimiter, limiter_key
 from invoice_bridge.money import decimal_to_cents
 from invoice_bridge.observability import count, gauge, logger
 from invoice_bridge.secrets import SecretReader, TuimprentaSecret
+from invoice_bridge.sync.contract import OUTCOME_UNKNOWN, Absent, Found, Undecided
 from invoice_bridge.tuimprenta.batches import BATCH_CLOSED, BatchItem, BatchStore, CancelStore
 from invoice_bridge.tuimprenta.client import Batch, Invoice, NotFound, TuimprentaClient
 from invoice_bridge.tuimprenta.events import Hints, consume_hints, read_hints
@@ -58,8 +59,6 @@ CANCELED = "sales_invoice.canceled"
 RETRYABLE_ROW_CODES = frozenset({"internal_error", "server_error", "timeout", "rate_limited", "E5000"})
 # A batch that 404s this many polls in a row is taken as gone: its invoices are looked up.
 BATCH_MISSING_POLLS = 3
-# The dead-letter code of an invoice tuimprenta may or may not have issued (an operator checks by hand).
-OUTCOME_UNKNOWN = "outcome_unknown"
 
 # Ledger `details["state"]` of a tuimprenta entry.
 BATCHED = "batched"  # claimed into a batch item (posted or about to be)
@@ -381,20 +380,24 @@ class TuimprentaPoller:
         if entries:
             created_from = self._created_from(item, entries.values())
             wanted = {o: _series(e) for o, e in entries.items()}
-            lookup = find_ours(client, wanted, created_from, calls)
-            report.lookups += lookup.calls
-            for object_id, invoice in lookup.found.items():
-                entry, total = entries[object_id], _cents(invoice)
-                self._issued(entry, invoice.id, invoice.series, invoice.number, total, item.batch_id, report)
-                report.found += 1
-            if lookup.undecided and lookup.retryable and item.lookups + 1 < self.settings.max_attempts:
-                logger.warning("lookup undecided; tried again later", extra={"batch": item.key, "tried": lookup.tried})
+            listing = find_ours(client, wanted, created_from, calls)
+            report.lookups += listing.calls
+            verdicts = listing.verdicts()
+            undecided = {o: v for o, v in verdicts.items() if isinstance(v, Undecided)}
+            for object_id, verdict in verdicts.items():
+                if isinstance(verdict, Found):
+                    entry, invoice = entries[object_id], verdict.remote
+                    total = _cents(invoice)
+                    self._issued(entry, invoice.id, invoice.series, invoice.number, total, item.batch_id, report)
+                    report.found += 1
+            if any(v.retryable for v in undecided.values()) and item.lookups + 1 < self.settings.max_attempts:
+                logger.warning("lookup undecided; tried again later", extra={"batch": item.key, "tried": listing.tried})
                 self._poll_later(item.model_copy(update={"lookups": item.lookups + 1}))
                 return False
-            for object_id, reason in lookup.undecided.items():
-                tried = "; ".join([unknown[object_id], *lookup.tried, reason])
+            for object_id, verdict in undecided.items():
+                tried = "; ".join([unknown[object_id], *verdict.tried])
                 self._fail(entries[object_id], OUTCOME_UNKNOWN, tried, item.batch_id, report)
-            absent = sorted(lookup.absent)
+            absent = sorted(o for o, v in verdicts.items() if isinstance(v, Absent))
             if absent:
                 self._resubmit(item, absent, report, f"{'; '.join(unknown[o] for o in absent)}; shown absent")
         outcome = batch.status if batch is not None else "lost"
