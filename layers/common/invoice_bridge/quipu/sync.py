@@ -45,6 +45,8 @@ DESTINATION = "quipu"
 NUMBER_TAKEN = "number_taken_by_another_invoice"
 # Answers after which an upload is known not to have happened (anything else, or no answer, may have).
 KNOWN_NOT_DONE = frozenset({400, 401, 403, 404, 413, 415, 422, 429})
+# The engine's skip reasons as Quipu's logs and metrics have always named them.
+SKIP_REASONS = {"closed": "already voided in Quipu", "stale": "stale event", "current": "already applied"}
 VOID_STATUSES = frozenset({"void", "voided"})
 
 
@@ -149,15 +151,10 @@ class QuipuSync:
 
     @staticmethod
     def _skip_reason(entry: LedgerEntry, updated_at: datetime, unfinished: bool) -> str | None:
-        if entry.closed:
-            return "already voided in Quipu"
-        if entry.is_stale(updated_at):
-            return "stale event"
         # A void is applied only once the entry is closed: the invoice may be written with the voided
         # version's timestamp and its credit note (or delete) fail; the retry must still void it.
-        if entry.is_current(updated_at) and not unfinished:
-            return "already applied"
-        return None
+        reason = SyncEngine.skip_reason(entry, updated_at, unfinished=unfinished)
+        return None if reason is None else SKIP_REASONS[reason]
 
     @staticmethod
     def _skipped(object_id: str, reason: str, entry: LedgerEntry) -> Outcome:
