@@ -491,7 +491,7 @@ def test_a_partition_is_read_to_its_last_page(table: StateTable) -> None:
 
 
 def test_a_closed_batch_item_is_kept_for_its_retention_and_an_open_one_for_ever(table: StateTable) -> None:
-    from invoice_bridge.store import TUIMPRENTA_BATCHES_PK
+    from invoice_bridge.keys import TUIMPRENTA_BATCHES_PK
     from invoice_bridge.tuimprenta.batches import BATCH_CLOSED, CLOSED_RETENTION_SECONDS, BatchItem, BatchStore
 
     store = BatchStore(table)

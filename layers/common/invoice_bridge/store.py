@@ -11,11 +11,12 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from invoice_bridge.keys import TUIMPRENTA_BATCHES_PK
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
-TUIMPRENTA_BATCHES_PK = "tuimprenta#batches"
 BATCH_OPEN = "open"
 
 

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from invoice_bridge.store import BATCH_OPEN, TUIMPRENTA_BATCHES_PK
+from invoice_bridge.keys import TUIMPRENTA_BATCHES_PK, TUIMPRENTA_CANCELS_PK, batch_sk
+from invoice_bridge.store import BATCH_OPEN
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from invoice_bridge.ledger import StateTable
 
 BATCH_CLOSED = "closed"
-CANCELS_PK = "tuimprenta#cancels"
+CANCELS_PK = TUIMPRENTA_CANCELS_PK
 CLOSED_RETENTION_SECONDS = 30 * 24 * 3600
 
 
@@ -50,7 +51,7 @@ class BatchItem(BaseModel):
         """The DynamoDB item (the body as JSON text, the status queryable)."""
         item: dict[str, AttributeValueTypeDef] = {
             "pk": {"S": TUIMPRENTA_BATCHES_PK},
-            "sk": {"S": f"batch#{self.key}"},
+            "sk": {"S": batch_sk(self.key)},
             "status": {"S": self.status},
             "batch": {"S": self.model_dump_json()},
         }
@@ -72,11 +73,11 @@ class BatchStore:
 
     def put(self, item: BatchItem) -> None:
         """Write (or overwrite) a batch item."""
-        self._table.client.put_item(TableName=self._table.table_name, Item=item.to_item())
+        self._table.put(item.to_item())
 
     def get(self, key: str) -> BatchItem | None:
         """The item of a submission key."""
-        found = self._table.get(TUIMPRENTA_BATCHES_PK, f"batch#{key}")
+        found = self._table.get(TUIMPRENTA_BATCHES_PK, batch_sk(key))
         return BatchItem.from_item(found) if found else None
 
     def open(self) -> list[BatchItem]:
@@ -105,10 +106,7 @@ class CancelStore:
 
     def put(self, object_id: str, event_id: str) -> None:
         """Remember that `object_id` must be canceled."""
-        self._table.client.put_item(
-            TableName=self._table.table_name,
-            Item={"pk": {"S": CANCELS_PK}, "sk": {"S": object_id}, "event_id": {"S": event_id}},
-        )
+        self._table.put({"pk": {"S": CANCELS_PK}, "sk": {"S": object_id}, "event_id": {"S": event_id}})
 
     def waiting(self) -> Iterator[str]:
         """The object ids waiting for their cancel."""
@@ -117,6 +115,4 @@ class CancelStore:
 
     def done(self, object_id: str) -> None:
         """Forget a cancel that is done (or has nothing left to do)."""
-        self._table.client.delete_item(
-            TableName=self._table.table_name, Key={"pk": {"S": CANCELS_PK}, "sk": {"S": object_id}}
-        )
+        self._table.delete(CANCELS_PK, object_id)
