@@ -4,7 +4,10 @@ One run (never two at once: a lease in the state table) loops, bounded well unde
 
 1. recorded callbacks name batches to look at first; every open batch is polled when its backoff is due;
    a finished batch's result CSV gives each invoice its outcome in the ledger (issued, or failed and
-   dead-lettered with the reason); invoices a batch left without a result are submitted again;
+   dead-lettered with the reason). An invoice whose outcome the batch leaves unknown (the batch 404s, its
+   row is missing or issued without an id, the file cannot be read) is looked up in `GET /invoices` by
+   `metadata.buildnexion_id`: found → issued; shown absent → submitted again; undecided → dead-lettered
+   as "outcome unknown". A fiscal invoice is never issued twice on a guess;
 2. cancels waiting on an issued invoice are sent;
 3. the queue is drained: each sales invoice is claimed in the ledger, the claimed set is written as a
    batch item, only then are its messages deleted, and the batch is posted with an Idempotency-Key derived
