@@ -207,7 +207,7 @@ class FacturaDirectaExporter:
         try:
             if remote_id is None:
                 # A fresh intent, written conditionally: of two workers resuming one intent, one goes on.
-                entry = self.ledger.save(entry.with_intent(order.updated_at, event.id, event.type))
+                entry = self.engine.begin(entry, order.updated_at, event.id, event.type)
                 record = api.create_purchase_order(document, deadline)
             else:
                 record = api.update_purchase_order(remote_id, document, deadline)

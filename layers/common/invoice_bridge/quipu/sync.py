@@ -202,7 +202,7 @@ class QuipuSync:
             # A create may have reached Quipu before the worker stopped: look before creating again.
             adopted = self._ours(entry, desired, contact_id, deadline)
         if adopted is None:
-            entry = self.ledger.save(entry.with_intent(invoice.updated_at, event.id, event.type))
+            entry = self.engine.begin(entry, invoice.updated_at, event.id, event.type)
             try:
                 created = self.quipu.create_invoice(create_request(desired, contact_id), deadline)
             except PlatformError as exc:

@@ -2,7 +2,7 @@
 
 A worker asks it whether an event is stale or already applied, records an intent before every create,
 recovers after an unknown outcome through its destination's lookup (`contract.resolve`: adopt only with
-proof, create only when shown absent, otherwise fail with a reason), checks totals and records failures.
+proof, create only when shown absent, otherwise fail with a reason) and records failures.
 The platform's own calls stay in its adapter; the decisions are made here, once.
 """
 
@@ -60,16 +60,3 @@ class SyncEngine:
             self.ledger.save(entry.failed(code, message))
         except SyncError:
             logger.warning("could not record the failure in the ledger (changed meanwhile)")
-
-    def totals_match(self, object_id: str, expected_cents: int, remote_cents: int | None) -> bool | None:
-        """Compare the platform's total with BuildNexion's: a difference is logged and counted, never hidden."""
-        if remote_cents is None:
-            return None
-        if remote_cents != expected_cents:
-            logger.warning(
-                "platform total differs from BuildNexion's",
-                extra={"object_id": object_id, "expected_cents": expected_cents, "remote_cents": remote_cents},
-            )
-            count("TotalsMismatch", {"destination": self.destination})
-            return False
-        return True
