@@ -263,7 +263,7 @@ def deployment_of(template: Template) -> costmodel.Deployment:
 
 def seed_history(stack: LocalStack, history: History) -> None:
     """Write 30 days of closed batches, ledger entries and limiter windows to the state table."""
-    from invoice_bridge.ledger import ledger_pk, ledger_sk
+    from invoice_bridge.keys import ledger_pk, ledger_sk
     from invoice_bridge.tuimprenta.batches import BATCH_CLOSED, BatchItem
 
     client = stack.aws.dynamodb()

@@ -48,7 +48,10 @@ KINDS: dict[str, tuple[tuple[str, ...], str]] = {
     "status_429": (("quipu", "tuimprenta"), "a request refused 429 with the reference's rate-limit headers"),
     "token_revoked": (("quipu",), "the access token in use is revoked mid-run (401 until a new one is taken)"),
     "contact_204": (("quipu",), "a contact create answered 204 No Content (the contact is made)"),
-    "contact_pages": (("quipu",), "contact lists answered one contact a page (meta.pagination_info says how many pages)"),
+    "contact_pages": (
+        ("quipu",),
+        "contact lists answered one contact a page (meta.pagination_info counts the pages)",
+    ),
     "es_prefix": (("quipu",), "a contact's tax id stored with the ES prefix (ESB12345678)"),
     "provider_pages": (("facturadirecta",), "provider lists answered a page at a time (start/limit)"),
     "result_redirect": (("tuimprenta",), "the result download answered 302 to the API's own origin"),

@@ -491,7 +491,7 @@ def test_a_partition_is_read_to_its_last_page(table: StateTable) -> None:
 
 
 def test_a_closed_batch_item_is_kept_for_its_retention_and_an_open_one_for_ever(table: StateTable) -> None:
-    from invoice_bridge.store import TUIMPRENTA_BATCHES_PK, TUIMPRENTA_OPEN_BATCHES_PK
+    from invoice_bridge.keys import TUIMPRENTA_BATCHES_PK, TUIMPRENTA_OPEN_BATCHES_PK
     from invoice_bridge.tuimprenta.batches import BATCH_CLOSED, CLOSED_RETENTION_SECONDS, BatchItem, BatchStore
 
     store = BatchStore(table)
@@ -602,7 +602,7 @@ def test_a_waiting_cancel_records_the_event_that_asked_for_it(table: StateTable)
 
 
 def test_open_batches_an_earlier_version_kept_among_the_closed_ones_are_moved_once(table: StateTable) -> None:
-    from invoice_bridge.store import TUIMPRENTA_BATCHES_PK, TUIMPRENTA_OPEN_BATCHES_PK
+    from invoice_bridge.keys import TUIMPRENTA_BATCHES_PK, TUIMPRENTA_OPEN_BATCHES_PK
     from invoice_bridge.tuimprenta.batches import BATCH_CLOSED, BatchItem, BatchStore
 
     # As the earlier version wrote them: open and closed batches in one partition

@@ -496,3 +496,62 @@ def test_a_new_provider_is_counted_once(world: World, capsys: pytest.CaptureFixt
     world.exporter().sync(world.event("08_purchase_order_created.json"), Deadline.unlimited())
     created = [m for m in emitted_metrics(capsys.readouterr().out) if m[0] == "ProviderCreated"]
     assert created == [("ProviderCreated", {"destination": "facturadirecta", "service": SERVICE})]
+
+
+def test_an_order_whose_tag_was_not_kept_is_found_by_its_series_and_number_not_created_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a create that reached FacturaDirecta before the worker died, and an order that kept no tag
+    # (the reference documents the tag filter, not how a tag is written)
+    event = world.event("08_purchase_order_created.json")
+    crash_after_create(world, event, monkeypatch)
+    (order,) = world.fd.orders_tagged("bn:po_55")
+    order.tags.clear()
+    world.fd.calls.clear()
+    # When the message comes back after the visibility timeout
+    outcome = world.exporter(clock=lambda: time.time() + 400).sync(event, Deadline.unlimited())
+    # Then the order is found by the provider's series and number and updated, not created a second time
+    assert outcome == Outcome("updated", order.id, True)
+    assert len(world.fd.state.orders) == 1
+    assert world.fd.calls["POST /api/purchaseOrders.xml"] == 0
+    assert world.ledger("po_55").remote_id == order.id
+
+
+def test_an_order_with_our_number_but_another_purchase_orders_tag_is_not_ours(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an intent left unfinished by a create that never reached FacturaDirecta
+    event = world.event("08_purchase_order_created.json")
+    monkeypatch.setattr(FacturaDirectaXmlClient, "create_purchase_order", _die)
+    with pytest.raises(SystemExit):
+        world.exporter().sync(event, Deadline.unlimited())
+    monkeypatch.undo()
+    # and another BuildNexion purchase order holding the same series and number for the provider
+    other = world.event("08_purchase_order_created.json", id="po_other")
+    world.exporter().sync(other, Deadline.unlimited())
+    # When the first comes back: the order found by number is the other one's, so ours is created
+    outcome = world.exporter(clock=lambda: time.time() + 400).sync(event, Deadline.unlimited())
+    assert outcome.action == "created"
+    assert len(world.fd.orders_tagged("bn:po_55")) == 1
+    assert len(world.fd.orders_tagged("bn:po_other")) == 1
+
+
+def test_two_untagged_orders_with_our_number_leave_the_outcome_unknown_and_nothing_is_created(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    event = world.event("08_purchase_order_created.json")
+    crash_after_create(world, event, monkeypatch)
+    monkeypatch.undo()
+    world.exporter().sync(world.event("08_purchase_order_created.json", id="po_twin"), Deadline.unlimited())
+    for order in world.fd.state.orders.values():
+        order.tags.clear()
+    with pytest.raises(PermanentSyncError) as caught:
+        world.exporter(clock=lambda: time.time() + 400).sync(event, Deadline.unlimited())
+    assert caught.value.code == "outcome_unknown"
+    assert "series 'PO-2026-' number 7" in caught.value.message
+    assert len(world.fd.state.orders) == 2
+    assert world.ledger("po_55").error_code == "outcome_unknown"
+
+
+def _die(*_args: Any, **_kwargs: Any) -> Any:
+    raise SystemExit("the instance died before the request left")

@@ -462,3 +462,93 @@ def test_a_renewer_that_never_shares_hands_the_message_back_within_the_deadline(
     assert raised.value.retry_after == 2
     assert sum(polls) == pytest.approx(waited, abs=0.21)  # at most ten seconds, never past the deadline
     assert rig.quipu.calls["POST /oauth/token"] == 0
+
+
+def test_a_422_on_a_number_another_buildnexion_invoice_holds_is_a_permanent_failure_never_an_adoption(
+    rig: Rig,
+) -> None:
+    # Given a Quipu invoice synced for one BuildNexion invoice (carrying its marker tag)
+    rig.worker().apply(rig.publish(envelope("01_invoice_created.json")), Deadline(30))
+    (theirs,) = rig.quipu.expense_invoices("F-2026-0042")
+    assert theirs.tags == "bn:inv_8f3k2"
+    before = (theirs.due_dates, [i.id for i in theirs.items])
+    # When a second BuildNexion invoice of the same supplier with the same number and year arrives
+    second = envelope("01_invoice_created.json", id="inv_second", due_date="2026-12-31")
+    second["id"] = "evt_second"
+    with pytest.raises(SyncError) as caught:
+        rig.worker().apply(rig.publish(second), Deadline(30))
+    # Then it fails for good, saying why, and the first invoice is neither adopted nor changed
+    assert not caught.value.retryable
+    assert caught.value.code == "number_taken_by_another_invoice"
+    assert f"Quipu invoice {theirs.id}" in caught.value.message
+    assert "no tag bn:inv_second" in caught.value.message
+    (still,) = rig.quipu.expense_invoices("F-2026-0042")
+    assert (still.id, still.tags, (still.due_dates, [i.id for i in still.items])) == (theirs.id, theirs.tags, before)
+    entry = rig.entry("inv_second")
+    assert (entry.status, entry.remote_id, entry.error_code) == (
+        SyncStatus.FAILED,
+        None,
+        "number_taken_by_another_invoice",
+    )
+
+
+def test_an_invoice_keyed_by_hand_with_our_number_is_not_adopted_after_a_crash(rig: Rig) -> None:
+    # Given an intent left by a worker that died before its create reached Quipu
+    crashing = rig.worker()
+
+    def die(document: dict[str, Any], deadline: Deadline) -> Any:
+        raise KeyboardInterrupt("killed before the request left")
+
+    crashing.quipu.create_invoice = die  # type: ignore[method-assign,assignment]
+    event = rig.publish(envelope("01_invoice_created.json"))
+    with pytest.raises(KeyboardInterrupt):
+        crashing.apply(event, Deadline(30))
+    # and an invoice someone keyed into Quipu by hand with the same supplier, number and year (no marker)
+    other = envelope("01_invoice_created.json", id="inv_by_hand")
+    rig.worker().apply(rig.publish(other), Deadline(30))
+    (by_hand,) = rig.quipu.expense_invoices("F-2026-0042")
+    by_hand.tags = ""
+    # When the redelivery looks before creating, Then the invoice found is not taken for ours
+    with pytest.raises(SyncError) as caught:
+        rig.worker().apply(event, Deadline(30))
+    assert caught.value.code == "number_taken_by_another_invoice"
+    assert rig.entry("inv_8f3k2").remote_id is None
+
+
+def test_a_pdf_upload_that_timed_out_is_never_sent_again(rig: Rig) -> None:
+    # Given an upload that reached Quipu but whose answer never came back
+    worker = rig.worker(attach_pdf=True)
+    real_attach = worker.quipu.attach
+
+    def attach_then_time_out(*args: Any, **kwargs: Any) -> str:
+        real_attach(*args, **kwargs)
+        raise PlatformError("quipu", "POST /attachments timed out", retryable=True, code="timeout")
+
+    worker.quipu.attach = attach_then_time_out  # type: ignore[method-assign]
+    event = rig.publish(envelope("01_invoice_created.json"))
+    with pytest.raises(PlatformError):
+        worker.apply(event, Deadline(30))
+    # When the message is retried, and when a later update arrives
+    apply_until_done(rig.worker(attach_pdf=True), event)
+    rig.worker(attach_pdf=True).apply(rig.publish(envelope("02_invoice_updated.json")), Deadline(30))
+    # Then the PDF is attached once, and the ledger says its upload's outcome was unknown
+    assert len(rig.quipu.attachments) == 1
+    assert rig.entry("inv_8f3k2").details["attachment"] == "unknown"
+
+
+def test_a_pdf_upload_quipu_refused_with_a_429_is_attached_on_the_retry(rig: Rig) -> None:
+    worker = rig.worker(attach_pdf=True)
+
+    def rate_limited(*_args: Any, **_kwargs: Any) -> str:
+        raise PlatformError("quipu", "too many requests", status=429, retryable=True, retry_after=0.0)
+
+    worker.quipu.attach = rate_limited  # type: ignore[method-assign]
+    event = rig.publish(envelope("01_invoice_created.json"))
+    with pytest.raises(PlatformError):
+        worker.apply(event, Deadline(30))
+    assert rig.quipu.attachments == {}
+    # The retry of the same event attaches it (the invoice is current, its PDF is not)
+    apply_until_done(rig.worker(attach_pdf=True), event)
+    (attachment,) = rig.quipu.attachments.values()
+    assert attachment["book_entry_id"] == rig.entry("inv_8f3k2").remote_id
+    assert "attachment_id" in rig.entry("inv_8f3k2").details

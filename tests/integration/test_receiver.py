@@ -383,20 +383,22 @@ def test_tuimprenta_delivery_is_counted_logged_and_its_secret_named(
 def test_a_webhook_secret_added_since_the_container_read_them_is_read_again_on_a_mismatch(
     handler: ModuleType, aws: Aws, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
     from invoice_bridge import secrets
     from sandbox.settings import LocalSettings
 
     # The secrets are cached an hour; a mismatch reads them again (at most once a minute: 0 here, no waiting).
     monkeypatch.setattr(secrets, "REREAD_AFTER_REFUSAL_SECONDS", 0.0)
     reads: list[str] = []
-    real_get = secrets.SecretsProvider.get
+    real_get = SecretsProvider.get
 
     def counted_get(provider: Any, name: str, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("force_fetch"):
             reads.append(name)
         return real_get(provider, name, *args, **kwargs)
 
-    monkeypatch.setattr(secrets.SecretsProvider, "get", counted_get)
+    monkeypatch.setattr(SecretsProvider, "get", counted_get)
     assert invoke(handler, signed_buildnexion(body_of("01_invoice_created.json")))[0] == 200
     assert invoke(handler, signed_buildnexion(body_of("02_invoice_updated.json")))[0] == 200
     assert len(reads) == 1  # one read for two deliveries

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from invoice_bridge.store import TUIMPRENTA_BATCHES_PK, TUIMPRENTA_OPEN_BATCHES_PK, StateStore
+from invoice_bridge.keys import TUIMPRENTA_BATCHES_PK, TUIMPRENTA_OPEN_BATCHES_PK
+from invoice_bridge.store import StateStore
 from invoice_bridge.tuimprenta.events import TuimprentaEventItem, record_tuimprenta_event
 from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
 from tests.conftest import load_event

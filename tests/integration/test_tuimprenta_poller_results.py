@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
+from invoice_bridge.keys import TUIMPRENTA_BATCHES_PK, TUIMPRENTA_OPEN_BATCHES_PK
 from invoice_bridge.observability import metrics
-from invoice_bridge.store import TUIMPRENTA_BATCHES_PK, TUIMPRENTA_OPEN_BATCHES_PK
 from invoice_bridge.tuimprenta.batches import BatchItem, BatchStore
 from tests.integration.test_tuimprenta_poller import Harness, envelope, harness  # noqa: F401 - a fixture
 

@@ -1,6 +1,6 @@
 """The product's tuimprenta client against the sandbox peer's result-download faults: a redirect on the API's
-origin is followed with the key, a presigned URL elsewhere is fetched without it, a file that is not UTF-8 is a
-ResultFormatError (not a crash), and a wrong header is refused by the parser."""
+origin is followed with the key, a presigned URL elsewhere is fetched without it, a file that is not UTF-8 is
+ResultUnreadable (not a crash: the poller then looks the invoices up), and a wrong header is refused by the parser."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from invoice_bridge.buildnexion.models import SalesInvoice
 from invoice_bridge.http import Deadline
-from invoice_bridge.tuimprenta.client import Batch, ServerError, TuimprentaClient
+from invoice_bridge.tuimprenta.client import Batch, ResultUnreadable, TuimprentaClient
 from invoice_bridge.tuimprenta.mapping import batch_body, payload_text
 from invoice_bridge.tuimprenta.results import ResultFormatError, parse_results
 from sandbox.tuimprenta import TuimprentaPeer
@@ -115,7 +115,7 @@ def test_a_result_file_that_is_not_utf8_is_a_result_format_error(peer: Tuimprent
     client = client_of(peer)
     batch = finished(peer, client)
     peer.faults.force("result_malformed")  # the first one: bytes that are not UTF-8
-    with pytest.raises(ResultFormatError):
+    with pytest.raises(ResultUnreadable):
         client.batch_result(batch, Deadline(10))
     peer.faults.force("result_malformed")  # the second: a header that is not the documented one
     with pytest.raises(ResultFormatError):
@@ -157,18 +157,16 @@ class Redirecting(requests.Session):
 
 @pytest.mark.parametrize(
     ("location", "message", "tries"),
-    [(None, "without a Location", 1), ("/v1/again.csv", "redirected more than 5 times", 6)],
+    [(None, "without Location", 1), ("/v1/again.csv", "more than 5 redirects", 6)],
     ids=["no location", "a loop"],
 )
-def test_a_redirect_that_leads_nowhere_is_a_retryable_server_error(
-    location: str | None, message: str, tries: int
-) -> None:
+def test_a_redirect_that_leads_nowhere_is_an_unreadable_result(location: str | None, message: str, tries: int) -> None:
     session = Redirecting(location)
     client = TuimprentaClient("https://api.tuimprenta.test/v1", SecretStr(KEY), session=session, sleep=lambda _s: None)
     batch = Batch.model_validate({"id": "batch_1", "status": "completed", "result_url": None})
-    with pytest.raises(ServerError) as caught:
+    with pytest.raises(ResultUnreadable) as caught:
         client.batch_result(batch, Deadline(10))
     assert message in caught.value.message
-    assert caught.value.retryable
+    assert not caught.value.retryable  # the poller settles it by looking the invoices up, never by resubmitting
     assert len(session.urls) == tries
     assert set(session.urls[1:]) <= {"https://api.tuimprenta.test/v1/again.csv"}

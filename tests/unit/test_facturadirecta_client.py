@@ -330,3 +330,46 @@ def test_an_error_without_a_message_says_the_status_text() -> None:
         with pytest.raises(PlatformError) as caught:
             api.get_purchase_order("5", Deadline.unlimited())
         assert caught.value.message == "Reason"
+
+
+def many_providers(first_id: int, count: int, tax_code: str) -> bytes:
+    rows = b"".join(
+        b"<provider><id>%d</id><taxCode>%s</taxCode></provider>" % (first_id + n, tax_code.encode())
+        for n in range(count)
+    )
+    return b"<providers>" + rows + b"</providers>"
+
+
+def test_a_provider_after_a_full_first_page_is_asked_from_start_250() -> None:
+    # Given a taxCode filter that answers a full first page of other providers (250, the reference's maximum)
+    api, adapter = client([(200, many_providers(1, 250, "B1234567")), (200, many_providers(900, 1, "B12345678"))])
+    # When the provider is looked up, Then the second page is asked from position 250 and ours is found on it
+    found = api.find_provider("B12345678", Deadline.unlimited())
+    assert found is not None
+    assert found.id == "900"
+    assert ["start=0" in (r.url or "") for r in adapter.requests] == [True, False]
+    assert "start=250" in (adapter.requests[1].url or "")
+
+
+def order_row(order_id: str, serial: str, number: str, provider: str, *tags: str) -> bytes:
+    tag_xml = b"".join(b"<tag><![CDATA[%s]]></tag>" % t.encode() for t in tags)
+    return (
+        b"<purchaseOrder><id>%s</id><provider><id>%s</id></provider><documentSerial>%s</documentSerial>"
+        b"<documentNumber>%s</documentNumber><tags>%s</tags></purchaseOrder>"
+    ) % (order_id.encode(), provider.encode(), serial.encode(), number.encode(), tag_xml)
+
+
+def test_orders_by_number_ask_the_documented_filters_and_keep_exact_matches_only() -> None:
+    body = (
+        b"<purchaseOrders>"
+        + order_row("1", "PO-2026-", "7", "52")
+        + order_row("2", "PO-2026-", "17", "52")
+        + order_row("3", "PO-2025-", "7", "52")
+        + order_row("4", "PO-2026-", "7", "53")
+        + b"</purchaseOrders>"
+    )
+    api, adapter = client([(200, body)])
+    found = api.find_purchase_orders_by_number("PO-2026-", 7, "52", Deadline.unlimited())
+    assert [o.id for o in found] == ["1"]
+    url = adapter.requests[0].url or ""
+    assert all(p in url for p in ("documentSerial=PO-2026-", "documentNumber=7", "provider=52", "limit=250"))

@@ -169,10 +169,9 @@ class MemoryTable:
 
     def __init__(self) -> None:
         self.items: dict[tuple[str, str], dict[str, Any]] = {}
-        self.client = self
 
-    def put_item(self, *, TableName: str, Item: dict[str, Any], **_: Any) -> None:  # noqa: N803 - boto3's names
-        self.items[(Item["pk"]["S"], Item["sk"]["S"])] = Item
+    def put(self, item: dict[str, Any]) -> None:
+        self.items[(item["pk"]["S"], item["sk"]["S"])] = item
 
     def get(self, pk: str, sk: str) -> dict[str, Any] | None:
         return self.items.get((pk, sk))

@@ -6,13 +6,17 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import pytest
+
 from invoice_bridge.buildnexion.models import Invoice, Provider
 from invoice_bridge.money import dumps
+from invoice_bridge.quipu import mapping
 from invoice_bridge.quipu.mapping import (
     contact_attributes,
     create_request,
     credit_note_request,
     expense_invoice,
+    fingerprint,
     percent_reproducing,
     to_cents,
     update_request,
@@ -53,6 +57,7 @@ def test_cents_become_exact_decimal_strings_with_no_float_anywhere() -> None:
         "issue_date": "2026-11-03",
         "due_dates": ["2026-12-03"],
         "paid_at": None,
+        "tags": "bn:inv_8f3k2",  # our marker (DESIGN.md): proof an invoice found by its number is ours
     }
     assert parsed["data"]["type"] == "invoices"
     assert parsed["data"]["relationships"]["contact"]["data"] == {"id": "c1", "type": "contacts"}
@@ -150,11 +155,36 @@ def test_update_keeps_item_ids_in_order_adds_new_ones_and_omits_removed_ones() -
     assert [i.get("id") for i in items] == ["i1"]
 
 
+def digest(source: Invoice, contact_id: str = "c1") -> str:
+    return fingerprint(create_request(expense_invoice(source), contact_id))
+
+
 def test_fingerprint_ignores_status_but_not_content() -> None:
-    base = expense_invoice(invoice())
-    assert expense_invoice(invoice(status="void")).fingerprint() == base.fingerprint()
-    assert expense_invoice(invoice(due_date="2026-12-18")).fingerprint() != base.fingerprint()
-    assert expense_invoice(invoice(paid_at="2026-11-10T09:00:00Z")).fingerprint() != base.fingerprint()
+    base = digest(invoice())
+    assert digest(invoice(status="void")) == base
+    assert digest(invoice(due_date="2026-12-18")) != base
+    assert digest(invoice(paid_at="2026-11-10T09:00:00Z")) != base
+    assert digest(invoice(), contact_id="c2") != base
+
+
+def test_a_field_added_to_the_request_changes_the_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the fingerprint of today's request
+    before = digest(invoice())
+    # When the request gains a field (here `notes`, which Quipu's invoices take), and nothing else changes
+    original = mapping._attributes
+
+    def with_notes(desired: Any) -> dict[str, Any]:
+        return {**original(desired), "notes": "Obra Torre Sur"}
+
+    monkeypatch.setattr(mapping, "_attributes", with_notes)
+    # Then the fingerprint changes, so an invoice synced before is sent again rather than called "unchanged"
+    assert create_request(expense_invoice(invoice()), "c1")["data"]["attributes"]["notes"] == "Obra Torre Sur"
+    assert digest(invoice()) != before
+
+
+def test_the_request_carries_our_marker_tag() -> None:
+    document = create_request(expense_invoice(invoice()), "c1")
+    assert document["data"]["attributes"]["tags"] == "bn:inv_8f3k2"
 
 
 def test_credit_note_is_the_amended_invoice_relationship_only() -> None:

@@ -129,6 +129,8 @@ class FakeQuipu:
             total_amount=self.total,
             items=items,
             amending_invoice_ids=(),
+            # the reference's format: a list of strings separated by comma
+            tags=tuple(t.strip() for t in str(data["attributes"].get("tags") or "").split(",") if t.strip()),
         )
         self.invoices[invoice_id] = stored
         return stored

@@ -16,6 +16,7 @@ from invoice_bridge.tuimprenta.client import (
     IdempotencyConflict,
     NotFound,
     RateLimited,
+    ResultUnreadable,
     ServerError,
     TuimprentaClient,
     TuimprentaError,
@@ -214,3 +215,59 @@ def test_an_answer_of_another_shape_is_a_retryable_error_naming_the_field() -> N
         tui.batch("batch_1", Deadline.unlimited())
     assert caught.value.message.startswith("unexpected answer: status: ")
     assert caught.value.retryable
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("https://api.tuimprenta.test/v1/batches/b/result.csv", True),
+        ("https://API.tuimprenta.test:443/v1/files/x.csv", True),
+        ("/v1/batches/b/result.csv", True),
+        ("http://api.tuimprenta.test/v1/batches/b/result.csv", False),  # never the key over plain http
+        ("https://api.tuimprenta.test:8443/v1/x", False),
+        ("https://files.tuimprenta-cdn.test/x.csv?sig=1", False),
+        ("https://api.tuimprenta.test.evil.test/v1/x", False),
+    ],
+)
+def test_credentials_go_only_to_the_apis_own_origin(url: str, allowed: bool) -> None:
+    from invoice_bridge.http import credentials_may_go_to
+
+    assert credentials_may_go_to("https://api.tuimprenta.test/v1", url) is allowed
+
+
+def csv_answer() -> requests.Response:
+    return response(200, b"index,invoice_id,status,series,number,error_code,error_message\r\n")
+
+
+def test_a_result_redirected_to_plain_http_on_the_same_host_is_fetched_without_the_key() -> None:
+    down = "http://api.tuimprenta.test/v1/files/result.csv"
+    tui, session = client([response(302, b"", {"Location": down}), csv_answer()])
+    tui.batch_result(Batch(id="batch_1", status="completed"), Deadline(10))
+    first, second = session.sent
+    assert first["headers"]["Authorization"] == f"Bearer {API_KEY}"
+    assert str(second["url"]) == down
+    assert "Authorization" not in second["headers"]
+
+
+def test_a_relative_redirect_stays_on_the_api_and_keeps_the_key() -> None:
+    tui, session = client([response(301, b"", {"Location": "/v1/files/r.csv"}), csv_answer()])
+    tui.batch_result(Batch(id="batch_1", status="completed"), Deadline(10))
+    assert str(session.sent[1]["url"]) == "https://api.tuimprenta.test/v1/files/r.csv"
+    assert session.sent[1]["headers"]["Authorization"] == f"Bearer {API_KEY}"
+
+
+def test_a_result_url_on_another_host_is_fetched_without_the_key() -> None:
+    tui, session = client([csv_answer()])
+    tui.batch_result(Batch(id="b", status="completed", result_url="https://cdn.test/r.csv?sig=1"), Deadline(10))
+    assert "Authorization" not in session.sent[0]["headers"]
+
+
+def test_redirects_that_never_end_or_lead_nowhere_are_a_permanent_unreadable_result() -> None:
+    loop = [response(302, b"", {"Location": "/v1/again"}) for _ in range(6)]
+    tui, _ = client(loop)
+    with pytest.raises(ResultUnreadable, match="more than 5 redirects") as caught:
+        tui.batch_result(Batch(id="b", status="completed"), Deadline(10))
+    assert caught.value.retryable is False
+    tui, _ = client([response(303, b"")])
+    with pytest.raises(ResultUnreadable, match="without Location"):
+        tui.batch_result(Batch(id="b", status="completed"), Deadline(10))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, NoReturn, Protocol
+from urllib.parse import urlsplit
 
 import requests
 from pydantic import SecretStr
@@ -367,6 +368,24 @@ class BearerKeyClient(ApiClient):
     def default_headers(self) -> dict[str, str]:
         """JSON answers."""
         return {"Accept": "application/json"}
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def credentials_may_go_to(base_url: str, url: str) -> bool:
+    """Whether a request to `url` may carry the credentials of the API at `base_url`: its own origin only.
+
+    Same scheme, host and port (so never over plain http when the base is https): a redirect to another
+    host (a presigned download URL) is fetched without them. The one place that decides it.
+    """
+    base, target = urlsplit(base_url), urlsplit(url)
+    if not target.scheme:
+        return True  # a path on the API itself
+    scheme = target.scheme.lower()
+    if scheme != base.scheme.lower() or (target.hostname or "").lower() != (base.hostname or "").lower():
+        return False
+    return (target.port or DEFAULT_PORTS.get(scheme)) == (base.port or DEFAULT_PORTS.get(scheme))
 
 
 def _text(value: Any) -> str | None:

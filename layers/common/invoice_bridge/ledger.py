@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from invoice_bridge.errors import RetryLater
+from invoice_bridge.keys import LEASE_SK, lease_pk, ledger_pk, ledger_sk, reference_lease, reference_pk
 from invoice_bridge.observability import count
 
 if TYPE_CHECKING:
@@ -152,16 +153,6 @@ class LedgerEntry(BaseModel):
         return cls.model_validate({**body, "version": int(item["version"]["N"])})
 
 
-def ledger_pk(destination: str) -> str:
-    """The partition of a destination's ledger (one query lists a destination)."""
-    return f"ledger#{destination}"
-
-
-def ledger_sk(object_id: str) -> str:
-    """The sort key of one object's entry."""
-    return f"object#{object_id}"
-
-
 class StateTable:
     """Conditional put and get on the state table, shared by the ledger, references and leases."""
 
@@ -175,6 +166,14 @@ class StateTable:
             TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
         ).get("Item")
         return dict(item) if item else None
+
+    def put(self, item: dict[str, AttributeValueTypeDef]) -> None:
+        """Write (or overwrite) `item` (for items one writer owns: a lease holder's, a reference)."""
+        self.client.put_item(TableName=self.table_name, Item=item)
+
+    def delete(self, pk: str, sk: str) -> None:
+        """Delete an item (gone already is fine)."""
+        self.client.delete_item(TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}})
 
     def put_if(
         self, item: dict[str, AttributeValueTypeDef], condition: str, values: dict[str, AttributeValueTypeDef] | None
@@ -262,25 +261,20 @@ class References:
     def __init__(self, table: StateTable) -> None:
         self._table = table
 
-    @staticmethod
-    def _pk(destination: str, kind: str) -> str:
-        return f"ref#{destination}#{kind}"
-
     def get(self, destination: str, kind: str, key: str) -> str | None:
         """The remembered remote id."""
-        item = self._table.get(self._pk(destination, kind), key)
+        item = self._table.get(reference_pk(destination, kind), key)
         return item["remote_id"]["S"] if item else None
 
     def put(self, destination: str, kind: str, key: str, remote_id: str) -> None:
         """Remember a remote id (overwrites: the platform is the truth)."""
-        self._table.client.put_item(
-            TableName=self._table.table_name,
-            Item={
-                "pk": {"S": self._pk(destination, kind)},
+        self._table.put(
+            {
+                "pk": {"S": reference_pk(destination, kind)},
                 "sk": {"S": key},
                 "remote_id": {"S": remote_id},
                 "at": {"S": _now().isoformat()},
-            },
+            }
         )
 
 
@@ -300,8 +294,8 @@ class Leases:
             self._table.client.put_item(
                 TableName=self._table.table_name,
                 Item={
-                    "pk": {"S": f"lease#{name}"},
-                    "sk": {"S": "lease"},
+                    "pk": {"S": lease_pk(name)},
+                    "sk": {"S": LEASE_SK},
                     "owner": {"S": owner},
                     "expires_at": {"N": f"{now + seconds:.3f}"},
                     "ttl": {"N": str(int(now + seconds) + 3600)},
@@ -321,7 +315,7 @@ class Leases:
         try:
             self._table.client.delete_item(
                 TableName=self._table.table_name,
-                Key={"pk": {"S": f"lease#{name}"}, "sk": {"S": "lease"}},
+                Key={"pk": {"S": lease_pk(name)}, "sk": {"S": LEASE_SK}},
                 ConditionExpression="#owner = :owner",
                 ExpressionAttributeNames={"#owner": "owner"},
                 ExpressionAttributeValues={":owner": {"S": owner}},
@@ -354,7 +348,7 @@ def ensure_reference(
     remembered = references.get(destination, kind, key)
     if remembered:
         return remembered, False
-    lease = f"ref#{destination}#{kind}#{key}"
+    lease = reference_lease(destination, kind, key)
     owner = uuid.uuid4().hex
     waited = 0.0
     while not leases.acquire(lease, owner, lease_seconds):

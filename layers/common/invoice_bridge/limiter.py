@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from invoice_bridge.errors import RetryLater
 from invoice_bridge.http import Deadline
+from invoice_bridge.keys import limiter_pk
 from invoice_bridge.observability import count, observe
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ MAX_CONTENTION_ATTEMPTS = 12
 def limiter_key(platform: str, credential_id: str) -> str:
     """The item key of a credential's window; the credential id is hashed, never stored."""
     digest = hashlib.sha256(credential_id.encode("utf-8")).hexdigest()[:20]
-    return f"limiter#{platform}#{digest}"
+    return limiter_pk(platform, digest)
 
 
 class DynamoRateLimiter:

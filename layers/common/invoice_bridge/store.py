@@ -11,15 +11,12 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from invoice_bridge.keys import BATCH_SK_PREFIX, TUIMPRENTA_OPEN_BATCHES_PK
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
-# Closed batches stay under TUIMPRENTA_BATCHES_PK for their retention; open ones live in a partition of their
-# own, so reading the open batches reads only them (a Query bills every item it reads, filtered or not).
-TUIMPRENTA_BATCHES_PK = "tuimprenta#batches"
-TUIMPRENTA_OPEN_BATCHES_PK = "tuimprenta#batches#open"
-BATCH_SK_PREFIX = "batch#"
 BATCH_OPEN = "open"
 
 

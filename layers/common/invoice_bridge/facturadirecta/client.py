@@ -7,7 +7,7 @@ adapter for FacturaDirecta's newer API would implement the same protocol and lea
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, Protocol
 
 import requests
@@ -45,6 +45,11 @@ class PurchaseOrderApi(Protocol):
 
     def find_purchase_order_by_tag(self, tag: str, deadline: Deadline) -> PurchaseOrderRecord | None:
         """The purchase order carrying `tag`, or None."""
+
+    def find_purchase_orders_by_number(
+        self, serial: str | None, number: int, provider_id: str, deadline: Deadline
+    ) -> list[PurchaseOrderRecord]:
+        """The provider's purchase orders with this series and number (every page)."""
 
     def get_purchase_order(self, remote_id: str, deadline: Deadline) -> PurchaseOrderRecord:
         """One purchase order with its computed totals."""
@@ -119,37 +124,51 @@ class FacturaDirectaXmlClient(ApiClient):
                 code="bad_response",
             ) from None
 
-    def find_provider(self, tax_code: str, deadline: Deadline) -> ProviderRecord | None:
-        """`GET /api/providers.xml?taxCode=` paged with `start` to an exact (normalized) match; else None."""
-        wanted = normalize_tax_code(tax_code)
+    def _pages[T: (ProviderRecord, PurchaseOrderRecord)](
+        self,
+        path: str,
+        params: Mapping[str, str | int],
+        parser: Callable[[bytes], list[T]],
+        what: str,
+        deadline: Deadline,
+    ) -> Iterator[list[T]]:
+        """Each page of a list, asked with `start` (the reference: at most 250 a page), until an empty page.
+
+        A page may hold fewer items than asked (the platform decides its page size), so only an empty page ends
+        the listing; one that brings nothing new means `start` is ignored, which is an error, never "not found".
+        """
         seen: set[str] = set()
         start = 0
         while True:
             response = self.request(
-                "GET",
-                "/api/providers.xml",
-                deadline=deadline,
-                params={"taxCode": tax_code, "start": start, "limit": MAX_LIST_LIMIT},
+                "GET", path, deadline=deadline, params={**params, "limit": MAX_LIST_LIMIT, "start": start}
             )
-            page = self._read(xml.parse_providers, response, "providers")
-            found = [p for p in page if p.tax_code is not None and normalize_tax_code(p.tax_code) == wanted]
-            if found:
-                return min(found, key=_id_order)
+            page = self._read(parser, response, what)
             if not page:
-                return None
-            # A page may hold fewer providers than asked (the platform decides its page size): only an empty
-            # page ends the listing. One that brings nothing new means `start` is ignored: never "not found".
-            fresh = {p.id for p in page} - seen
+                return
+            fresh = {item.id for item in page} - seen
             if not fresh:
                 raise PlatformError(
                     PLATFORM,
-                    f"providers: the page at start={start} repeats providers already listed",
+                    f"{what}: the page at start={start} repeats {what} already listed",
                     status=response.status_code,
                     retryable=False,
                     code="bad_response",
                 )
             seen |= fresh
+            yield page
             start += len(page)
+
+    def find_provider(self, tax_code: str, deadline: Deadline) -> ProviderRecord | None:
+        """`GET /api/providers.xml?taxCode=` paged with `start` to an exact (normalized) match; else None."""
+        wanted = normalize_tax_code(tax_code)
+        for page in self._pages(
+            "/api/providers.xml", {"taxCode": tax_code}, xml.parse_providers, "providers", deadline
+        ):
+            found = [p for p in page if p.tax_code is not None and normalize_tax_code(p.tax_code) == wanted]
+            if found:
+                return min(found, key=_id_order)
+        return None
 
     def create_provider(self, provider: ProviderDocument, deadline: Deadline) -> ProviderRecord:
         """`POST /api/providers.xml`."""
@@ -163,6 +182,23 @@ class FacturaDirectaXmlClient(ApiClient):
         )
         found = [o for o in self._read(xml.parse_purchase_orders, response, "purchase orders") if tag in o.tags]
         return min(found, key=_id_order) if found else None
+
+    def find_purchase_orders_by_number(
+        self, serial: str | None, number: int, provider_id: str, deadline: Deadline
+    ) -> list[PurchaseOrderRecord]:
+        """`GET /api/purchaseOrders.xml?provider=&documentSerial=&documentNumber=`, every page; exact matches only."""
+        params: dict[str, str | int] = {"provider": provider_id, "documentNumber": number}
+        if serial:
+            params["documentSerial"] = serial
+        pages = self._pages("/api/purchaseOrders.xml", params, xml.parse_purchase_orders, "purchase orders", deadline)
+        return [
+            o
+            for page in pages
+            for o in page
+            if (o.document_serial or None) == (serial or None)
+            and (o.document_number or "").lstrip("0") == str(number).lstrip("0")
+            and o.provider_id in (None, provider_id)
+        ]
 
     def get_purchase_order(self, remote_id: str, deadline: Deadline) -> PurchaseOrderRecord:
         """`GET /api/purchaseOrders/{id}.xml`."""

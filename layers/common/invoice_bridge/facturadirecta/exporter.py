@@ -5,7 +5,8 @@
   when missing, once, even when two workers meet it together.
 - Stale events (older `updated_at` than the ledger holds) and duplicates change nothing.
 - A create is preceded by an intent in the ledger; an unfinished intent (a crash or timeout after the
-  call) is resolved by looking the order up by its tag `bn:<id>` before creating anything.
+  call) is resolved by looking the order up by its tag `bn:<id>`, then by its series and number, before
+  creating anything; a lookup that cannot decide dead-letters the order as "outcome unknown".
 - An update sends every line (FacturaDirecta regenerates lines whole) and no custom attributes, so the
   ones already there stay as they are; a canceled order gets `documentStatus` canceled.
 - After each write FacturaDirecta's net / tax / gross are compared with BuildNexion's (computed from the
@@ -40,6 +41,7 @@ from invoice_bridge.facturadirecta.mapping import (
     is_canceled,
     order_tag,
     remote_totals,
+    split_number,
     to_document,
     to_provider,
 )
@@ -49,6 +51,8 @@ from invoice_bridge.http import DEFAULT_TIMEOUT, Deadline
 from invoice_bridge.ledger import Leases, Ledger, LedgerEntry, References, StateTable, ensure_reference
 from invoice_bridge.observability import count, logger
 from invoice_bridge.secrets import BuildNexionSecret, FacturaDirectaSecret, SecretReader
+from invoice_bridge.sync.contract import Absent, Found, Lookup, Undecided
+from invoice_bridge.sync.engine import SyncEngine
 from invoice_bridge.worker import BatchEdge, DeadLetters, parse_event
 
 if TYPE_CHECKING:
@@ -59,6 +63,7 @@ DESTINATION = "facturadirecta"
 # 60 s, plus a margin); a crashed attempt's message comes back only after the visibility timeout (360 s).
 INTENT_GUARD_SECONDS = 90.0
 ABANDONED_INTENT = "abandoned_intent"
+TAG_PREFIX = "bn:"
 PROVIDER_KIND = "provider"
 OBJECT_KIND = "purchase_order"
 
@@ -70,6 +75,42 @@ class Outcome:
     action: str
     remote_id: str | None = None
     totals_match: bool | None = None
+
+
+def look_up(
+    api: PurchaseOrderApi, order: PurchaseOrder, provider_id: str, deadline: Deadline
+) -> Lookup[PurchaseOrderRecord]:
+    """FacturaDirecta's answer to "do you hold this order?": by its tag, else by its series and number.
+
+    The reference documents the `tag` filter but not how a tag is written, so a miss by tag proves nothing
+    alone; the provider's orders with our series and number (documented filters) then decide. One carrying
+    another order's `bn:` tag is not ours (FacturaDirecta allows a number twice: ours is absent); none at all
+    shows the order absent; several untagged ones, or an order with no number to search by, decide nothing.
+    """
+    tag = order_tag(order.id)
+    tried = [f"GET /api/purchaseOrders.xml?tag={tag}"]
+    try:
+        found = api.find_purchase_order_by_tag(tag, deadline)
+        if found is not None:
+            return Found(found.id, found, f"tag {tag}")
+        serial, number = split_number(order.number)
+        if number is None:
+            return Undecided((*tried, f"number {order.number!r} has no digits to search by"))
+        tried.append(f"provider {provider_id} documentSerial {serial!r} documentNumber {number}")
+        candidates = api.find_purchase_orders_by_number(serial, number, provider_id, deadline)
+    except PlatformError as exc:
+        return Undecided((*tried, exc.message), retryable=exc.retryable, retry_after=exc.retry_after)
+    tagged = [o for o in candidates if tag in o.tags]
+    if tagged:
+        ours = min(tagged, key=lambda o: (not o.id.isdigit(), int(o.id) if o.id.isdigit() else 0, o.id))
+        return Found(ours.id, ours, f"tag {tag}")
+    untagged = [o for o in candidates if not any(t.startswith(TAG_PREFIX) for t in o.tags)]
+    if len(untagged) == 1:
+        return Found(untagged[0].id, untagged[0], f"the provider's only order with series {serial!r} number {number}")
+    if untagged:
+        ids = ", ".join(o.id for o in untagged)
+        return Undecided((*tried, f"orders {ids} all have series {serial!r} number {number}: which is ours?"))
+    return Absent(tuple(tried))
 
 
 class FacturaDirectaExporter:
@@ -87,6 +128,7 @@ class FacturaDirectaExporter:
         self._clock = clock
         self._intent_guard = intent_guard_seconds
         self.ledger = Ledger(table)
+        self.engine = SyncEngine(self.ledger, DESTINATION)
         self.references = References(table)
         self.leases = Leases(table)
         self._buildnexion = buildnexion
@@ -152,10 +194,9 @@ class FacturaDirectaExporter:
         if remote_id is None and entry.intent_id is not None:
             self._check_intent_free(entry)
             # An earlier attempt wrote its intent and may have created the order before failing.
-            found = api.find_purchase_order_by_tag(order_tag(order.id), deadline)
+            found = self.engine.recover(entry, lambda: look_up(api, order, provider_id, deadline))
             logger.info("unfinished intent resolved", extra={"found": found is not None})
-            count("IntentResolved", {"destination": DESTINATION, "found": str(found is not None).lower()})
-            remote_id = found.id if found else None
+            remote_id = found.remote_id if found else None
         creating = remote_id is None
         status = document_status(order, creating=creating, was_closed=entry.closed)
         try:
@@ -166,7 +207,7 @@ class FacturaDirectaExporter:
         try:
             if remote_id is None:
                 # A fresh intent, written conditionally: of two workers resuming one intent, one goes on.
-                entry = self.ledger.save(entry.with_intent(order.updated_at, event.id, event.type))
+                entry = self.engine.begin(entry, order.updated_at, event.id, event.type)
                 record = api.create_purchase_order(document, deadline)
             else:
                 record = api.update_purchase_order(remote_id, document, deadline)
@@ -264,10 +305,7 @@ class FacturaDirectaExporter:
         return Outcome(action, record.id, match)
 
     def _record_failure(self, entry: LedgerEntry, code: str | None, message: str) -> None:
-        try:
-            self.ledger.save(entry.failed(code, message))
-        except SyncError:
-            logger.warning("could not record the failure in the ledger (changed meanwhile)")
+        self.engine.fail(entry, code, message)
 
 
 class _Credentials:

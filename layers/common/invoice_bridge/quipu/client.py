@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from invoice_bridge import taxid
 from invoice_bridge.errors import PlatformError, RetryLater
 from invoice_bridge.http import ApiClient, Deadline, ErrorDetail
+from invoice_bridge.keys import TOKEN_SK, token_pk
 from invoice_bridge.ledger import Leases, StateTable
 from invoice_bridge.money import dumps
 from invoice_bridge.observability import count, logger
@@ -118,7 +119,7 @@ class TokenStore:
 
     def __init__(self, table: StateTable, app_id: str) -> None:
         self._table = table
-        self._pk = f"token#quipu#{credential_digest(app_id)}"
+        self._pk = token_pk("quipu", credential_digest(app_id))
 
     @property
     def lease_name(self) -> str:
@@ -127,7 +128,7 @@ class TokenStore:
 
     def get(self) -> AccessToken | None:
         """The shared token, if any."""
-        item = self._table.get(self._pk, "token")
+        item = self._table.get(self._pk, TOKEN_SK)
         if not item:
             return None
         return AccessToken(
@@ -136,21 +137,20 @@ class TokenStore:
 
     def put(self, token: AccessToken) -> None:
         """Share a fresh token (the renewer holds the lease)."""
-        self._table.client.put_item(
-            TableName=self._table.table_name,
-            Item={
+        self._table.put(
+            {
                 "pk": {"S": self._pk},
-                "sk": {"S": "token"},
+                "sk": {"S": TOKEN_SK},
                 "access_token": {"S": token.value.get_secret_value()},
                 "issued_at": {"N": f"{token.issued_at:.3f}"},
                 "expires_at": {"N": f"{token.expires_at:.3f}"},
                 "ttl": {"N": str(int(token.expires_at) + 3600)},
-            },
+            }
         )
 
     def drop(self, token: AccessToken) -> None:
         """Forget `token` (Quipu refused it), unless another worker already replaced it."""
-        self._table.delete_if(self._pk, "token", "access_token = :t", {":t": {"S": token.value.get_secret_value()}})
+        self._table.delete_if(self._pk, TOKEN_SK, "access_token = :t", {":t": {"S": token.value.get_secret_value()}})
 
 
 # -- JSON-API documents --------------------------------------------------------------------------------
@@ -219,6 +219,7 @@ class RemoteInvoice:
     total_amount: Decimal | None
     items: tuple[RemoteItem, ...]
     amending_invoice_ids: tuple[str, ...]
+    tags: tuple[str, ...] = ()
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -246,6 +247,8 @@ def remote_invoice(resource: Resource, included: list[Resource]) -> RemoteInvoic
         total_amount=_decimal(resource.attributes.get("total_amount")),
         items=tuple(items),
         amending_invoice_ids=tuple(resource.related_ids("amending_invoices")),
+        # The reference: "a list of strings separated by comma" ("vip client, important").
+        tags=tuple(t.strip() for t in str(resource.attributes.get("tags") or "").split(",") if t.strip()),
     )
 
 

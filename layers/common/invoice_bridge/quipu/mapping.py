@@ -7,6 +7,7 @@ Separate models per boundary: the BuildNexion `Invoice`/`Provider` in, a domain 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -51,22 +52,31 @@ class ExpenseInvoice:
     due_dates: tuple[date, ...]
     paid_at: date | None
     items: tuple[ExpenseItem, ...]
+    source_id: str = ""  # the BuildNexion invoice id, written into Quipu as our marker tag
 
     @property
     def fiscal_year(self) -> int:
         """The year whose numbering the invoice number is unique in."""
         return self.issue_date.year
 
-    def fingerprint(self) -> str:
-        """A digest of everything sent, to tell a content change from a status-only change."""
-        document = {
-            "number": self.number,
-            "issue_date": self.issue_date.isoformat(),
-            "due_dates": [d.isoformat() for d in self.due_dates],
-            "paid_at": self.paid_at.isoformat() if self.paid_at else None,
-            "items": [item.attributes() for item in self.items],
-        }
-        return hashlib.sha256(dumps(document).encode("utf-8")).hexdigest()[:32]
+    @property
+    def marker(self) -> str:
+        """Our tag on the Quipu invoice (DESIGN.md): the proof that an invoice found by its number is ours."""
+        return marker(self.source_id)
+
+
+def marker(invoice_id: str) -> str:
+    """`bn:<invoice id>`: the tag that says a Quipu invoice was written for this BuildNexion invoice."""
+    return f"bn:{invoice_id}"
+
+
+def fingerprint(request: Mapping[str, Any]) -> str:
+    """A digest of a request body exactly as Quipu receives it, to tell a content change from a status change.
+
+    Taken from the body itself (the create request, which has no item ids), never from a second list of
+    fields: whatever is added to the request changes the digest.
+    """
+    return hashlib.sha256(dumps(request).encode("utf-8")).hexdigest()[:32]
 
 
 def item_from_line(line: InvoiceLine) -> ExpenseItem:
@@ -115,6 +125,7 @@ def expense_invoice(invoice: Invoice) -> ExpenseInvoice:
         due_dates=(invoice.due_date,) if invoice.due_date else (),
         paid_at=invoice.paid_at.astimezone(BOOKS_TIME_ZONE).date() if invoice.paid_at else None,
         items=items,
+        source_id=invoice.id,
     )
 
 
@@ -147,6 +158,7 @@ def _attributes(invoice: ExpenseInvoice) -> dict[str, Any]:
         "issue_date": invoice.issue_date.isoformat(),
         "due_dates": [d.isoformat() for d in invoice.due_dates],
         "paid_at": invoice.paid_at.isoformat() if invoice.paid_at else None,
+        "tags": invoice.marker,
     }
 
 

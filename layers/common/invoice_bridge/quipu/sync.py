@@ -29,15 +29,24 @@ from invoice_bridge.quipu.mapping import (
     create_request,
     credit_note_request,
     expense_invoice,
+    fingerprint,
     to_cents,
     update_request,
 )
 from invoice_bridge.quipu.settings import VoidMode
+from invoice_bridge.sync.contract import Absent, Found, Lookup, NotOurs, Taken, Undecided
+from invoice_bridge.sync.engine import SyncEngine
 
 if TYPE_CHECKING:
     from datetime import datetime
 
 DESTINATION = "quipu"
+# The dead-letter code of an invoice whose number another Quipu invoice of the supplier holds.
+NUMBER_TAKEN = "number_taken_by_another_invoice"
+# Answers after which an upload is known not to have happened (anything else, or no answer, may have).
+KNOWN_NOT_DONE = frozenset({400, 401, 403, 404, 413, 415, 422, 429})
+# The engine's skip reasons as Quipu's logs and metrics have always named them.
+SKIP_REASONS = {"closed": "already voided in Quipu", "stale": "stale event", "current": "already applied"}
 VOID_STATUSES = frozenset({"void", "voided"})
 
 
@@ -52,6 +61,25 @@ class Outcome:
 
 def _ids(text: str | None) -> list[str]:
     return [part for part in (text or "").split(",") if part]
+
+
+def look_up(quipu: QuipuClient, contact_id: str, desired: ExpenseInvoice, deadline: Deadline) -> Lookup[RemoteInvoice]:
+    """Quipu's answer to "do you hold this invoice?": the supplier's invoice with its number and year (Quipu
+    keeps that unique), ours only if it carries our marker tag; another one there holds our number."""
+    tried = f"GET /invoices contact {contact_id} number {desired.number} year {desired.fiscal_year}"
+    try:
+        found = quipu.find_expense_invoice(contact_id, desired.number, desired.fiscal_year, deadline)
+    except PlatformError as exc:
+        return Undecided((f"{tried}: {exc.message}",), retryable=exc.retryable, retry_after=exc.retry_after)
+    if found is None:
+        return Absent((tried,))
+    if desired.marker in found.tags:
+        return Found(found.id, found, f"tag {desired.marker}")
+    return Taken(
+        NUMBER_TAKEN,
+        f"Quipu invoice {found.id} of this supplier already has number {desired.number} in "
+        f"{desired.fiscal_year} and is not this one (no tag {desired.marker}): not adopted",
+    )
 
 
 class QuipuSync:
@@ -75,6 +103,7 @@ class QuipuSync:
         self.leases = leases
         self.void_mode = void_mode
         self.attach_pdf = attach_pdf
+        self.engine = SyncEngine(ledger, DESTINATION)
 
     # -- the event -----------------------------------------------------------------------------------
 
@@ -85,12 +114,13 @@ class QuipuSync:
         object_id = event.data.object.id
         entry = self.ledger.get_or_new(DESTINATION, object_id)
         event_voided = str(getattr(event.data.object, "status", "")).lower() in VOID_STATUSES
-        skipped = self._skip_reason(entry, event.data.object.updated_at, event_voided)
+        pdf_due = self._pdf_due(entry)
+        skipped = self._skip_reason(entry, event.data.object.updated_at, event_voided or pdf_due)
         if skipped:
             return self._skipped(object_id, skipped, entry)
         invoice = self._latest(event, deadline)
         voided = invoice.status.lower() in VOID_STATUSES
-        skipped = self._skip_reason(entry, invoice.updated_at, voided)
+        skipped = self._skip_reason(entry, invoice.updated_at, voided or pdf_due)
         if skipped:
             return self._skipped(object_id, skipped, entry)
         if voided and self.void_mode is VoidMode.DELETE and entry.remote_id is None and entry.intent_id is None:
@@ -100,27 +130,31 @@ class QuipuSync:
         desired = expense_invoice(invoice)
         contact_id = self._contact(invoice, deadline)
         entry, outcome = self._ensure_invoice(entry, invoice, desired, contact_id, event, deadline)
-        if self.attach_pdf and entry.remote_id and "attachment_id" not in entry.details:
+        if self._pdf_due(entry):
             entry = self._attach(entry, invoice, deadline)
         if voided:
             return self._void(entry, invoice, event, deadline)
         return outcome
+
+    def _pdf_due(self, entry: LedgerEntry) -> bool:
+        """Whether the invoice is in Quipu and its PDF still to be attached (or its upload's outcome to be told)."""
+        return (
+            self.attach_pdf
+            and entry.remote_id is not None
+            and not entry.closed
+            and not ({"attachment_id", "attachment"} & entry.details.keys())
+        )
 
     def _latest(self, event: WebhookEvent, deadline: Deadline) -> Invoice:
         """BuildNexion's latest state of the invoice; the event's own copy when BuildNexion no longer serves it."""
         return self.buildnexion.latest(Invoice, event, deadline)
 
     @staticmethod
-    def _skip_reason(entry: LedgerEntry, updated_at: datetime, voided: bool) -> str | None:
-        if entry.closed:
-            return "already voided in Quipu"
-        if entry.is_stale(updated_at):
-            return "stale event"
+    def _skip_reason(entry: LedgerEntry, updated_at: datetime, unfinished: bool) -> str | None:
         # A void is applied only once the entry is closed: the invoice may be written with the voided
         # version's timestamp and its credit note (or delete) fail; the retry must still void it.
-        if entry.is_current(updated_at) and not voided:
-            return "already applied"
-        return None
+        reason = SyncEngine.skip_reason(entry, updated_at, unfinished=unfinished)
+        return None if reason is None else SKIP_REASONS[reason]
 
     @staticmethod
     def _skipped(object_id: str, reason: str, entry: LedgerEntry) -> Outcome:
@@ -166,14 +200,14 @@ class QuipuSync:
         adopted: RemoteInvoice | None = None
         if entry.intent_id is not None:
             # A create may have reached Quipu before the worker stopped: look before creating again.
-            adopted = self.quipu.find_expense_invoice(contact_id, desired.number, desired.fiscal_year, deadline)
+            adopted = self._ours(entry, desired, contact_id, deadline)
         if adopted is None:
-            entry = self.ledger.save(entry.with_intent(invoice.updated_at, event.id, event.type))
+            entry = self.engine.begin(entry, invoice.updated_at, event.id, event.type)
             try:
                 created = self.quipu.create_invoice(create_request(desired, contact_id), deadline)
             except PlatformError as exc:
                 if exc.status == 422 and exc.code == DUPLICATE_NUMBER:
-                    adopted = self.quipu.find_expense_invoice(contact_id, desired.number, desired.fiscal_year, deadline)
+                    adopted = self._ours(entry, desired, contact_id, deadline)
                 if adopted is None:
                     self._fail_if_permanent(entry, exc)
                     raise
@@ -192,6 +226,17 @@ class QuipuSync:
         entry = self._record(entry, updated, invoice, desired, contact_id, event)
         return entry, Outcome("adopted", updated.id)
 
+    def _ours(
+        self, entry: LedgerEntry, desired: ExpenseInvoice, contact_id: str, deadline: Deadline
+    ) -> RemoteInvoice | None:
+        """The engine's recovery through Quipu's lookup: our invoice (adopted), None (absent), or an error."""
+        try:
+            found = self.engine.recover(entry, lambda: look_up(self.quipu, contact_id, desired, deadline))
+        except NotOurs:
+            count("QuipuRejected", {"code": NUMBER_TAKEN})
+            raise
+        return None if found is None else found.remote
+
     def _update(
         self,
         entry: LedgerEntry,
@@ -203,8 +248,7 @@ class QuipuSync:
     ) -> tuple[LedgerEntry, Outcome]:
         remote_id = entry.remote_id
         assert remote_id is not None
-        fingerprint = desired.fingerprint()
-        if entry.details.get("fingerprint") == fingerprint and entry.details.get("contact_id") == contact_id:
+        if entry.details.get("fingerprint") == fingerprint(create_request(desired, contact_id)):
             # Only BuildNexion's version moved (a status change, a re-send): Quipu already holds this content.
             saved = self.ledger.save(
                 entry.synced(remote_id, invoice.updated_at, last_event_id=event.id, last_event_type=event.type)
@@ -236,7 +280,7 @@ class QuipuSync:
         remote_total = self._check_total(invoice, remote, invoice.total_amount, "invoice")
         details = {
             **entry.details,
-            "fingerprint": desired.fingerprint(),
+            "fingerprint": fingerprint(create_request(desired, contact_id)),
             "contact_id": contact_id,
             "item_ids": ",".join(item.id for item in remote.items),
         }
@@ -280,12 +324,38 @@ class QuipuSync:
     # -- the PDF -------------------------------------------------------------------------------------
 
     def _attach(self, entry: LedgerEntry, invoice: Invoice, deadline: Deadline) -> LedgerEntry:
-        assert entry.remote_id is not None
+        """Attach the PDF once: an intent is written before the upload, and an upload whose outcome is unknown
+        is never sent again.
+
+        Quipu's reference documents no listing of an invoice's attachments (only POST, GET and DELETE by id),
+        so an attachment cannot be shown absent after a timeout: it is reported as unknown, not attached twice.
+        """
+        remote_id = entry.remote_id
+        assert remote_id is not None
+        if entry.details.get("attachment_intent"):
+            logger.warning(
+                "pdf attachment outcome unknown; not attached again",
+                extra={"invoice_id": invoice.id, "quipu_id": remote_id},
+            )
+            count("QuipuPdfOutcomeUnknown")
+            details = {k: v for k, v in entry.details.items() if k != "attachment_intent"}
+            return self.ledger.save(entry.model_copy(update={"details": {**details, "attachment": "unknown"}}))
         content = self.buildnexion.invoice_pdf(invoice.id, deadline)
         filename = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in invoice.invoice_number) + ".pdf"
-        attachment_id = self.quipu.attach(entry.remote_id, filename, content, deadline)
+        entry = self.ledger.save(
+            entry.model_copy(update={"details": {**entry.details, "attachment_intent": uuid.uuid4().hex}})
+        )
+        try:
+            attachment_id = self.quipu.attach(remote_id, filename, content, deadline)
+        except PlatformError as exc:
+            if exc.status in KNOWN_NOT_DONE:
+                # Quipu answered without taking the file (rate limit, credentials): the upload may be sent again.
+                details = {k: v for k, v in entry.details.items() if k != "attachment_intent"}
+                self.ledger.save(entry.model_copy(update={"details": details}))
+            raise
         count("QuipuPdfAttached")
-        return self.ledger.save(entry.model_copy(update={"details": {**entry.details, "attachment_id": attachment_id}}))
+        details = {k: v for k, v in entry.details.items() if k != "attachment_intent"}
+        return self.ledger.save(entry.model_copy(update={"details": {**details, "attachment_id": attachment_id}}))
 
     # -- the void ------------------------------------------------------------------------------------
 

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from invoice_bridge.store import BATCH_OPEN, BATCH_SK_PREFIX, TUIMPRENTA_BATCHES_PK, TUIMPRENTA_OPEN_BATCHES_PK
+from invoice_bridge.keys import (
+    BATCH_SK_PREFIX,
+    TUIMPRENTA_BATCHES_PK,
+    TUIMPRENTA_CANCELS_PK,
+    TUIMPRENTA_OPEN_BATCHES_PK,
+    batch_sk,
+)
+from invoice_bridge.store import BATCH_OPEN
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -23,7 +30,7 @@ if TYPE_CHECKING:
     from invoice_bridge.ledger import StateTable
 
 BATCH_CLOSED = "closed"
-CANCELS_PK = "tuimprenta#cancels"
+CANCELS_PK = TUIMPRENTA_CANCELS_PK
 CLOSED_RETENTION_SECONDS = 30 * 24 * 3600
 # Written once the open batches an earlier version kept among the closed ones have been moved.
 LEGACY_MOVED_SK = "legacy-open-batches-moved"
@@ -43,6 +50,8 @@ class BatchItem(BaseModel):
     next_poll_at: float
     polls: int = 0
     outcome: str | None = None
+    misses: int = 0  # polls in a row that found no such batch (404)
+    lookups: int = 0  # GET /invoices listings that could not decide yet
 
     @property
     def submitted(self) -> bool:
@@ -53,7 +62,7 @@ class BatchItem(BaseModel):
         """The DynamoDB item (the body as JSON text, the status queryable)."""
         item: dict[str, AttributeValueTypeDef] = {
             "pk": {"S": TUIMPRENTA_OPEN_BATCHES_PK if self.status == BATCH_OPEN else TUIMPRENTA_BATCHES_PK},
-            "sk": {"S": f"{BATCH_SK_PREFIX}{self.key}"},
+            "sk": {"S": batch_sk(self.key)},
             "status": {"S": self.status},
             "batch": {"S": self.model_dump_json()},
         }
@@ -76,19 +85,16 @@ class BatchStore:
 
     def put(self, item: BatchItem) -> None:
         """Write (or overwrite) a batch item; closing one moves it out of the open partition."""
-        self._table.client.put_item(TableName=self._table.table_name, Item=item.to_item())
+        self._table.put(item.to_item())
         if item.status != BATCH_OPEN:
             # After the closed copy exists: a crash in between leaves the batch open, and the next run reads
             # its results again and closes it, as it would have before the put.
-            self._table.client.delete_item(
-                TableName=self._table.table_name,
-                Key={"pk": {"S": TUIMPRENTA_OPEN_BATCHES_PK}, "sk": {"S": f"{BATCH_SK_PREFIX}{item.key}"}},
-            )
+            self._table.delete(TUIMPRENTA_OPEN_BATCHES_PK, batch_sk(item.key))
 
     def get(self, key: str) -> BatchItem | None:
         """The item of a submission key, open or closed."""
         for pk in (TUIMPRENTA_OPEN_BATCHES_PK, TUIMPRENTA_BATCHES_PK):
-            found = self._table.get(pk, f"{BATCH_SK_PREFIX}{key}")
+            found = self._table.get(pk, batch_sk(key))
             if found:
                 return BatchItem.from_item(found)
         return None
@@ -126,14 +132,9 @@ class BatchStore:
             )
             for found in list(legacy):
                 item = BatchItem.from_item(found)
-                self._table.client.put_item(TableName=self._table.table_name, Item=item.to_item())
-                self._table.client.delete_item(
-                    TableName=self._table.table_name, Key={"pk": found["pk"], "sk": found["sk"]}
-                )
-            self._table.client.put_item(
-                TableName=self._table.table_name,
-                Item={"pk": {"S": TUIMPRENTA_OPEN_BATCHES_PK}, "sk": {"S": LEGACY_MOVED_SK}},
-            )
+                self._table.put(item.to_item())
+                self._table.delete(found["pk"]["S"], found["sk"]["S"])
+            self._table.put({"pk": {"S": TUIMPRENTA_OPEN_BATCHES_PK}, "sk": {"S": LEGACY_MOVED_SK}})
         self._legacy_checked = True
 
 
@@ -145,10 +146,7 @@ class CancelStore:
 
     def put(self, object_id: str, event_id: str) -> None:
         """Remember that `object_id` must be canceled."""
-        self._table.client.put_item(
-            TableName=self._table.table_name,
-            Item={"pk": {"S": CANCELS_PK}, "sk": {"S": object_id}, "event_id": {"S": event_id}},
-        )
+        self._table.put({"pk": {"S": CANCELS_PK}, "sk": {"S": object_id}, "event_id": {"S": event_id}})
 
     def waiting(self) -> Iterator[str]:
         """The object ids waiting for their cancel."""
@@ -157,6 +155,4 @@ class CancelStore:
 
     def done(self, object_id: str) -> None:
         """Forget a cancel that is done (or has nothing left to do)."""
-        self._table.client.delete_item(
-            TableName=self._table.table_name, Key={"pk": {"S": CANCELS_PK}, "sk": {"S": object_id}}
-        )
+        self._table.delete(CANCELS_PK, object_id)

@@ -4,23 +4,26 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
+from decimal import Decimal
 from typing import Any, ClassVar, Literal
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from invoice_bridge.config import describe_validation_error
 from invoice_bridge.errors import PlatformError
-from invoice_bridge.http import DEFAULT_STATUS_RETRYABLE, BearerKeyClient, Deadline
+from invoice_bridge.http import DEFAULT_STATUS_RETRYABLE, BearerKeyClient, Deadline, credentials_may_go_to
 from invoice_bridge.money import dumps
-from invoice_bridge.tuimprenta.results import ResultFormatError
 
 BatchStatus = Literal["queued", "processing", "completed", "failed", "partial"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "partial"})
 RATE_LIMIT_PER_MINUTE = 60
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 MAX_REDIRECTS = 5
+# The reference shows `limit=50` in its listing example and documents no maximum: 50 is sure to be accepted.
+LIST_PAGE_SIZE = 50
 
 
 class TuimprentaError(PlatformError):
@@ -49,6 +52,10 @@ class ValidationFailed(TuimprentaError):
 
 class RateLimited(TuimprentaError):
     """429: over 60 requests a minute; retried after the platform's reset."""
+
+
+class ResultUnreadable(TuimprentaError):
+    """A result download that gives no CSV (a redirect loop, a redirect without a target, bytes not text)."""
 
 
 class ServerError(TuimprentaError):
@@ -91,8 +98,18 @@ class Batch(BaseModel):
         return self.status in TERMINAL_STATUSES
 
 
+class Totals(BaseModel):
+    """`totals` of an invoice (JSON numbers, read as Decimal)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    subtotal: Decimal | None = None
+    tax: Decimal | None = None
+    total: Decimal | None = None
+
+
 class Invoice(BaseModel):
-    """`GET /invoices/{id}`: what the poller needs of it."""
+    """`GET /invoices/{id}` (or one element of a listing): what the poller needs of it."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -100,6 +117,23 @@ class Invoice(BaseModel):
     status: str
     series: str | None = None
     number: int | None = None
+    totals: Totals | None = None
+    metadata: dict[str, Any] | None = None
+
+    @property
+    def buildnexion_id(self) -> str | None:
+        """Our marker: the BuildNexion id the payload carried in `metadata.buildnexion_id`."""
+        value = (self.metadata or {}).get("buildnexion_id")
+        return value if isinstance(value, str) and value else None
+
+
+class InvoicePage(BaseModel):
+    """`GET /invoices`: `data` and the cursors `next_cursor` / `prev_cursor`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    data: list[Invoice]
+    next_cursor: str | None = None
 
 
 class TuimprentaClient(BearerKeyClient):
@@ -151,35 +185,45 @@ class TuimprentaClient(BearerKeyClient):
         return self._parse(Batch, self.request("GET", f"/batches/{batch_id}", deadline=deadline))
 
     def batch_result(self, batch: Batch, deadline: Deadline) -> str:
-        """The result CSV of a finished batch (`result_url`, else `/batches/{id}/result.csv`), redirects followed.
+        """The result CSV of a finished batch (`result_url`, else `/batches/{id}/result.csv`).
 
-        The reference downloads it with `curl -L`: a redirect is followed (at most MAX_REDIRECTS), and the API
-        key goes only to the API's own origin; a URL elsewhere (a presigned one) carries its own credential.
-        ResultFormatError when the file is not UTF-8.
+        Redirects are followed as the reference's `curl -L` does; the API key goes only to the API's own
+        origin (`credentials_may_go_to`), so a presigned URL on another host is fetched without it.
         """
-        url = urljoin(f"{self.base_url}/", batch.result_url or f"batches/{batch.id}/result.csv")
-        for _ in range(MAX_REDIRECTS + 1):
+        url = batch.result_url or f"/batches/{batch.id}/result.csv"
+        if not url.startswith(("http://", "https://")):
+            url = f"{self.base_url}{url}"
+        for _hop in range(MAX_REDIRECTS + 1):
             response = self.request(
                 "GET",
                 url,
                 deadline=deadline,
                 headers={"Accept": "text/csv"},
                 timeout=(3.05, 30.0),
-                authenticate=_origin(url) == _origin(self.base_url),
+                authenticate=credentials_may_go_to(self.base_url, url),
                 expected=REDIRECT_STATUSES,
             )
             if response.status_code not in REDIRECT_STATUSES:
                 try:
                     return response.content.decode("utf-8-sig")
-                except UnicodeDecodeError as exc:
-                    raise ResultFormatError(f"result file is not UTF-8 (byte {exc.start})") from None
+                except UnicodeDecodeError:
+                    raise ResultUnreadable(self.platform, "the result is not UTF-8 text", retryable=False) from None
             location = response.headers.get("Location")
             if not location:
-                raise ServerError(
-                    self.platform, f"result download answered {response.status_code} without a Location", retryable=True
-                )
+                raise ResultUnreadable(self.platform, f"HTTP {response.status_code} without Location", retryable=False)
             url = urljoin(url, location)
-        raise ServerError(self.platform, f"result download redirected more than {MAX_REDIRECTS} times", retryable=True)
+        raise ResultUnreadable(self.platform, f"more than {MAX_REDIRECTS} redirects", retryable=False)
+
+    def invoices(
+        self, *, series: str, created_from: date, starting_after: str | None, deadline: Deadline
+    ) -> InvoicePage:
+        """One page of `GET /invoices?series=&created_from=&limit=&starting_after=` (the reference's cursors)."""
+        params: dict[str, str | int] = {"created_from": created_from.isoformat(), "limit": LIST_PAGE_SIZE}
+        if series:
+            params["series"] = series
+        if starting_after:
+            params["starting_after"] = starting_after
+        return self._parse(InvoicePage, self.request("GET", "/invoices", deadline=deadline, params=params))
 
     def cancel_invoice(self, invoice_id: str, reason: str, idempotency_key: str, deadline: Deadline) -> Invoice:
         """`POST /invoices/{id}/cancel {"reason"}`."""
@@ -193,16 +237,9 @@ class TuimprentaClient(BearerKeyClient):
         )
         return self._parse(Invoice, response)
 
-    def _parse[T: (Batch, Invoice)](self, model: type[T], response: requests.Response) -> T:
+    def _parse[T: (Batch, Invoice, InvoicePage)](self, model: type[T], response: requests.Response) -> T:
         try:
             return model.model_validate_json(response.content)
         except ValidationError as exc:
             field, message = describe_validation_error(exc)
             raise ServerError(self.platform, f"unexpected answer: {field}: {message}", retryable=True) from None
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    """Scheme, host and port: where credentials may go."""
-    parts = urlsplit(url)
-    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme.lower())
-    return parts.scheme.lower(), (parts.hostname or "").lower(), port

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict
 
+from invoice_bridge.keys import TUIMPRENTA_EVENTS_PK, event_sk
 from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
 
 if TYPE_CHECKING:
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from invoice_bridge.ledger import StateTable
     from invoice_bridge.store import StateStore
 
-TUIMPRENTA_EVENTS_PK = "tuimprenta#webhook-events"
 TUIMPRENTA_EVENT_RETENTION = timedelta(days=7)
 
 
@@ -53,7 +53,7 @@ class TuimprentaEventItem(BaseModel):
         expires = int((self.received_at + TUIMPRENTA_EVENT_RETENTION).timestamp())
         item: dict[str, AttributeValueTypeDef] = {
             "pk": {"S": TUIMPRENTA_EVENTS_PK},
-            "sk": {"S": f"event#{self.event_id}"},
+            "sk": {"S": event_sk(self.event_id)},
             "event_type": {"S": self.event_type},
             "created_at": {"S": self.created_at.astimezone(UTC).isoformat()},
             "received_at": {"S": self.received_at.astimezone(UTC).isoformat()},
@@ -100,4 +100,4 @@ def read_hints(table: StateTable) -> Hints:
 def consume_hints(table: StateTable, hints: Hints) -> None:
     """Forget the callbacks acted on (a redelivery later is only one more hint)."""
     for key in hints.sort_keys:
-        table.client.delete_item(TableName=table.table_name, Key={"pk": {"S": TUIMPRENTA_EVENTS_PK}, "sk": {"S": key}})
+        table.delete(TUIMPRENTA_EVENTS_PK, key)

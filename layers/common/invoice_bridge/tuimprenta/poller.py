@@ -4,7 +4,10 @@ One run (never two at once: a lease in the state table) loops, bounded well unde
 
 1. recorded callbacks name batches to look at first; every open batch is polled when its backoff is due;
    a finished batch's result CSV gives each invoice its outcome in the ledger (issued, or failed and
-   dead-lettered with the reason); invoices a batch left without a result are submitted again;
+   dead-lettered with the reason). An invoice whose outcome the batch leaves unknown (the batch 404s, its
+   row is missing or issued without an id, the file cannot be read) is looked up in `GET /invoices` by
+   `metadata.buildnexion_id`: found → issued; shown absent → submitted again; undecided → dead-lettered
+   as "outcome unknown". A fiscal invoice is never issued twice on a guess;
 2. cancels waiting on an issued invoice are sent;
 3. the queue is drained: each sales invoice is claimed in the ledger, the claimed set is written as a
    batch item, only then are its messages deleted, and the batch is posted with an Idempotency-Key derived
@@ -17,9 +20,9 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -34,11 +37,14 @@ from invoice_bridge.errors import SyncError
 from invoice_bridge.http import Deadline, backoff
 from invoice_bridge.ledger import Leases, Ledger, LedgerEntry, StateTable, SyncStatus
 from invoice_bridge.limiter import DynamoRateLimiter, limiter_key
+from invoice_bridge.money import decimal_to_cents
 from invoice_bridge.observability import count, gauge, logger
 from invoice_bridge.secrets import SecretReader, TuimprentaSecret
+from invoice_bridge.sync.contract import OUTCOME_UNKNOWN, Absent, Found, Undecided
 from invoice_bridge.tuimprenta.batches import BATCH_CLOSED, BatchItem, BatchStore, CancelStore
-from invoice_bridge.tuimprenta.client import Batch, TuimprentaClient
+from invoice_bridge.tuimprenta.client import Batch, Invoice, NotFound, TuimprentaClient
 from invoice_bridge.tuimprenta.events import Hints, consume_hints, read_hints
+from invoice_bridge.tuimprenta.lookup import find_ours
 from invoice_bridge.tuimprenta.mapping import batch_body, cancel_key, payload_text, submission_key
 from invoice_bridge.tuimprenta.results import ResultFormatError, ResultRow, parse_results
 from invoice_bridge.tuimprenta.settings import TuimprentaPollerSettings
@@ -54,6 +60,8 @@ CREATED = "sales_invoice.created"
 CANCELED = "sales_invoice.canceled"
 # A row failed with one of these codes is a platform hiccup, not a verdict on the invoice: submitted again.
 RETRYABLE_ROW_CODES = frozenset({"internal_error", "server_error", "timeout", "rate_limited", "E5000"})
+# A batch that 404s this many polls in a row is taken as gone: its invoices are looked up.
+BATCH_MISSING_POLLS = 3
 
 # Ledger `details["state"]` of a tuimprenta entry.
 BATCHED = "batched"  # claimed into a batch item (posted or about to be)
@@ -75,6 +83,8 @@ class RunReport:
     issued: int = 0
     failed: int = 0
     resubmitted: int = 0
+    lookups: int = 0  # GET /invoices pages read to settle unknown outcomes
+    found: int = 0  # invoices an unknown outcome turned out to have issued
     canceled: int = 0
     dropped: int = 0
     duplicates: int = 0
@@ -217,67 +227,190 @@ class TuimprentaPoller:
         hinted = [i for i in items if hints.any_batch or i.batch_id in hints.batch_ids]
         due = [i for i in items if i not in hinted and i.next_poll_at <= now]
         for item in [*hinted, *due]:
-            assert item.batch_id is not None
-            try:
-                batch = client.batch(item.batch_id, calls)
-                report.polls += 1
-                if not batch.finished:
-                    self._poll_later(item)
-                    continue
-                rows = parse_results(client.batch_result(batch, calls))
-            except SyncError as exc:
-                if not exc.retryable:
-                    self._resubmit(item, item.members, report, f"batch {item.batch_id}: {exc.message}")
-                    self.batches.put(item.model_copy(update={"status": BATCH_CLOSED, "outcome": "lost"}))
-                    continue
-                logger.warning("batch poll failed; polled again later", extra={"reason": exc.code, "batch": item.key})
-                self._poll_later(item)
-                if isinstance(exc, SyncError) and exc.retry_after:
-                    return  # rate limited: the rest waits too
-                continue
-            except ResultFormatError as exc:
-                logger.error("unreadable result CSV; read again later", extra={"detail": str(exc)[:300]})
-                report.problems.append(str(exc))
-                self._poll_later(item)
-                continue
-            self._record_results(item, batch, rows, report)
+            # One batch's trouble is settled (or deferred) on that batch alone: the next one is polled all the same.
+            if not self._poll_one(client, item, calls, report):
+                return  # rate limited: the rest waits too
+
+    def _poll_one(self, client: TuimprentaClient, item: BatchItem, calls: Deadline, report: RunReport) -> bool:
+        """Poll one batch and settle what it says; False when tuimprenta asked every call to wait."""
+        assert item.batch_id is not None
+        try:
+            batch = client.batch(item.batch_id, calls)
+        except NotFound as exc:
+            misses = item.misses + 1
+            if misses < BATCH_MISSING_POLLS:
+                # A batch just created may not be readable everywhere yet: asked again before anything is concluded.
+                logger.warning("batch not found; polled again later", extra={"batch": item.key, "misses": misses})
+                self._poll_later(item.model_copy(update={"misses": misses}))
+                return True
+            why = f"batch {item.batch_id} not found {misses} times ({exc.message})"
+            self._settle_unknown(client, item, None, {}, why, calls, report)
+            return True
+        except SyncError as exc:
+            return self._deferred_or_unknown(client, item, None, exc, calls, report)
+        report.polls += 1
+        if not batch.finished:
+            self._poll_later(item.model_copy(update={"misses": 0}))
+            return True
+        try:
+            rows = parse_results(client.batch_result(batch, calls))
+        except SyncError as exc:
+            return self._deferred_or_unknown(client, item, batch, exc, calls, report)
+        except ResultFormatError as exc:
+            logger.error("unreadable result CSV; its invoices are looked up", extra={"detail": str(exc)[:300]})
+            report.problems.append(str(exc))
+            self._settle_unknown(client, item, batch, {}, f"batch {batch.id}: unreadable result: {exc}", calls, report)
+            return True
+        self._record_results(client, item, batch, rows, calls, report)
+        return True
+
+    def _deferred_or_unknown(
+        self,
+        client: TuimprentaClient,
+        item: BatchItem,
+        batch: Batch | None,
+        exc: SyncError,
+        calls: Deadline,
+        report: RunReport,
+    ) -> bool:
+        """A poll or download that failed: a retryable error is tried later; a permanent one leaves every
+        invoice's outcome unknown (never "not issued"), so each is looked up."""
+        if exc.retryable:
+            logger.warning("batch poll failed; polled again later", extra={"reason": exc.code, "batch": item.key})
+            self._poll_later(item)
+            return not exc.retry_after
+        where = f"batch {item.batch_id}" + (f" ({batch.status})" if batch else "")
+        report.problems.append(f"{where}: {exc.message}"[:300])
+        self._settle_unknown(client, item, batch, {}, f"{where}: {exc.message}", calls, report)
+        return True
 
     def _poll_later(self, item: BatchItem) -> None:
         polls = item.polls + 1
         delay = min(self.settings.poll_max_seconds, self.settings.poll_base_seconds * 2 ** (polls - 1))
         self.batches.put(item.model_copy(update={"polls": polls, "next_poll_at": self._clock() + delay}))
 
-    def _record_results(self, item: BatchItem, batch: Batch, rows: dict[int, ResultRow], report: RunReport) -> None:
-        retry: list[str] = []
+    def _waiting(self, item: BatchItem) -> list[tuple[int, LedgerEntry]]:
+        """The members (with their payload index) whose outcome this batch has still to give."""
+        waiting: list[tuple[int, LedgerEntry]] = []
         for index, object_id in enumerate(item.members):
             entry = self.ledger.get(DESTINATION, object_id)
             if entry is None or entry.details.get("state") != BATCHED or entry.details.get("submission") != item.key:
                 continue  # recorded already (a run that stopped half-way through these results)
+            waiting.append((index, entry))
+        return waiting
+
+    def _record_results(
+        self,
+        client: TuimprentaClient,
+        item: BatchItem,
+        batch: Batch,
+        rows: dict[int, ResultRow],
+        calls: Deadline,
+        report: RunReport,
+    ) -> None:
+        retry: list[str] = []
+        unknown: dict[str, str] = {}
+        for index, entry in self._waiting(item):
             row = rows.get(index)
-            if row is None or (row.status == "failed" and (row.error_code or "") in RETRYABLE_ROW_CODES):
-                retry.append(object_id)
+            if row is None:
+                unknown[entry.object_id] = f"batch {batch.id} ({batch.status}): no result row for index {index}"
+            elif row.status == "issued" and not row.invoice_id:
+                unknown[entry.object_id] = f"batch {batch.id}: row {index} issued without an invoice_id"
+            elif row.status == "failed" and (row.error_code or "") in RETRYABLE_ROW_CODES:
+                # tuimprenta itself says this one was not issued: it may be submitted again.
+                retry.append(entry.object_id)
             elif row.status == "issued" and row.invoice_id:
-                details = {
-                    "state": ISSUED,
-                    "batch_id": batch.id,
-                    "series": row.series or "",
-                    "number": "" if row.number is None else str(row.number),
-                }
-                updated_at = entry.source_updated_at or datetime.now(UTC)
-                self.ledger.save(entry.synced(row.invoice_id, updated_at, details=details))
-                report.issued += 1
-                count("TuimprentaInvoiceIssued")
+                self._issued(entry, row.invoice_id, row.series, row.number, None, batch.id, report)
             else:
                 code = row.error_code or "failed"
                 message = row.error_message or "tuimprenta did not issue the invoice"
                 self._fail(entry, code, message, batch.id, report)
         if retry:
-            self._resubmit(item, retry, report, f"batch {batch.id} ({batch.status}) gave no result")
+            self._resubmit(item, retry, report, f"batch {batch.id} ({batch.status}) failed them with a retryable code")
+        if unknown and not self._settle_unknown(client, item, batch, unknown, "", calls, report):
+            return  # the lookup will decide on a later poll; the batch stays open until it has
         self.batches.put(item.model_copy(update={"status": BATCH_CLOSED, "outcome": batch.status}))
         logger.info(
             "batch results recorded",
             extra={"batch": batch.id, "status": batch.status, "invoices": len(item.members), "retried": len(retry)},
         )
+
+    def _issued(
+        self,
+        entry: LedgerEntry,
+        invoice_id: str,
+        series: str | None,
+        number: int | None,
+        total_cents: int | None,
+        batch_id: str | None,
+        report: RunReport,
+    ) -> None:
+        details = {
+            "state": ISSUED,
+            "batch_id": batch_id or "",
+            "series": series or "",
+            "number": "" if number is None else str(number),
+        }
+        updated_at = entry.source_updated_at or datetime.now(UTC)
+        changes: dict[str, Any] = {"details": details}
+        if total_cents is not None:
+            changes["remote_total_cents"] = total_cents
+        self.ledger.save(entry.synced(invoice_id, updated_at, **changes))
+        report.issued += 1
+        count("TuimprentaInvoiceIssued")
+
+    def _settle_unknown(
+        self,
+        client: TuimprentaClient,
+        item: BatchItem,
+        batch: Batch | None,
+        unknown: dict[str, str],
+        why_all: str,
+        calls: Deadline,
+        report: RunReport,
+    ) -> bool:
+        """Invoices whose outcome a batch left unknown are looked up by our marker, never simply sent again.
+
+        `unknown` maps object ids to why; empty with `why_all` means every member still waiting. Found → issued;
+        shown absent by a listing read to its end → submitted again; undecided → looked up again later while
+        the error may pass, else dead-lettered as "outcome unknown" with what was tried. True once the batch
+        is settled (and closed), False while it waits for a later lookup.
+        """
+        waiting = {e.object_id: e for _, e in self._waiting(item)}
+        if not unknown:
+            unknown = dict.fromkeys(waiting, why_all)
+        entries = {o: waiting[o] for o in unknown if o in waiting}
+        if entries:
+            created_from = self._created_from(item, entries.values())
+            wanted = {o: _series(e) for o, e in entries.items()}
+            listing = find_ours(client, wanted, created_from, calls)
+            report.lookups += listing.calls
+            verdicts = listing.verdicts()
+            undecided = {o: v for o, v in verdicts.items() if isinstance(v, Undecided)}
+            for object_id, verdict in verdicts.items():
+                if isinstance(verdict, Found):
+                    entry, invoice = entries[object_id], verdict.remote
+                    total = _cents(invoice)
+                    self._issued(entry, invoice.id, invoice.series, invoice.number, total, item.batch_id, report)
+                    report.found += 1
+            if any(v.retryable for v in undecided.values()) and item.lookups + 1 < self.settings.max_attempts:
+                logger.warning("lookup undecided; tried again later", extra={"batch": item.key, "tried": listing.tried})
+                self._poll_later(item.model_copy(update={"lookups": item.lookups + 1}))
+                return False
+            for object_id, verdict in undecided.items():
+                tried = "; ".join([unknown[object_id], *verdict.tried])
+                self._fail(entries[object_id], OUTCOME_UNKNOWN, tried, item.batch_id, report)
+            absent = sorted(o for o, v in verdicts.items() if isinstance(v, Absent))
+            if absent:
+                self._resubmit(item, absent, report, f"{'; '.join(unknown[o] for o in absent)}; shown absent")
+        outcome = batch.status if batch is not None else "lost"
+        self.batches.put(item.model_copy(update={"status": BATCH_CLOSED, "outcome": outcome}))
+        return True
+
+    def _created_from(self, item: BatchItem, entries: Iterable[LedgerEntry]) -> date:
+        """The day to list from: the first claim of these invoices, a day early (the filter's time zone is unsaid)."""
+        first = min([datetime.fromtimestamp(item.created_at, UTC), *(e.intent_at for e in entries if e.intent_at)])
+        return (first - timedelta(days=1)).date()
 
     def _fail(self, entry: LedgerEntry, code: str, message: str, batch_id: str | None, report: RunReport) -> None:
         """Report an invoice tuimprenta refused: dead-lettered with the reason first, then the ledger says so."""
@@ -561,3 +694,20 @@ def _repaired(entry: LedgerEntry, drained: Drained) -> bool:
         and entry.source_updated_at is not None
         and drained.invoice.updated_at > entry.source_updated_at
     )
+
+
+def _series(entry: LedgerEntry) -> str:
+    """The series an entry's claimed payload was submitted under (the listing's filter)."""
+    try:
+        payload = json.loads(entry.details.get("payload", "{}"))
+    except ValueError:
+        return ""
+    series = payload.get("series") if isinstance(payload, dict) else None
+    return series if isinstance(series, str) else ""
+
+
+def _cents(invoice: Invoice) -> int | None:
+    """The invoice's total as tuimprenta computed it, in cents (None when it did not say)."""
+    if invoice.totals is None or invoice.totals.total is None:
+        return None
+    return decimal_to_cents(invoice.totals.total)

@@ -1,0 +1,62 @@
+"""The SyncEngine: the lifecycle rules every destination shares, over the one ledger.
+
+A worker asks it whether an event is stale or already applied, records an intent before every create,
+recovers after an unknown outcome through its destination's lookup (`contract.resolve`: adopt only with
+proof, create only when shown absent, otherwise fail with a reason) and records failures.
+The platform's own calls stay in its adapter; the decisions are made here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from invoice_bridge.errors import PermanentSyncError, SyncError
+from invoice_bridge.ledger import Ledger, LedgerEntry
+from invoice_bridge.observability import count, logger
+from invoice_bridge.sync.contract import Found, Lookup, resolve
+
+
+class SyncEngine:
+    """The shared sync rules of one destination."""
+
+    def __init__(self, ledger: Ledger, destination: str) -> None:
+        self.ledger = ledger
+        self.destination = destination
+
+    @staticmethod
+    def skip_reason(entry: LedgerEntry, updated_at: datetime, *, unfinished: bool = False) -> str | None:
+        """Why an event at `updated_at` changes nothing (closed, stale, already applied), or None.
+
+        `unfinished` keeps an applied version going when something of it is still to do (a void, a PDF).
+        """
+        if entry.closed:
+            return "closed"
+        if entry.is_stale(updated_at):
+            return "stale"
+        if entry.is_current(updated_at) and not unfinished:
+            return "current"
+        return None
+
+    def begin(
+        self, entry: LedgerEntry, updated_at: datetime, event_id: str | None, event_type: str | None
+    ) -> LedgerEntry:
+        """Record the intent before a create: a worker that finds it unfinished looks up before creating."""
+        return self.ledger.save(entry.with_intent(updated_at, event_id, event_type))
+
+    def recover[R](self, entry: LedgerEntry, look_up: Callable[[], Lookup[R]]) -> Found[R] | None:
+        """After an unknown outcome: ours (adopt it) or None (create it); a failure is recorded and raised."""
+        lookup = look_up()
+        count("IntentResolved", {"destination": self.destination, "found": str(isinstance(lookup, Found)).lower()})
+        try:
+            return resolve(lookup)
+        except PermanentSyncError as exc:
+            self.fail(entry, exc.code, exc.message)
+            raise
+
+    def fail(self, entry: LedgerEntry, code: str | None, message: str) -> None:
+        """Record a permanent failure (the batch edge dead-letters the message with the same reason)."""
+        try:
+            self.ledger.save(entry.failed(code, message))
+        except SyncError:
+            logger.warning("could not record the failure in the ledger (changed meanwhile)")
