@@ -21,6 +21,8 @@ from ops.target import COLLECTIONS, ID_PREFIXES, QUEUE_LOGICAL_IDS, Target, Targ
 
 # Attributes the workers add when they dead-letter a message; they are dropped when it is redriven.
 FAILURE_ATTRIBUTES = frozenset({"destination", "error_code", "error_message", "failed_at", "attempts"})
+# Set on a redriven message so a second dead-lettering still shows when it first failed.
+FIRST_FAILED_AT = "first_failed_at"
 PEEK_VISIBILITY_SECONDS = 30
 # A backfill saves where it stands this often (and when stopped); a hard kill re-sends at most this many
 # objects, which the queue's deduplication and the ledger make harmless.
@@ -151,8 +153,10 @@ def _dead_letter(message: dict[str, Any]) -> DeadLetter:
         event_id = str(report.get("event_id") or attributes.get("event_id") or "?")
         event_type = attributes.get("event_type") or "?"
     sent = system.get("SentTimestamp")
-    first = attributes.get("failed_at") or (
-        datetime.fromtimestamp(int(sent) / 1000, tz=UTC).isoformat() if sent else "?"
+    first = (
+        attributes.get(FIRST_FAILED_AT)
+        or attributes.get("failed_at")
+        or (datetime.fromtimestamp(int(sent) / 1000, tz=UTC).isoformat() if sent else "?")
     )
     return DeadLetter(
         message_id=message["MessageId"],
@@ -216,15 +220,41 @@ class RedriveResult:
     missing: list[str]
     task_handle: str | None = None
     replay_only: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """The result for `--json`."""
+        return {
+            "moved": self.moved,
+            "missing": self.missing,
+            "replay_only": self.replay_only,
+            "task_handle": self.task_handle,
+            "dry_run": self.dry_run,
+        }
 
 
-def dlq_redrive(target: Target, destination: Destination, ids: Sequence[str] = ()) -> RedriveResult:
+def _redriven_attributes(letter: DeadLetter) -> dict[str, Any]:
+    """The message's attributes without the failure's, but keeping when it first failed."""
+    kept: dict[str, Any] = {
+        k: {"DataType": "String", "StringValue": v}
+        for k, v in letter.attributes.items()
+        if k not in FAILURE_ATTRIBUTES and v
+    }
+    if letter.first_failure != "?":
+        kept[FIRST_FAILED_AT] = {"DataType": "String", "StringValue": letter.first_failure}
+    return kept
+
+
+def dlq_redrive(
+    target: Target, destination: Destination, ids: Sequence[str] = (), *, dry_run: bool = False
+) -> RedriveResult:
     """Send dead-lettered events back to their queue: all through SQS's move task where it applies, or by id.
 
     SQS's message-move task serves a standard dead-letter queue holding only events. tuimprenta's may also
     hold reports of rejected invoices (not events): those are listed as `replay_only` (fix the invoice at
     the source, then `replay` it) and left in place. Everything else is moved message by message, keeping
-    each object's FIFO group.
+    each object's FIFO group and its first failure's time (`first_failed_at`). `dry_run` moves nothing and
+    lists what would move.
     """
     sqs = target.sqs()
     source_url, dlq_url = target.queue_url(destination), target.dead_letter_queue_url(destination)
@@ -233,6 +263,15 @@ def dlq_redrive(target: Target, destination: Destination, ids: Sequence[str] = (
     named = [letter for letter in letters if not wanted or letter.message_id in wanted or letter.object_id in wanted]
     chosen = [letter for letter in named if letter.is_event]
     replay_only = sorted({letter.object_id for letter in named if not letter.is_event})
+    found = {letter.message_id for letter in named} | {letter.object_id for letter in named}
+    if dry_run:
+        _release(target, dlq_url, letters)
+        return RedriveResult(
+            moved=[letter.message_id for letter in chosen],
+            missing=sorted(wanted - found),
+            replay_only=replay_only,
+            dry_run=True,
+        )
     if not wanted and not replay_only and chosen and not dlq_url.endswith(".fifo") and target.local_url is None:
         _release(target, dlq_url, letters)
         arns = [
@@ -247,11 +286,7 @@ def dlq_redrive(target: Target, destination: Destination, ids: Sequence[str] = (
         request: dict[str, Any] = {
             "QueueUrl": source_url,
             "MessageBody": letter.body,
-            "MessageAttributes": {
-                k: {"DataType": "String", "StringValue": v}
-                for k, v in letter.attributes.items()
-                if k not in FAILURE_ATTRIBUTES and v
-            },
+            "MessageAttributes": _redriven_attributes(letter),
         }
         if source_url.endswith(".fifo"):
             request["MessageGroupId"] = letter.group_id or letter.object_id
@@ -259,20 +294,24 @@ def dlq_redrive(target: Target, destination: Destination, ids: Sequence[str] = (
         sqs.send_message(**request)
         sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=letter.receipt_handle)
         moved.append(letter.message_id)
-    found = {letter.message_id for letter in named} | {letter.object_id for letter in named}
     return RedriveResult(moved=moved, missing=sorted(wanted - found), replay_only=replay_only)
 
 
-def dlq_drop(target: Target, destination: Destination, ids: Sequence[str]) -> RedriveResult:
-    """Delete dead-lettered events for good, by message id or object id."""
+def dlq_drop(target: Target, destination: Destination, ids: Sequence[str], *, dry_run: bool = False) -> RedriveResult:
+    """Delete dead-lettered events for good, by message id or object id; `dry_run` deletes nothing."""
     url = target.dead_letter_queue_url(destination)
     letters = _peek(target, url)
     wanted = set(ids)
     chosen = [letter for letter in letters if letter.message_id in wanted or letter.object_id in wanted]
+    found = {letter.message_id for letter in chosen} | {letter.object_id for letter in chosen}
+    if dry_run:
+        _release(target, url, letters)
+        return RedriveResult(
+            moved=[letter.message_id for letter in chosen], missing=sorted(wanted - found), dry_run=True
+        )
     _release(target, url, [letter for letter in letters if letter not in chosen])
     for letter in chosen:
         target.sqs().delete_message(QueueUrl=url, ReceiptHandle=letter.receipt_handle)
-    found = {letter.message_id for letter in chosen} | {letter.object_id for letter in chosen}
     return RedriveResult(moved=[letter.message_id for letter in chosen], missing=sorted(wanted - found))
 
 
@@ -323,8 +362,13 @@ def kind_of(object_id: str, kind: str | None) -> str:
     raise TargetError(f"cannot tell the kind of {object_id!r} from its prefix; pass --kind")
 
 
-def replay(target: Target, object_ids: Sequence[str], kind: str | None = None) -> list[tuple[str, str, str]]:
-    """Fetch each object's latest state from BuildNexion and enqueue it as a fresh event: (id, type, destination)."""
+def replay(
+    target: Target, object_ids: Sequence[str], kind: str | None = None, *, dry_run: bool = False
+) -> list[tuple[str, str, str]]:
+    """Fetch each object's latest state from BuildNexion and enqueue it as a fresh event: (id, type, destination).
+
+    `dry_run` fetches and answers the same, but enqueues nothing.
+    """
     client = buildnexion(target)
     fetchers: dict[str, Callable[[str, Deadline], Any]] = {
         "invoice": client.invoice,
@@ -335,7 +379,10 @@ def replay(target: Target, object_ids: Sequence[str], kind: str | None = None) -
     for object_id in object_ids:
         object_kind = kind_of(object_id, kind)
         obj = fetchers[object_kind](object_id, Deadline(30)).model_dump(mode="json")
-        destination = enqueue_object(target, object_kind, obj, f"evt_replay_{uuid.uuid4().hex}")
+        if dry_run:
+            destination = destination_for_kind(object_kind).value
+        else:
+            destination = enqueue_object(target, object_kind, obj, f"evt_replay_{uuid.uuid4().hex}")
         done.append((object_id, event_type_for(object_kind, obj), destination))
     return done
 
@@ -391,11 +438,13 @@ def backfill(
     *,
     page_size: int = 100,
     restart: bool = False,
+    dry_run: bool = False,
 ) -> Generator[Checkpoint]:
     """Page through BuildNexion's list and enqueue each object once; yields the checkpoint after each object.
 
     Ctrl-C saves the checkpoint, so the next run starts after the last object enqueued. Objects updated on
-    or after `until` (exclusive, a day) are left out.
+    or after `until` (exclusive, a day) are left out. `dry_run` pages and counts from where a resumed run
+    would start, but enqueues nothing and saves no checkpoint.
     """
     table = StateTable(target.dynamodb(), target.state_table())
     fresh = Checkpoint(destination.value, day_start(since), day_start(until) if until else None)
@@ -420,11 +469,12 @@ def backfill(
                     # The same object version always gets the same event id: SQS FIFO drops a resent
                     # copy, and the workers' ledger skips a version already in sync.
                     event_id = f"evt_backfill_{obj['id']}_{int(updated.timestamp())}"
-                    enqueue_object(target, kind, obj, event_id)
+                    if not dry_run:
+                        enqueue_object(target, kind, obj, event_id)
                     checkpoint.enqueued += 1
                 checkpoint.cursor = str(obj["id"])
                 unsaved += 1
-                if unsaved >= CHECKPOINT_EVERY:
+                if unsaved >= CHECKPOINT_EVERY and not dry_run:
                     _save_checkpoint(table, checkpoint)
                     unsaved = 0
                 yield checkpoint
@@ -434,7 +484,8 @@ def backfill(
                 return
     finally:
         # Ctrl-C (or any error) while enqueuing: where it stopped is saved, so the next run resumes there.
-        _save_checkpoint(table, checkpoint)
+        if not dry_run:
+            _save_checkpoint(table, checkpoint)
 
 
 # -- webhook registration and secret rotation -------------------------------------------------------------

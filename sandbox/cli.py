@@ -126,8 +126,48 @@ def _parameter_overrides(root: Path, pairs: list[str]) -> dict[str, str]:
             raise UsageError(f"--parameter-overrides takes Key=Value, not {pair!r}")
         if key not in known:
             raise UsageError(f"template.yaml has no parameter {key!r}; its parameters: {', '.join(sorted(known))}")
+        if key == "RoutingTable":
+            _check_routing_table(value)
         overrides[key] = value
     return overrides
+
+
+def _check_routing_table(value: str) -> None:
+    """Refuse at start a RoutingTable the receiver would fail on at the first webhook (a bare 500)."""
+    from pydantic import Json, TypeAdapter, ValidationError
+
+    from invoice_bridge.config import Destination, RoutingTable, describe_validation_error
+
+    try:
+        table = json.loads(value)
+    except ValueError:
+        raise UsageError(f"RoutingTable is not JSON: {value!r}") from None
+    if not isinstance(table, dict):
+        raise UsageError('RoutingTable must be a JSON object, e.g. {"invoice.created": "quipu"}')
+    known = [d.value for d in Destination]
+    for event_type, destination in table.items():
+        if destination not in known:
+            raise UsageError(
+                f"RoutingTable routes {event_type} to {destination!r}, which is not a destination; "
+                f"known: {', '.join(known)}"
+            )
+    try:
+        TypeAdapter(Json[RoutingTable]).validate_python(value)
+    except ValidationError as exc:
+        field, message = describe_validation_error(exc)
+        raise UsageError(f"RoutingTable {field}: {message}") from None
+
+
+def _check_faults_flag(spec: str | None) -> None:
+    """A bad --faults is blamed on the flag, not on LOCAL_FAULTS (which the flag overrides)."""
+    if spec is None or spec == "list":
+        return
+    from sandbox.faults import FaultSettings, FaultSpecError
+
+    try:
+        FaultSettings.parse(spec)
+    except FaultSpecError as exc:
+        raise UsageError(f"--faults: {exc}") from None
 
 
 # -- wait ----------------------------------------------------------------------------------------------
@@ -312,7 +352,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="invoice-bridge", description=__doc__, formatter_class=formatter)
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="the folder holding template.yaml")
     commands = parser.add_subparsers(
-        dest="command", metavar="{local,status,dlq,replay,backfill,webhook,reconcile}", title="commands"
+        dest="command", metavar="{local," + ",".join(ops_parser.COMMANDS) + "}", title="commands"
     )
     local_parser = commands.add_parser(
         "local",
@@ -440,14 +480,14 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     if args.func is None and getattr(args, "operation", None) is None:
         chooser: Parser = args.help_parser
-        chooser.error("choose a command: " + ("local" if chooser is parser else "serve, wait, send, sign or demo"))
+        if chooser is parser:
+            chooser.error("choose a command: " + ", ".join(("local", *ops_parser.COMMANDS)))
+        chooser.error("choose a command: serve, wait, send, sign or demo")
     bypass_proxy_for_loopback()
     if args.command != "local":
-        # The operator's commands: a deployed stack needs this machine's AWS profile, so it is kept there;
-        # the local stack is reached with its own credentials, so a profile of this machine is not used.
-        if not getattr(args, "stack", None):
-            for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-                os.environ.pop(name, None)
+        if getattr(args, "operation", None) == "backfill":
+            ops_parser.refuse_until_before_since(parser, args.since, args.until)
+        # ops.cli.run keeps this machine's AWS profile for a deployed stack and drops it for the local one.
         try:
             from ops.cli import run  # boto3 and Powertools load only for these commands
         except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile this machine does not have
@@ -462,6 +502,7 @@ def _main(argv: list[str] | None) -> int:
             raise UsageError(f"no template.yaml in {args.root}: --root must name the folder holding template.yaml")
         if args.func is _serve:
             args.parameter_overrides = _parameter_overrides(args.root, args.parameter_overrides)
+            _check_faults_flag(args.faults)
         code: int = args.func(args)
         if args.func in (_serve, _demo):
             # Everything the stack started has stopped. Tearing down moto's and boto3's modules at

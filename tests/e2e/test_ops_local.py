@@ -62,12 +62,29 @@ def test_status_json_through_the_cli(stack: LocalStack) -> None:
 
 
 def test_status_table_for_people(stack: LocalStack) -> None:
+    # Given a terminal of 80 columns (a pipe counts as one), then one of COLUMNS=60
     result = run_cli("status", "--local", stack.url)
     assert result.returncode == 0, result.stderr
-    header, *_ = [line for line in result.stdout.splitlines() if "destination" in line]
-    for column in ("synced", "failed", "pending", "in flight", "dead-lettered", "oldest waiting", "last success"):
-        assert column in header
-    assert any(line.strip("│ ").startswith("facturadirecta") for line in result.stdout.splitlines())
+    lines = result.stdout.splitlines()
+    # Then the first line names the target, and the table fits: one line per destination, none wider than 80
+    assert lines[0] == f"target: local stack at {stack.url}"
+    assert max(len(line) for line in lines) <= 80
+    header = " ".join(line for line in lines[1:4])
+    for word in ("destination", "synced", "pending", "flight", "dead-", "lettered", "oldest", "last", "success"):
+        assert word in header
+    starts = [line.split()[0] for line in lines if line.split()]
+    for destination in ("quipu", "tuimprenta", "facturadirecta"):
+        assert starts.count(destination) == 1, result.stdout  # one line per row: nothing wrapped
+    narrow = subprocess.run(
+        [CLI, "status", "--local", stack.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "COLUMNS": "60"},
+        cwd=ROOT,
+        check=False,
+    )
+    assert max(len(line) for line in narrow.stdout.splitlines()[1:]) <= 60
 
 
 def test_no_stack_running_is_one_line_not_a_traceback() -> None:
