@@ -279,17 +279,25 @@ def _webhook_retire(args: argparse.Namespace, console: Console, target: Target) 
 
 
 def _reconcile(args: argparse.Namespace, console: Console, target: Target) -> int:
-    checked, differences = commands.reconcile(target, Destination(args.destination), args.since)
+    checked, found = commands.reconcile(target, Destination(args.destination), args.since)
+    differences = [d for d in found if not d.unverified]
+    unverified = [d for d in found if d.unverified]
     if args.json:
         _print_json(
             {
                 "checked": checked,
                 "differences": [d.__dict__ for d in differences],
+                "totals_not_compared": [d.object_id for d in unverified],
             }
         )
     else:
         for difference in differences:
             console.print(f"{difference.object_id} ({difference.remote_id or '-'}): {difference.problem}")
+        if unverified:
+            console.print(
+                f"{len(unverified)} document(s) have no platform total recorded (a worker that does not read it "
+                "back): their versions were compared, their totals were not"
+            )
         console.print(f"{checked} synced document(s) checked, {len(differences)} difference(s)")
     return 1 if differences else 0
 

@@ -531,6 +531,8 @@ class Difference:
     object_id: str
     remote_id: str | None
     problem: str
+    # True when the total could not be compared (the platform's total was never recorded): said, not failed.
+    unverified: bool = False
 
 
 def reconcile(target: Target, destination: Destination, since: date | None = None) -> tuple[int, list[Difference]]:
@@ -563,7 +565,14 @@ def _compare(entry: LedgerEntry, client: BuildNexionClient, kind: str) -> list[D
     if expected is None:
         expected = entry.expected_total_cents
     if entry.remote_total_cents is None:
-        found.append(Difference(entry.object_id, entry.remote_id, "the platform's total was never read back"))
+        found.append(
+            Difference(
+                entry.object_id,
+                entry.remote_id,
+                "total not compared: the worker recorded no platform total for this document",
+                unverified=True,
+            )
+        )
     elif expected is not None and expected != entry.remote_total_cents:
         found.append(
             Difference(

@@ -219,3 +219,28 @@ def test_a_missing_aws_profile_is_one_line_for_a_deployed_stack_and_ignored_for_
     assert local.returncode == 2
     assert "no local stack answers" in local.stderr
     assert "Traceback" not in local.stderr
+
+
+def test_reconcile_tuimprenta_after_the_demo_invoices_exits_0(stack: LocalStack) -> None:
+    # Given the demo's two sales invoices issued by the sandbox tuimprenta
+    peer: BuildNexionPeer = stack.peers["buildnexion"]
+    peer.subscribe(f"{stack.url}/webhooks/buildnexion", ["sales_invoice.created"])
+    for name in ("05_sales_invoice_created.json", "06_sales_invoice_created.json"):
+        envelope = load_event(f"buildnexion/{name}")
+        envelope["id"] = f"{envelope['id']}_reconcile"
+        assert {d.status for d in peer.deliver(envelope)} == {200}
+    target = from_local(stack.url)
+    wait_for(
+        lambda: next(r for r in commands.status(target) if r.destination == "tuimprenta").synced >= 2,
+        120,
+        "both sales invoices to be issued",
+    )
+
+    # When the operator reconciles tuimprenta
+    result = run_cli("reconcile", "tuimprenta", "--local", stack.url)
+
+    # Then nothing is reported as a difference: a total the worker did not record is said, not failed
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"target: local stack at {stack.url}"
+    assert lines[-1].startswith(("2 synced document(s) checked, 0 difference(s)",)), result.stdout

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from invoice_bridge.config import Destination
+from invoice_bridge.ledger import Ledger, LedgerEntry, StateTable
 from ops import cli as ops_cli
 from ops import commands
 from ops.defaults import NO_TARGET
@@ -231,3 +232,38 @@ def test_redrive_and_drop_with_yes_write_and_the_first_failure_time_survives(
     code, out, _ = invoke(capsys, "dlq", "drop", "quipu", "--id", "inv_2", "--stack", "test-stack", "--yes")
     assert (code, out) == (0, [TARGET_LINE, "dropped 1 message(s)"])
     assert [letter.object_id for letter in commands.dlq_list(deployed, Destination.QUIPU)] == ["inv_1"]
+
+
+def test_reconcile_says_which_totals_it_could_not_compare_and_fails_only_on_a_difference(
+    aws: Aws, deployed: Target, peer: BuildNexionPeer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ledger = Ledger(StateTable(aws.session.client("dynamodb"), aws.provisioned.tables["StateTable"]))
+    unrecorded, recorded = invoice(1, T0), invoice(2, T0)
+    peer.put_objects([unrecorded, recorded])
+    ledger.save(LedgerEntry(destination="quipu", object_id=unrecorded["id"]).synced("q1", T0))
+    ledger.save(
+        LedgerEntry(destination="quipu", object_id=recorded["id"]).synced(
+            "q2", T0, remote_total_cents=recorded["total_amount"]
+        )
+    )
+    capsys.readouterr()  # the ledger's own metric lines
+    code, out, _ = invoke(capsys, "reconcile", "quipu", "--stack", "test-stack")
+    assert (code, out[1:]) == (
+        0,
+        [
+            "1 document(s) have no platform total recorded (a worker that does not read it back): their versions "
+            "were compared, their totals were not",
+            "2 synced document(s) checked, 0 difference(s)",
+        ],
+    )
+    ledger.save(
+        LedgerEntry(destination="quipu", object_id=recorded["id"]).synced(
+            "q2", T0, remote_total_cents=recorded["total_amount"] + 1
+        )
+    )
+    capsys.readouterr()
+    code, out, _ = invoke(capsys, "reconcile", "quipu", "--stack", "test-stack", "--json")
+    assert code == 1
+    report = json.loads("\n".join(out))
+    assert (report["checked"], report["totals_not_compared"]) == (2, [unrecorded["id"]])
+    assert [d["object_id"] for d in report["differences"]] == [recorded["id"]]
