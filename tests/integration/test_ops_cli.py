@@ -256,14 +256,16 @@ def test_reconcile_says_which_totals_it_could_not_compare_and_fails_only_on_a_di
             "2 synced document(s) checked, 0 difference(s)",
         ],
     )
+    wrong = invoice(3, T0)
+    peer.put_objects([wrong])
     ledger.save(
-        LedgerEntry(destination="quipu", object_id=recorded["id"]).synced(
-            "q2", T0, remote_total_cents=recorded["total_amount"] + 1
+        LedgerEntry(destination="quipu", object_id=wrong["id"]).synced(
+            "q3", T0, remote_total_cents=wrong["total_amount"] + 1
         )
     )
     capsys.readouterr()
     code, out, _ = invoke(capsys, "reconcile", "quipu", "--stack", "test-stack", "--json")
     assert code == 1
     report = json.loads("\n".join(out))
-    assert (report["checked"], report["totals_not_compared"]) == (2, [unrecorded["id"]])
-    assert [d["object_id"] for d in report["differences"]] == [recorded["id"]]
+    assert (report["checked"], report["totals_not_compared"]) == (3, [unrecorded["id"]])
+    assert [d["object_id"] for d in report["differences"]] == [wrong["id"]]
