@@ -345,6 +345,9 @@ class ApiClient:
         count("PlatformRequest", {"platform": self.platform})
         if response.status_code == 429:
             count("PlatformRateLimited", {"platform": self.platform})
+        elif response.status_code in (401, 403):
+            # A revoked or wrong credential fails every call after the message left the queue: alarmed per platform.
+            count("PlatformAuthRefused", {"platform": self.platform})
 
 
 class BearerKeyClient(ApiClient):

@@ -210,7 +210,7 @@ class WebhookReceiver:
         head = parse_buildnexion_head(document)
         logger.set_correlation_id(head.id)
         logger.append_keys(event_type=head.type)
-        destination = self._settings.routing_table.get(head.type)
+        destination = self._settings.routes().get(head.type)
         if destination is None:
             # Answered 200 so BuildNexion does not retry an event this bundle will never handle.
             logger.info("event type not routed; ignored")
@@ -244,6 +244,8 @@ class WebhookReceiver:
         """Verify a tuimprenta delivery and record it for the batch poller."""
         count("WebhookReceived")
         check_size(body)
+        if not self._settings.tuimprenta_secret_id:
+            raise InvalidPayload("route", "tuimprenta is not deployed on this stack (DeployTuimprenta=false)")
         secret = self._secrets.read(self._settings.tuimprenta_secret_id, TuimprentaSecret, "tuimprenta")
         tuimprenta_signature.verify_signature(signature, body, secret.webhook_secret.get_secret_value())
         event = parse_tuimprenta_event(body)
