@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rich import box
@@ -302,6 +302,52 @@ def _reconcile(args: argparse.Namespace, console: Console, target: Target) -> in
     return 1 if differences else 0
 
 
+def _info(args: argparse.Namespace, console: Console, target: Target) -> int:
+    empty = commands.empty_secret_fields(target)
+    if args.json:
+        _print_json({"target": target.as_json(), "outputs": target.outputs, "empty_secret_fields": empty})
+        return 0
+    console.print(f"WebhookUrl: {target.outputs.get('WebhookUrl', '-')}", highlight=False)
+    table = _table()
+    table.add_column("output")
+    table.add_column("value", overflow="fold")
+    for key, value in sorted(target.outputs.items()):
+        table.add_row(key, value)
+    console.print(table)
+    todo = 0
+    for output, fields in empty.items():
+        secret = output.removesuffix("SecretArn")
+        if fields is None:
+            console.print(f"{secret}: not deployed", highlight=False)
+        elif fields:
+            todo += 1
+            console.print(f"{secret} secret: still empty: {', '.join(fields)}", highlight=False)
+        else:
+            console.print(f"{secret} secret: filled", highlight=False)
+    if todo:
+        console.print("fill them: docs/operations.md, 'Filling and rotating secrets'", highlight=False)
+    return 1 if todo else 0
+
+
+def _logs(args: argparse.Namespace, console: Console, target: Target) -> int:
+    functions = [args.function] if args.function else list(commands.LOG_FUNCTIONS)
+    rows = commands.logs(target, args.id, timedelta(hours=args.hours), functions)
+    if args.json:
+        _print_json(rows)
+        return 0
+    for row in rows:
+        # @log is "<account>:/aws/lambda/<stack>-<function>"
+        where = row.get("@log", "?").split(f"/aws/lambda/{target.name}-")[-1]
+        detail = " ".join(f"{k}={row[k]}" for k in ("destination", "reason", "status") if row.get(k))
+        console.print(
+            f"{row.get('@timestamp', '?')} {where} {row.get('level', '')} {row.get('message', '')} {detail}".rstrip(),
+            highlight=False,
+            markup=False,
+        )
+    console.print(f"{len(rows)} line(s) about {args.id} in the last {args.hours:g} h", highlight=False)
+    return 0
+
+
 HANDLERS = {
     "status": _status,
     "dlq_list": _dlq_list,
@@ -312,6 +358,8 @@ HANDLERS = {
     "webhook_register": _webhook_register,
     "webhook_retire": _webhook_retire,
     "reconcile": _reconcile,
+    "info": _info,
+    "logs": _logs,
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time as time_module
 import uuid
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -582,3 +583,79 @@ def _compare(entry: LedgerEntry, client: BuildNexionClient, kind: str) -> list[D
             )
         )
     return found
+
+
+# -- info and logs ----------------------------------------------------------------------------------------
+
+# Each secret's fields that must be filled before the stack works (values are never read out).
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {
+    "BuildNexionSecretArn": ("api_key", "webhook_secrets"),
+    "QuipuSecretArn": ("app_id", "app_secret"),
+    "TuimprentaSecretArn": ("api_key", "webhook_secret"),
+    "FacturaDirectaSecretArn": ("account", "api_token"),
+}
+LOG_FUNCTIONS = ("webhook-receiver", "quipu-sync", "tuimprenta-poller", "facturadirecta-exporter")
+LOGS_QUERY_TIMEOUT_SECONDS = 60.0
+
+
+def empty_secret_fields(target: Target) -> dict[str, list[str] | None]:
+    """Per secret output: the fields still empty ([] when filled), None when the platform is not deployed."""
+    found: dict[str, list[str] | None] = {}
+    for output, fields in SECRET_FIELDS.items():
+        if not target.outputs.get(output):
+            found[output] = None
+            continue
+        try:
+            value = target.read_secret(output)
+        except (TargetError, ValueError):
+            found[output] = list(fields)  # unreadable or not JSON: nothing in it counts as filled
+            continue
+        found[output] = [name for name in fields if not value.get(name)]
+    return found
+
+
+def log_query(identifier: str) -> str:
+    """The Logs Insights query for every line about one object or event id (the correlation id)."""
+    if not identifier.replace("_", "").replace("-", "").isalnum():
+        raise TargetError(f"{identifier!r} is not an object or event id (letters, digits, '_' and '-')")
+    return (
+        "fields @timestamp, @log, level, message, correlation_id, object_id, destination, reason, status"
+        f' | filter correlation_id = "{identifier}" or object_id = "{identifier}"'
+        " | sort @timestamp asc | limit 500"
+    )
+
+
+def logs(
+    target: Target,
+    identifier: str,
+    since: timedelta,
+    functions: Sequence[str] = LOG_FUNCTIONS,
+    *,
+    sleep: Callable[[float], None] = time_module.sleep,
+) -> list[dict[str, str]]:
+    """Every log line of the stack's functions about `identifier` within `since`, oldest first."""
+    if target.is_local:
+        raise TargetError("logs reads CloudWatch Logs of a deployed stack; the local stack's are serve's stderr")
+    client = target.logs()
+    now = datetime.now(UTC)
+    query_id = client.start_query(
+        logGroupNames=[f"/aws/lambda/{target.name}-{function}" for function in functions],
+        startTime=int((now - since).timestamp()),
+        endTime=int(now.timestamp()),
+        queryString=log_query(identifier),
+    )["queryId"]
+    waited = 0.0
+    while True:
+        answer = client.get_query_results(queryId=query_id)
+        if answer["status"] in {"Complete", "Failed", "Cancelled", "Timeout"}:
+            break
+        if waited >= LOGS_QUERY_TIMEOUT_SECONDS:
+            raise TargetError(f"the Logs Insights query {query_id} did not finish within {waited:.0f} s")
+        sleep(1.0)  # Logs Insights has no wait call: poll its status once a second, bounded above
+        waited += 1.0
+    if answer["status"] != "Complete":
+        raise TargetError(f"the Logs Insights query ended {answer['status']}")
+    return [
+        {field["field"]: field["value"] for field in row if not field["field"].startswith("@ptr")}
+        for row in answer["results"]
+    ]

@@ -9,9 +9,10 @@ from typing import Any
 from invoice_bridge.config import Destination
 
 DESTINATIONS = [d.value for d in Destination]
+LOG_FUNCTIONS = ["webhook-receiver", "quipu-sync", "tuimprenta-poller", "facturadirecta-exporter"]
 
 
-COMMANDS = ("status", "dlq", "replay", "backfill", "webhook", "reconcile")
+COMMANDS = ("info", "status", "dlq", "replay", "backfill", "webhook", "reconcile", "logs")
 JSON_HELP = "print JSON for scripts instead of text (the target line then goes to stderr)"
 YES_HELP = "do not ask before writing to a deployed stack"
 DRY_RUN_HELP = "read and show what would be written, write nothing"
@@ -56,6 +57,21 @@ def register(commands_parser: Any) -> None:
     writes = argparse.ArgumentParser(add_help=False)
     writes.add_argument("--yes", action="store_true", help=YES_HELP)
     writes.add_argument("--dry-run", action="store_true", help=DRY_RUN_HELP)
+
+    info = commands_parser.add_parser(
+        "info",
+        parents=[where],
+        help="the stack's outputs, its WebhookUrl and which secrets are still empty (exit 1 while any is)",
+    )
+    info.set_defaults(operation="info")
+
+    logs = commands_parser.add_parser(
+        "logs", parents=[where], help="every log line about one object or event id (CloudWatch Logs Insights)"
+    )
+    logs.add_argument("--id", required=True, help="an object id (inv_..., sin_..., po_...) or an event id (evt_...)")
+    logs.add_argument("--hours", type=float, default=24.0, help="how far back to look, in hours (default 24)")
+    logs.add_argument("--function", choices=LOG_FUNCTIONS, help="one function's log group only (default: all four)")
+    logs.set_defaults(operation="logs")
 
     status = commands_parser.add_parser(
         "status", parents=[where], help="per destination: synced, waiting, dead-lettered"

@@ -118,6 +118,10 @@ class Target:
         client: CloudWatchClient = self._client("cloudwatch")
         return client
 
+    def logs(self) -> Any:
+        """CloudWatch Logs on the target's account (no type stubs are installed for it)."""
+        return self._client("logs")
+
     def output(self, key: str) -> str:
         """One stack output; TargetError naming it when the stack has none."""
         value = self.outputs.get(key)

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from botocore.stub import ANY, Stubber
 
 from invoice_bridge.config import Destination
 from invoice_bridge.ledger import Ledger, LedgerEntry, StateTable
@@ -269,3 +270,70 @@ def test_reconcile_says_which_totals_it_could_not_compare_and_fails_only_on_a_di
     report = json.loads("\n".join(out))
     assert (report["checked"], report["totals_not_compared"]) == (3, [unrecorded["id"]])
     assert [d["object_id"] for d in report["differences"]] == [wrong["id"]]
+
+
+def test_info_names_the_webhook_url_and_the_secrets_still_empty(
+    aws: Aws, deployed: Target, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployed.outputs["WebhookUrl"] = "https://abc.execute-api.eu-west-1.amazonaws.com/webhooks/buildnexion"
+    deployed.secretsmanager().put_secret_value(
+        SecretId=deployed.outputs["QuipuSecretArn"], SecretString=json.dumps({"app_id": "", "app_secret": ""})
+    )
+    del deployed.outputs["FacturaDirectaSecretArn"]  # as a stack deployed with DeployFacturaDirecta=false
+    code, out, _ = invoke(capsys, "info", "--stack", "test-stack")
+    assert code == 1  # a secret is still empty
+    assert out[:2] == [TARGET_LINE, f"WebhookUrl: {deployed.outputs['WebhookUrl']}"]
+    assert out[-5:] == [
+        "BuildNexion secret: filled",
+        "Quipu secret: still empty: app_id, app_secret",
+        "Tuimprenta secret: filled",
+        "FacturaDirecta: not deployed",
+        "fill them: docs/operations.md, 'Filling and rotating secrets'",
+    ]
+    assert "sandbox-quipu" not in "\n".join(out)  # no secret value is printed
+
+
+def test_logs_asks_logs_insights_for_the_id_in_every_function_and_prints_each_line(
+    deployed: Target, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = deployed.logs()
+    stubber = Stubber(client)
+    groups = [f"/aws/lambda/test-stack-{f}" for f in commands.LOG_FUNCTIONS]
+    stubber.add_response(
+        "start_query",
+        {"queryId": "q1"},
+        {
+            "logGroupNames": groups,
+            "startTime": ANY,
+            "endTime": ANY,
+            "queryString": commands.log_query("inv_8f3k2"),
+        },
+    )
+    stubber.add_response("get_query_results", {"status": "Running", "results": []}, {"queryId": "q1"})
+    row = [
+        {"field": "@timestamp", "value": "2026-11-03 10:15:00.000"},
+        {"field": "@log", "value": f"{ACCOUNT}:/aws/lambda/test-stack-quipu-sync"},
+        {"field": "level", "value": "INFO"},
+        {"field": "message", "value": "document synced"},
+        {"field": "destination", "value": "quipu"},
+        {"field": "@ptr", "value": "x"},
+    ]
+    stubber.add_response("get_query_results", {"status": "Complete", "results": [row]}, {"queryId": "q1"})
+    monkeypatch.setattr(commands.time_module, "sleep", lambda seconds: None)  # the poll's wait, not a sync
+    with stubber:
+        code, out, _ = invoke(capsys, "logs", "--id", "inv_8f3k2", "--stack", "test-stack")
+    stubber.assert_no_pending_responses()
+    assert (code, out) == (
+        0,
+        [
+            TARGET_LINE,
+            "2026-11-03 10:15:00.000 quipu-sync INFO document synced destination=quipu",
+            "1 line(s) about inv_8f3k2 in the last 24 h",
+        ],
+    )
+    assert 'filter correlation_id = "inv_8f3k2" or object_id = "inv_8f3k2"' in commands.log_query("inv_8f3k2")
+    code, _, err = invoke(capsys, "logs", "--id", 'x" or 1=1', "--stack", "test-stack")
+    assert (code, err.strip()) == (
+        2,
+        "invoice-bridge: 'x\" or 1=1' is not an object or event id (letters, digits, '_' and '-')",
+    )
