@@ -319,7 +319,6 @@ def test_logs_asks_logs_insights_for_the_id_in_every_function_and_prints_each_li
         {"field": "@ptr", "value": "x"},
     ]
     stubber.add_response("get_query_results", {"status": "Complete", "results": [row]}, {"queryId": "q1"})
-    monkeypatch.setattr(commands.time_module, "sleep", lambda seconds: None)  # the poll's wait, not a sync
     with stubber:
         code, out, _ = invoke(capsys, "logs", "--id", "inv_8f3k2", "--stack", "test-stack")
     stubber.assert_no_pending_responses()
