@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import requests
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -19,7 +20,7 @@ from invoice_bridge.errors import PlatformError
 from invoice_bridge.observability import quiet_for_command_line
 from ops import commands
 from ops.defaults import NoTargetError, TargetSpec, resolve
-from ops.target import Target, TargetError, from_local, from_stack
+from ops.target import HTTP_TIMEOUT, Target, TargetError, from_local, from_stack
 
 # Without a terminal (a pipe, a CI log) tables are laid out for this many columns unless COLUMNS says otherwise.
 PIPE_WIDTH = 80
@@ -348,6 +349,26 @@ def _logs(args: argparse.Namespace, console: Console, target: Target) -> int:
     return 0
 
 
+def _post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+    try:
+        response = requests.post(url, data=body, headers=headers, timeout=HTTP_TIMEOUT)
+    except requests.RequestException as exc:
+        raise TargetError(f"cannot POST to {url}: {type(exc).__name__}") from None
+    return response.status_code, response.text
+
+
+def _doctor(args: argparse.Namespace, console: Console, target: Target) -> int:
+    checks = commands.doctor(target, _post)
+    if args.json:
+        _print_json([check.__dict__ for check in checks])
+    else:
+        for check in checks:
+            console.print(
+                f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}", highlight=False, markup=False
+            )
+    return 0 if all(check.ok for check in checks) else 1
+
+
 HANDLERS = {
     "status": _status,
     "dlq_list": _dlq_list,
@@ -360,6 +381,7 @@ HANDLERS = {
     "reconcile": _reconcile,
     "info": _info,
     "logs": _logs,
+    "doctor": _doctor,
 }
 
 

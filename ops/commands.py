@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from invoice_bridge.buildnexion.client import BuildNexionClient
 from invoice_bridge.buildnexion.models import Invoice, PurchaseOrder, SalesInvoice, WebhookEvent
+from invoice_bridge.buildnexion.signature import SIGNATURE_HEADER, signature_header
 from invoice_bridge.config import DESTINATION_OBJECTS, Destination
 from invoice_bridge.http import Deadline
 from invoice_bridge.ledger import Ledger, LedgerEntry, StateTable, SyncStatus
@@ -659,3 +660,69 @@ def logs(
         {field["field"]: field["value"] for field in row if not field["field"].startswith("@ptr")}
         for row in answer["results"]
     ]
+
+
+# -- doctor -----------------------------------------------------------------------------------------------
+
+SMOKE_EVENT_TYPE = "invoice_bridge.smoke_test"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of `doctor`: what was checked, whether it passed, and what to do when it did not."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def smoke_event(now: datetime) -> bytes:
+    """A BuildNexion envelope of a type no stack routes: a working receiver answers it 200 "ignored"."""
+    envelope = {
+        "id": f"evt_smoke_{uuid.uuid4().hex}",
+        "type": SMOKE_EVENT_TYPE,
+        "created": int(now.timestamp()),
+        "data": {"object": {"object": "smoke_test", "id": "smoke"}},
+    }
+    return json.dumps(envelope).encode("utf-8")
+
+
+def doctor(target: Target, post: Callable[[str, bytes, dict[str, str]], tuple[int, str]]) -> list[Check]:
+    """Secrets filled, a webhook secret stored, and a signed smoke event answered "ignored" at WebhookUrl."""
+    checks: list[Check] = []
+    for output, fields in empty_secret_fields(target).items():
+        secret = output.removesuffix("SecretArn")
+        if fields is None:
+            continue
+        checks.append(
+            Check(
+                f"{secret} secret",
+                not fields,
+                "filled" if not fields else f"still empty: {', '.join(fields)} (docs/operations.md, secrets)",
+            )
+        )
+    secrets = [s for s in target.read_secret("BuildNexionSecretArn").get("webhook_secrets", []) if s]
+    if not secrets:
+        checks.append(Check("webhook", False, "no webhook secret stored: run `invoice-bridge webhook register`"))
+        return checks
+    body = smoke_event(datetime.now(UTC))
+    header = signature_header(secrets[-1:], int(datetime.now(UTC).timestamp()), body)
+    url = target.output("WebhookUrl")
+    status, text = post(url, body, {"Content-Type": "application/json", SIGNATURE_HEADER: header})
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        answer = {}
+    ignored = status == 200 and isinstance(answer, dict) and answer.get("status") == "ignored"
+    hint = {
+        401: "401: the newest webhook secret is not the receiver's; check the BuildNexion secret",
+        500: "500: the receiver failed; `invoice-bridge logs` or the Receiver errors section of docs/operations.md",
+    }
+    checks.append(
+        Check(
+            "signed smoke event",
+            ignored,
+            f"{url} answered 200 ignored" if ignored else hint.get(status, f"{url} answered {status} {text[:200]}"),
+        )
+    )
+    return checks

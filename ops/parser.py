@@ -12,7 +12,7 @@ DESTINATIONS = [d.value for d in Destination]
 LOG_FUNCTIONS = ["webhook-receiver", "quipu-sync", "tuimprenta-poller", "facturadirecta-exporter"]
 
 
-COMMANDS = ("info", "status", "dlq", "replay", "backfill", "webhook", "reconcile", "logs")
+COMMANDS = ("info", "doctor", "status", "dlq", "replay", "backfill", "webhook", "reconcile", "logs")
 JSON_HELP = "print JSON for scripts instead of text (the target line then goes to stderr)"
 YES_HELP = "do not ask before writing to a deployed stack"
 DRY_RUN_HELP = "read and show what would be written, write nothing"
@@ -64,6 +64,13 @@ def register(commands_parser: Any) -> None:
         help="the stack's outputs, its WebhookUrl and which secrets are still empty (exit 1 while any is)",
     )
     info.set_defaults(operation="info")
+
+    doctor = commands_parser.add_parser(
+        "doctor",
+        parents=[where],
+        help="check a stack works: secrets filled, a webhook secret stored, a signed smoke event answered 'ignored'",
+    )
+    doctor.set_defaults(operation="doctor")
 
     logs = commands_parser.add_parser(
         "logs", parents=[where], help="every log line about one object or event id (CloudWatch Logs Insights)"

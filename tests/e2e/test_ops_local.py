@@ -244,3 +244,26 @@ def test_reconcile_tuimprenta_after_the_demo_invoices_exits_0(stack: LocalStack)
     lines = result.stdout.splitlines()
     assert lines[0] == f"target: local stack at {stack.url}"
     assert lines[-1].startswith(("2 synced document(s) checked, 0 difference(s)",)), result.stdout
+
+
+def test_doctor_finds_the_local_stack_working_and_says_what_is_missing_when_it_is_not(stack: LocalStack) -> None:
+    result = run_cli("doctor", "--local", stack.url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines()[1:] == [
+        "ok   BuildNexion secret: filled",
+        "ok   Quipu secret: filled",
+        "ok   Tuimprenta secret: filled",
+        "ok   FacturaDirecta secret: filled",
+        f"ok   signed smoke event: {stack.url}/webhooks/buildnexion answered 200 ignored",
+    ]
+    # a Quipu secret with a field left empty fails the check, naming the field (never a value)
+    target = from_local(stack.url)
+    quipu = target.read_secret("QuipuSecretArn")
+    sm = target.secretsmanager()
+    try:
+        sm.put_secret_value(SecretId=target.outputs["QuipuSecretArn"], SecretString=json.dumps({"app_id": "x"}))
+        result = run_cli("doctor", "--local", stack.url)
+        assert result.returncode == 1
+        assert "FAIL Quipu secret: still empty: app_secret (docs/operations.md, secrets)" in result.stdout.splitlines()
+    finally:
+        sm.put_secret_value(SecretId=target.outputs["QuipuSecretArn"], SecretString=json.dumps(quipu))

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 def test_invoice_bridge_alone_lists_every_command() -> None:
     result = run_cli()
     assert_one_line_error(
-        result, "choose a command: local, info, status, dlq, replay, backfill, webhook, reconcile, logs"
+        result, "choose a command: local, info, doctor, status, dlq, replay, backfill, webhook, reconcile, logs"
     )
 
 
@@ -52,7 +52,7 @@ def test_every_option_of_the_operator_commands_has_help() -> None:
     parser = build_parser()
     (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
     missing = []
-    for name in ("info", "status", "dlq", "replay", "backfill", "webhook", "reconcile", "logs"):
+    for name in ("info", "doctor", "status", "dlq", "replay", "backfill", "webhook", "reconcile", "logs"):
         for command, sub in _leaves(name, commands.choices[name]):
             missing += [f"{command} {a.option_strings[0]}" for a in sub._actions if a.option_strings and not a.help]
     assert missing == []
