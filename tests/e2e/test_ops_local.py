@@ -267,3 +267,25 @@ def test_doctor_finds_the_local_stack_working_and_says_what_is_missing_when_it_i
         assert "FAIL Quipu secret: still empty: app_secret (docs/operations.md, secrets)" in result.stdout.splitlines()
     finally:
         sm.put_secret_value(SecretId=target.outputs["QuipuSecretArn"], SecretString=json.dumps(quipu))
+
+
+def test_the_failing_events_each_end_in_their_destination_s_dead_letter_queue(stack: LocalStack) -> None:
+    files = sorted(str(p) for p in (ROOT / "events" / "failing").glob("*.json"))
+    assert len(files) == 3
+    result = run_cli("local", "send", *files, "--url", f"{stack.url}/webhooks/buildnexion")
+    assert result.returncode == 0, result.stdout + result.stderr
+    target = from_local(stack.url)
+    expected = {
+        Destination.QUIPU: "inv_failing_vat",
+        Destination.TUIMPRENTA: "sin_failing_no_tax_id",
+        Destination.FACTURADIRECTA: "po_failing_five_rates",
+    }
+    for destination, object_id in expected.items():
+        letter = wait_for(
+            lambda d=destination, o=object_id: next(
+                (x for x in commands.dlq_list(target, d) if x.object_id == o), None
+            ),
+            120,
+            f"{object_id} on the {destination.value} dead-letter queue",
+        )
+        assert letter.reason, letter
