@@ -261,7 +261,20 @@ def _webhook_register(args: argparse.Namespace, console: Console, target: Target
     console.print(f"registered webhook {subscription}; the BuildNexion secret now holds {kept} webhook secret(s)")
     if kept > 1:
         console.print("once BuildNexion signs only with the new one, run `invoice-bridge webhook retire-secret`")
+    _show_local_secrets(console, target)
     return 0
+
+
+def _show_local_secrets(console: Console, target: Target) -> None:
+    """On the local stack only: the sandbox secrets to sign with, or `local send` is refused after a rotation."""
+    if not target.is_local:
+        return  # a deployed stack's secret is never printed
+    secrets = [s for s in target.read_secret("BuildNexionSecretArn").get("webhook_secrets", []) if s]
+    console.print(
+        f"local stack: sign with them (local send, local sign): export BUILDNEXION_WEBHOOK_SECRET={','.join(secrets)}",
+        highlight=False,
+        markup=False,
+    )
 
 
 def _webhook_retire(args: argparse.Namespace, console: Console, target: Target) -> int:
@@ -276,6 +289,7 @@ def _webhook_retire(args: argparse.Namespace, console: Console, target: Target) 
         _print_json({"retired": removed})
         return 0
     console.print(f"retired {removed} old webhook secret(s)")
+    _show_local_secrets(console, target)
     return 0
 
 

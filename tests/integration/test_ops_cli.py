@@ -336,3 +336,16 @@ def test_logs_asks_logs_insights_for_the_id_in_every_function_and_prints_each_li
         2,
         "invoice-bridge: 'x\" or 1=1' is not an object or event id (letters, digits, '_' and '-')",
     )
+
+
+def test_webhook_register_on_a_deployed_stack_asks_and_never_prints_the_secret(
+    deployed: Target, peer: BuildNexionPeer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployed.outputs["WebhookUrl"] = "https://abc.execute-api.eu-west-1.amazonaws.com/webhooks/buildnexion"
+    code, out, _ = invoke(capsys, "webhook", "register", "--stack", "test-stack")
+    assert code == 2
+    assert "refusing to register" in out[1]
+    code, out, _ = invoke(capsys, "webhook", "register", "--stack", "test-stack", "--yes")
+    assert code == 0
+    stored = deployed.read_secret("BuildNexionSecretArn")["webhook_secrets"]
+    assert not any(secret in "\n".join(out) for secret in stored)
