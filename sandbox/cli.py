@@ -69,6 +69,9 @@ def _serve(args: argparse.Namespace) -> int:
         print(describe_kinds(), flush=True)
         return 0
 
+    from sandbox.quietlog import quiet
+    from sandbox.stack import stderr_log_sink
+
     access_log = None if args.quiet else _print_access_line
     stack = LocalStack(
         StackOptions(
@@ -77,6 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
             parameter_overrides=args.parameter_overrides,
             access_log=access_log,
             faults=args.faults,
+            log_sink=stderr_log_sink if args.verbose_logs else quiet(stderr_log_sink),
         )
     )
     stopping = threading.Event()
@@ -374,6 +378,11 @@ def build_parser() -> Parser:
         "--port", type=_port, default=default_port, help="gateway port; 0 picks a free one; LOCAL_PORT sets the default"
     )
     serve.add_argument("--quiet", action="store_true", help="no access log line per request")
+    serve.add_argument(
+        "--verbose-logs",
+        action="store_true",
+        help="every function log line, with the EMF metric blobs and the poller's idle runs left out by default",
+    )
     serve.add_argument(
         "--parameter-overrides",
         nargs="+",
