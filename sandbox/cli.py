@@ -326,6 +326,39 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(root=args.root, events_dir=args.events, port=args.port)
 
 
+# -- inspect -------------------------------------------------------------------------------------------
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    url = f"{args.url.rstrip('/')}/local/inspect/{args.platform}"
+    try:
+        response = requests.get(url, timeout=SEND_TIMEOUT)
+    except requests.ConnectionError:
+        raise UsageError(
+            f"nothing answers at {args.url}: start the stack with 'invoice-bridge local serve', or give --url"
+        ) from None
+    except requests.RequestException as exc:
+        raise UsageError(f"cannot GET {url}: {type(exc).__name__}") from None
+    try:
+        document = response.json()
+    except ValueError:
+        raise UsageError(
+            f"{url} answered {response.status_code}, not JSON: is it an invoice-bridge local stack?"
+        ) from None
+    if response.status_code != 200:
+        raise UsageError(str(document.get("message", response.status_code)))
+    if args.json:
+        print(json.dumps(document["holds"], indent=2, ensure_ascii=False))
+        return 0
+    counts = ", ".join(f"{name} {count}" for name, count in document["summary"].items())
+    print(f"the sandbox {args.platform} at {args.url} holds: {counts or 'nothing'}")
+    for name, value in document["holds"].items():
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            print(f"  {name} {key}: {json.dumps(item, ensure_ascii=False, sort_keys=True)}")
+    return 0
+
+
 # -- the command line ----------------------------------------------------------------------------------
 
 
@@ -364,7 +397,9 @@ def build_parser() -> Parser:
         description="The local stack: the real handlers on emulated AWS, and tools to drive it.",
         formatter_class=formatter,
     )
-    local = local_parser.add_subparsers(dest="local_command", metavar="{serve,wait,send,sign,demo}", title="commands")
+    local = local_parser.add_subparsers(
+        dest="local_command", metavar="{serve,wait,send,sign,demo,inspect}", title="commands"
+    )
 
     serve = local.add_parser(
         "serve",
@@ -458,6 +493,19 @@ def build_parser() -> Parser:
     demo.add_argument("--events", type=Path, default=REPO_ROOT / "events" / "buildnexion", help="event files to send")
     demo.set_defaults(func=_demo)
 
+    inspect = local.add_parser(
+        "inspect",
+        help="what a sandbox platform holds now (read over HTTP from the local stack, no token needed)",
+        description="Print what the sandbox peer holds (documents, contacts, batches...); --json for all of it.",
+        formatter_class=formatter,
+    )
+    inspect.add_argument(
+        "platform", choices=["quipu", "tuimprenta", "facturadirecta", "buildnexion"], help="the sandbox peer to read"
+    )
+    inspect.add_argument("--url", default=f"http://127.0.0.1:{default_port}", help="the stack's base URL")
+    inspect.add_argument("--json", action="store_true", help="everything the peer holds, as JSON")
+    inspect.set_defaults(func=_inspect)
+
     ops_parser.register(commands)
     parser.set_defaults(func=None, help_parser=parser)
     local_parser.set_defaults(help_parser=local_parser)
@@ -491,7 +539,7 @@ def _main(argv: list[str] | None) -> int:
         chooser: Parser = args.help_parser
         if chooser is parser:
             chooser.error("choose a command: " + ", ".join(("local", *ops_parser.COMMANDS)))
-        chooser.error("choose a command: serve, wait, send, sign or demo")
+        chooser.error("choose a command: serve, wait, send, sign, demo or inspect")
     bypass_proxy_for_loopback()
     if args.command != "local":
         if getattr(args, "operation", None) == "backfill":

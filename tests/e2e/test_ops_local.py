@@ -292,3 +292,31 @@ def test_the_failing_events_each_end_in_their_destination_s_dead_letter_queue(st
             f"{object_id} on the {destination.value} dead-letter queue",
         )
         assert letter.reason, letter
+
+
+def test_local_inspect_shows_what_each_sandbox_platform_holds(stack: LocalStack) -> None:
+    # Given a purchase order synced to the sandbox FacturaDirecta
+    peer: BuildNexionPeer = stack.peers["buildnexion"]
+    peer.subscribe(f"{stack.url}/webhooks/buildnexion", ["purchase_order.created"])
+    envelope = load_event("buildnexion/10_purchase_order_created.json")
+    envelope["id"] = f"{envelope['id']}_inspect"
+    assert {d.status for d in peer.deliver(envelope)} == {200}
+    target = from_local(stack.url)
+    wait_for(
+        lambda: next(r for r in commands.status(target) if r.destination == "facturadirecta").synced >= 1,
+        120,
+        "the purchase order to be synced",
+    )
+    number = envelope["data"]["object"]["number"]
+
+    # When a newcomer asks what the sandbox FacturaDirecta holds, Then the order is there, read without a token
+    result = run_cli("local", "inspect", "facturadirecta", "--url", stack.url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"the sandbox facturadirecta at {stack.url} holds: ")
+    assert number.rsplit("-", 1)[0] in result.stdout or number in result.stdout
+    for platform in ("quipu", "tuimprenta"):
+        shown = run_cli("local", "inspect", platform, "--url", stack.url, "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert isinstance(json.loads(shown.stdout), dict)
+    quipu = json.loads(run_cli("local", "inspect", "quipu", "--url", stack.url, "--json").stdout)
+    assert len(quipu["invoices"]) == len(stack.peers["quipu"].invoices)

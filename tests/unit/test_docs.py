@@ -90,7 +90,7 @@ def test_every_cli_option_is_described_in_help_and_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## The local stack") : readme.index("## What the webhook answers")]
     commands = subcommands(subcommands(build_parser())["local"])
-    assert set(commands) == {"serve", "wait", "send", "sign", "demo"}
+    assert set(commands) == {"serve", "wait", "send", "sign", "demo", "inspect"}
     for name, command in commands.items():
         assert f"local {name}" in section
         for action in command._actions:
