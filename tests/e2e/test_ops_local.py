@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -283,13 +284,13 @@ def test_the_failing_events_each_end_in_their_destination_s_dead_letter_queue(st
         Destination.TUIMPRENTA: "sin_failing_no_tax_id",
         Destination.FACTURADIRECTA: "po_failing_five_rates",
     }
+
+    def dead_lettered(destination: Destination, object_id: str) -> commands.DeadLetter | None:
+        return next((x for x in commands.dlq_list(target, destination) if x.object_id == object_id), None)
+
     for destination, object_id in expected.items():
         letter = wait_for(
-            lambda d=destination, o=object_id: next(
-                (x for x in commands.dlq_list(target, d) if x.object_id == o), None
-            ),
-            120,
-            f"{object_id} on the {destination.value} dead-letter queue",
+            partial(dead_lettered, destination, object_id), 120, f"{object_id} on the {destination.value} DLQ"
         )
         assert letter.reason, letter
 
