@@ -73,6 +73,13 @@ def _serve(args: argparse.Namespace) -> int:
     from sandbox.stack import stderr_log_sink
 
     access_log = None if args.quiet else _print_access_line
+    stopping = threading.Event()
+    sink = stderr_log_sink if args.verbose_logs else quiet(stderr_log_sink)
+
+    def log_sink(function: str, line: str) -> None:
+        if not stopping.is_set():  # what an abandoned invocation says while the stack stops is noise
+            sink(function, line)
+
     stack = LocalStack(
         StackOptions(
             root=args.root,
@@ -80,10 +87,9 @@ def _serve(args: argparse.Namespace) -> int:
             parameter_overrides=args.parameter_overrides,
             access_log=access_log,
             faults=args.faults,
-            log_sink=stderr_log_sink if args.verbose_logs else quiet(stderr_log_sink),
+            log_sink=log_sink,
         )
     )
-    stopping = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         if stopping.is_set():
@@ -109,8 +115,11 @@ def _serve(args: argparse.Namespace) -> int:
         print("ready; Ctrl-C (or SIGTERM) stops the stack", flush=True)
         stopping.wait()
         print("stopping", flush=True)
+        # The process exits right after (os._exit in main): worker work under way is abandoned, not awaited.
+        stack.stop_promptly()
     finally:
-        stack.stop()
+        if not stopping.is_set():
+            stack.stop()  # an error while starting or serving: stop everything, in order
     return 0
 
 

@@ -156,6 +156,24 @@ class LocalStack:
             self.stop()
             raise
 
+    def stop_promptly(self) -> None:
+        """Serve's Ctrl-C: answer the requests under way, then end the function instances at once.
+
+        Work under way in a worker is abandoned as a Lambda timeout would abandon it (its messages return to
+        their queue), and the daemon threads are not waited for: the process exits next.
+        """
+        from sandbox.functions import abandon
+
+        if self.scheduler:
+            self.scheduler.request_stop()
+        for poller in self.pollers:
+            poller.request_stop()
+        if self._server:
+            self._server.stop()
+            self._server = None
+        for pool in self.pools.values():
+            abandon(pool)
+
     def stop(self) -> None:
         """Stop everything that was started, in reverse order."""
         if self.scheduler:

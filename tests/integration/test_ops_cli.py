@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
 from botocore.stub import ANY, Stubber
 
+from invoice_bridge import observability
 from invoice_bridge.config import Destination
 from invoice_bridge.ledger import Ledger, LedgerEntry, StateTable
 from ops import cli as ops_cli
@@ -42,6 +44,15 @@ class Pipe(io.StringIO):
     def isatty(self) -> bool:
         """Not a terminal."""
         return False
+
+
+@pytest.fixture(autouse=True)
+def _layer_logging_restored() -> Iterator[None]:
+    """The CLI quiets the layer for the process (as a command should); the tests after these need it back."""
+    level, emitting = observability.logger.log_level, dict(observability._emit)
+    yield
+    observability.logger.setLevel(level)
+    observability._emit.update(emitting)
 
 
 @pytest.fixture
