@@ -19,7 +19,15 @@ from invoice_bridge.config import DESTINATION_OBJECTS, Destination
 from invoice_bridge.http import Deadline
 from invoice_bridge.ledger import Ledger, LedgerEntry, StateTable, SyncStatus
 from invoice_bridge.queues import QueuePublisher
-from ops.target import COLLECTIONS, ID_PREFIXES, QUEUE_LOGICAL_IDS, Target, TargetError, destination_for_kind
+from ops.target import (
+    COLLECTIONS,
+    ID_PREFIXES,
+    QUEUE_LOGICAL_IDS,
+    QUEUE_OUTPUTS,
+    Target,
+    TargetError,
+    destination_for_kind,
+)
 
 # Attributes the workers add when they dead-letter a message; they are dropped when it is redriven.
 FAILURE_ATTRIBUTES = frozenset({"destination", "error_code", "error_message", "failed_at", "attempts"})
@@ -98,6 +106,8 @@ def status(target: Target) -> list[DestinationStatus]:
     ledger = _ledger(target)
     rows = []
     for destination in Destination:
+        if not target.outputs.get(QUEUE_OUTPUTS[destination][0]):
+            continue  # deployed with Deploy<Platform>=false: no queue, nothing to report
         row = DestinationStatus(destination.value)
         for entry in ledger.entries(destination.value):
             if entry.status == SyncStatus.SYNCED:

@@ -360,3 +360,12 @@ def test_webhook_register_on_a_deployed_stack_asks_and_never_prints_the_secret(
     assert code == 0
     stored = deployed.read_secret("BuildNexionSecretArn")["webhook_secrets"]
     assert not any(secret in "\n".join(out) for secret in stored)
+
+
+def test_status_of_a_stack_without_a_platform_lists_the_others(
+    deployed: Target, capsys: pytest.CaptureFixture[str]
+) -> None:
+    del deployed.outputs["TuimprentaQueueUrl"]  # as a stack deployed with DeployTuimprenta=false
+    code, out, _ = invoke(capsys, "status", "--stack", "test-stack", "--json")
+    assert code == 0
+    assert [row["destination"] for row in json.loads("\n".join(out))] == ["quipu", "facturadirecta"]
