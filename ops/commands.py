@@ -716,7 +716,8 @@ def doctor(target: Target, post: Callable[[str, bytes, dict[str, str]], tuple[in
         checks.append(Check("webhook", False, "no webhook secret stored: run `invoice-bridge webhook register`"))
         return checks
     body = smoke_event(datetime.now(UTC))
-    header = signature_header(secrets[-1:], int(datetime.now(UTC).timestamp()), body)
+    # Signed with every stored secret, as BuildNexion signs during a rotation: any one the receiver knows passes.
+    header = signature_header(secrets, int(datetime.now(UTC).timestamp()), body)
     url = target.output("WebhookUrl")
     status, text = post(url, body, {"Content-Type": "application/json", SIGNATURE_HEADER: header})
     try:
@@ -725,7 +726,8 @@ def doctor(target: Target, post: Callable[[str, bytes, dict[str, str]], tuple[in
         answer = {}
     ignored = status == 200 and isinstance(answer, dict) and answer.get("status") == "ignored"
     hint = {
-        401: "401: the newest webhook secret is not the receiver's; check the BuildNexion secret",
+        401: "401: no stored webhook secret is the receiver's; the receiver caches the secret for up to 60 s, "
+        "so after a change run doctor again in a minute, else check the BuildNexion secret",
         500: "500: the receiver failed; `invoice-bridge logs` or the Receiver errors section of docs/operations.md",
     }
     checks.append(
