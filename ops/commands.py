@@ -505,9 +505,15 @@ def backfill(
 
 def webhook_register(target: Target) -> tuple[str, int]:
     """Register the stack's webhook URL for its routed event types; append the secret. (id, secrets kept)."""
-    events = sorted(target.routing_table)
+    # Only what a deployed platform takes: a Deploy<Platform>=false stack would answer the rest "ignored".
+    events = sorted(
+        event_type
+        for event_type, destination in target.routing_table.items()
+        if destination in {d.value for d in Destination}
+        and target.outputs.get(QUEUE_OUTPUTS[Destination(destination)][0])
+    )
     if not events:
-        raise TargetError("the stack routes no event types (RoutingTable is empty)")
+        raise TargetError("the stack routes no event type to a deployed platform (RoutingTable, Deploy* parameters)")
     registered = buildnexion(target).register_webhook(target.output("WebhookUrl"), events, Deadline(30))
     secret = target.read_secret("BuildNexionSecretArn")
     secrets = [s for s in secret.get("webhook_secrets", []) if s]

@@ -369,3 +369,14 @@ def test_status_of_a_stack_without_a_platform_lists_the_others(
     code, out, _ = invoke(capsys, "status", "--stack", "test-stack", "--json")
     assert code == 0
     assert [row["destination"] for row in json.loads("\n".join(out))] == ["quipu", "facturadirecta"]
+
+
+def test_webhook_register_subscribes_only_to_what_a_deployed_platform_takes(
+    deployed: Target, peer: BuildNexionPeer
+) -> None:
+    deployed.outputs["WebhookUrl"] = "https://abc.execute-api.eu-west-1.amazonaws.com/webhooks/buildnexion"
+    del deployed.outputs["QuipuQueueUrl"]  # as a stack deployed with DeployQuipu=false
+    subscription_id, _ = commands.webhook_register(deployed)
+    (subscription,) = [s for s in peer._subscriptions if s.id == subscription_id]
+    assert set(subscription.events) == {t for t, d in deployed.routing_table.items() if d != "quipu"}
+    assert not any(event.startswith("invoice.") for event in subscription.events)
