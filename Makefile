@@ -21,7 +21,7 @@ help:
 	@echo "make test    lint, typecheck, sam validate --lint and every test"
 	@echo "make build   sam build"
 	@echo "make bench   print the benchmark figures"
-	@echo "make deploy  sam deploy (guided the first time)"
+	@echo "make deploy  sam deploy (guided the first time; PARAMS='Key=Value ...' to change parameters)"
 	@echo "make mutation  mutation testing (mutmut) of the layer and the local stack; prints the score last"
 
 # Incremental: a changed pyproject.toml re-runs pip in the existing venv (fast when nothing changed);
@@ -107,8 +107,17 @@ build: .venv
 bench: .venv
 	$(BIN)/python -m bench
 
+# Your stack's answers live in samconfig.user.toml (git-ignored), not in the tracked samconfig.toml. The
+# guided run's parameter_overrides are removed from it: a later deploy then keeps every parameter's deployed
+# value (sam passes UsePreviousValue), so a one-off override is not undone. PARAMS='Key=Value ...' changes some.
+USER_CONFIG := samconfig.user.toml
 deploy: build
-	@if grep -q '^stack_name' samconfig.toml; then $(BIN)/sam deploy; else $(BIN)/sam deploy --guided; fi
+	@if [ -f $(USER_CONFIG) ] && grep -q '^stack_name' $(USER_CONFIG); then \
+	  $(BIN)/sam deploy --config-file $(USER_CONFIG) $(if $(PARAMS),--parameter-overrides $(PARAMS)); \
+	else \
+	  $(BIN)/sam deploy --guided --config-file $(USER_CONFIG) && \
+	  sed -i.bak '/^parameter_overrides/d' $(USER_CONFIG) && rm -f $(USER_CONFIG).bak; \
+	fi
 
 clean:
 	rm -rf $(VENV) $(MUTATION_VENV) .mutation .aws-sam .mypy_cache .pytest_cache .ruff_cache

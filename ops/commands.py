@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time as time_module
 import uuid
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -13,14 +14,25 @@ from pydantic import SecretStr
 
 from invoice_bridge.buildnexion.client import BuildNexionClient
 from invoice_bridge.buildnexion.models import Invoice, PurchaseOrder, SalesInvoice, WebhookEvent
+from invoice_bridge.buildnexion.signature import SIGNATURE_HEADER, signature_header
 from invoice_bridge.config import DESTINATION_OBJECTS, Destination
 from invoice_bridge.http import Deadline
 from invoice_bridge.ledger import Ledger, LedgerEntry, StateTable, SyncStatus
 from invoice_bridge.queues import QueuePublisher
-from ops.target import COLLECTIONS, ID_PREFIXES, QUEUE_LOGICAL_IDS, Target, TargetError, destination_for_kind
+from ops.target import (
+    COLLECTIONS,
+    ID_PREFIXES,
+    QUEUE_LOGICAL_IDS,
+    QUEUE_OUTPUTS,
+    Target,
+    TargetError,
+    destination_for_kind,
+)
 
 # Attributes the workers add when they dead-letter a message; they are dropped when it is redriven.
 FAILURE_ATTRIBUTES = frozenset({"destination", "error_code", "error_message", "failed_at", "attempts"})
+# Set on a redriven message so a second dead-lettering still shows when it first failed.
+FIRST_FAILED_AT = "first_failed_at"
 PEEK_VISIBILITY_SECONDS = 30
 # A backfill saves where it stands this often (and when stopped); a hard kill re-sends at most this many
 # objects, which the queue's deduplication and the ledger make harmless.
@@ -94,6 +106,8 @@ def status(target: Target) -> list[DestinationStatus]:
     ledger = _ledger(target)
     rows = []
     for destination in Destination:
+        if not target.outputs.get(QUEUE_OUTPUTS[destination][0]):
+            continue  # deployed with Deploy<Platform>=false: no queue, nothing to report
         row = DestinationStatus(destination.value)
         for entry in ledger.entries(destination.value):
             if entry.status == SyncStatus.SYNCED:
@@ -151,8 +165,10 @@ def _dead_letter(message: dict[str, Any]) -> DeadLetter:
         event_id = str(report.get("event_id") or attributes.get("event_id") or "?")
         event_type = attributes.get("event_type") or "?"
     sent = system.get("SentTimestamp")
-    first = attributes.get("failed_at") or (
-        datetime.fromtimestamp(int(sent) / 1000, tz=UTC).isoformat() if sent else "?"
+    first = (
+        attributes.get(FIRST_FAILED_AT)
+        or attributes.get("failed_at")
+        or (datetime.fromtimestamp(int(sent) / 1000, tz=UTC).isoformat() if sent else "?")
     )
     return DeadLetter(
         message_id=message["MessageId"],
@@ -216,15 +232,41 @@ class RedriveResult:
     missing: list[str]
     task_handle: str | None = None
     replay_only: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """The result for `--json`."""
+        return {
+            "moved": self.moved,
+            "missing": self.missing,
+            "replay_only": self.replay_only,
+            "task_handle": self.task_handle,
+            "dry_run": self.dry_run,
+        }
 
 
-def dlq_redrive(target: Target, destination: Destination, ids: Sequence[str] = ()) -> RedriveResult:
+def _redriven_attributes(letter: DeadLetter) -> dict[str, Any]:
+    """The message's attributes without the failure's, but keeping when it first failed."""
+    kept: dict[str, Any] = {
+        k: {"DataType": "String", "StringValue": v}
+        for k, v in letter.attributes.items()
+        if k not in FAILURE_ATTRIBUTES and v
+    }
+    if letter.first_failure != "?":
+        kept[FIRST_FAILED_AT] = {"DataType": "String", "StringValue": letter.first_failure}
+    return kept
+
+
+def dlq_redrive(
+    target: Target, destination: Destination, ids: Sequence[str] = (), *, dry_run: bool = False
+) -> RedriveResult:
     """Send dead-lettered events back to their queue: all through SQS's move task where it applies, or by id.
 
     SQS's message-move task serves a standard dead-letter queue holding only events. tuimprenta's may also
     hold reports of rejected invoices (not events): those are listed as `replay_only` (fix the invoice at
     the source, then `replay` it) and left in place. Everything else is moved message by message, keeping
-    each object's FIFO group.
+    each object's FIFO group and its first failure's time (`first_failed_at`). `dry_run` moves nothing and
+    lists what would move.
     """
     sqs = target.sqs()
     source_url, dlq_url = target.queue_url(destination), target.dead_letter_queue_url(destination)
@@ -233,6 +275,15 @@ def dlq_redrive(target: Target, destination: Destination, ids: Sequence[str] = (
     named = [letter for letter in letters if not wanted or letter.message_id in wanted or letter.object_id in wanted]
     chosen = [letter for letter in named if letter.is_event]
     replay_only = sorted({letter.object_id for letter in named if not letter.is_event})
+    found = {letter.message_id for letter in named} | {letter.object_id for letter in named}
+    if dry_run:
+        _release(target, dlq_url, letters)
+        return RedriveResult(
+            moved=[letter.message_id for letter in chosen],
+            missing=sorted(wanted - found),
+            replay_only=replay_only,
+            dry_run=True,
+        )
     if not wanted and not replay_only and chosen and not dlq_url.endswith(".fifo") and target.local_url is None:
         _release(target, dlq_url, letters)
         arns = [
@@ -247,11 +298,7 @@ def dlq_redrive(target: Target, destination: Destination, ids: Sequence[str] = (
         request: dict[str, Any] = {
             "QueueUrl": source_url,
             "MessageBody": letter.body,
-            "MessageAttributes": {
-                k: {"DataType": "String", "StringValue": v}
-                for k, v in letter.attributes.items()
-                if k not in FAILURE_ATTRIBUTES and v
-            },
+            "MessageAttributes": _redriven_attributes(letter),
         }
         if source_url.endswith(".fifo"):
             request["MessageGroupId"] = letter.group_id or letter.object_id
@@ -259,20 +306,24 @@ def dlq_redrive(target: Target, destination: Destination, ids: Sequence[str] = (
         sqs.send_message(**request)
         sqs.delete_message(QueueUrl=dlq_url, ReceiptHandle=letter.receipt_handle)
         moved.append(letter.message_id)
-    found = {letter.message_id for letter in named} | {letter.object_id for letter in named}
     return RedriveResult(moved=moved, missing=sorted(wanted - found), replay_only=replay_only)
 
 
-def dlq_drop(target: Target, destination: Destination, ids: Sequence[str]) -> RedriveResult:
-    """Delete dead-lettered events for good, by message id or object id."""
+def dlq_drop(target: Target, destination: Destination, ids: Sequence[str], *, dry_run: bool = False) -> RedriveResult:
+    """Delete dead-lettered events for good, by message id or object id; `dry_run` deletes nothing."""
     url = target.dead_letter_queue_url(destination)
     letters = _peek(target, url)
     wanted = set(ids)
     chosen = [letter for letter in letters if letter.message_id in wanted or letter.object_id in wanted]
+    found = {letter.message_id for letter in chosen} | {letter.object_id for letter in chosen}
+    if dry_run:
+        _release(target, url, letters)
+        return RedriveResult(
+            moved=[letter.message_id for letter in chosen], missing=sorted(wanted - found), dry_run=True
+        )
     _release(target, url, [letter for letter in letters if letter not in chosen])
     for letter in chosen:
         target.sqs().delete_message(QueueUrl=url, ReceiptHandle=letter.receipt_handle)
-    found = {letter.message_id for letter in chosen} | {letter.object_id for letter in chosen}
     return RedriveResult(moved=[letter.message_id for letter in chosen], missing=sorted(wanted - found))
 
 
@@ -323,8 +374,13 @@ def kind_of(object_id: str, kind: str | None) -> str:
     raise TargetError(f"cannot tell the kind of {object_id!r} from its prefix; pass --kind")
 
 
-def replay(target: Target, object_ids: Sequence[str], kind: str | None = None) -> list[tuple[str, str, str]]:
-    """Fetch each object's latest state from BuildNexion and enqueue it as a fresh event: (id, type, destination)."""
+def replay(
+    target: Target, object_ids: Sequence[str], kind: str | None = None, *, dry_run: bool = False
+) -> list[tuple[str, str, str]]:
+    """Fetch each object's latest state from BuildNexion and enqueue it as a fresh event: (id, type, destination).
+
+    `dry_run` fetches and answers the same, but enqueues nothing.
+    """
     client = buildnexion(target)
     fetchers: dict[str, Callable[[str, Deadline], Any]] = {
         "invoice": client.invoice,
@@ -335,7 +391,10 @@ def replay(target: Target, object_ids: Sequence[str], kind: str | None = None) -
     for object_id in object_ids:
         object_kind = kind_of(object_id, kind)
         obj = fetchers[object_kind](object_id, Deadline(30)).model_dump(mode="json")
-        destination = enqueue_object(target, object_kind, obj, f"evt_replay_{uuid.uuid4().hex}")
+        if dry_run:
+            destination = destination_for_kind(object_kind).value
+        else:
+            destination = enqueue_object(target, object_kind, obj, f"evt_replay_{uuid.uuid4().hex}")
         done.append((object_id, event_type_for(object_kind, obj), destination))
     return done
 
@@ -391,11 +450,13 @@ def backfill(
     *,
     page_size: int = 100,
     restart: bool = False,
+    dry_run: bool = False,
 ) -> Generator[Checkpoint]:
     """Page through BuildNexion's list and enqueue each object once; yields the checkpoint after each object.
 
     Ctrl-C saves the checkpoint, so the next run starts after the last object enqueued. Objects updated on
-    or after `until` (exclusive, a day) are left out.
+    or after `until` (exclusive, a day) are left out. `dry_run` pages and counts from where a resumed run
+    would start, but enqueues nothing and saves no checkpoint.
     """
     table = StateTable(target.dynamodb(), target.state_table())
     fresh = Checkpoint(destination.value, day_start(since), day_start(until) if until else None)
@@ -420,11 +481,12 @@ def backfill(
                     # The same object version always gets the same event id: SQS FIFO drops a resent
                     # copy, and the workers' ledger skips a version already in sync.
                     event_id = f"evt_backfill_{obj['id']}_{int(updated.timestamp())}"
-                    enqueue_object(target, kind, obj, event_id)
+                    if not dry_run:
+                        enqueue_object(target, kind, obj, event_id)
                     checkpoint.enqueued += 1
                 checkpoint.cursor = str(obj["id"])
                 unsaved += 1
-                if unsaved >= CHECKPOINT_EVERY:
+                if unsaved >= CHECKPOINT_EVERY and not dry_run:
                     _save_checkpoint(table, checkpoint)
                     unsaved = 0
                 yield checkpoint
@@ -434,7 +496,8 @@ def backfill(
                 return
     finally:
         # Ctrl-C (or any error) while enqueuing: where it stopped is saved, so the next run resumes there.
-        _save_checkpoint(table, checkpoint)
+        if not dry_run:
+            _save_checkpoint(table, checkpoint)
 
 
 # -- webhook registration and secret rotation -------------------------------------------------------------
@@ -442,9 +505,15 @@ def backfill(
 
 def webhook_register(target: Target) -> tuple[str, int]:
     """Register the stack's webhook URL for its routed event types; append the secret. (id, secrets kept)."""
-    events = sorted(target.routing_table)
+    # Only what a deployed platform takes: a Deploy<Platform>=false stack would answer the rest "ignored".
+    events = sorted(
+        event_type
+        for event_type, destination in target.routing_table.items()
+        if destination in {d.value for d in Destination}
+        and target.outputs.get(QUEUE_OUTPUTS[Destination(destination)][0])
+    )
     if not events:
-        raise TargetError("the stack routes no event types (RoutingTable is empty)")
+        raise TargetError("the stack routes no event type to a deployed platform (RoutingTable, Deploy* parameters)")
     registered = buildnexion(target).register_webhook(target.output("WebhookUrl"), events, Deadline(30))
     secret = target.read_secret("BuildNexionSecretArn")
     secrets = [s for s in secret.get("webhook_secrets", []) if s]
@@ -480,6 +549,8 @@ class Difference:
     object_id: str
     remote_id: str | None
     problem: str
+    # True when the total could not be compared (the platform's total was never recorded): said, not failed.
+    unverified: bool = False
 
 
 def reconcile(target: Target, destination: Destination, since: date | None = None) -> tuple[int, list[Difference]]:
@@ -512,7 +583,14 @@ def _compare(entry: LedgerEntry, client: BuildNexionClient, kind: str) -> list[D
     if expected is None:
         expected = entry.expected_total_cents
     if entry.remote_total_cents is None:
-        found.append(Difference(entry.object_id, entry.remote_id, "the platform's total was never read back"))
+        found.append(
+            Difference(
+                entry.object_id,
+                entry.remote_id,
+                "total not compared: the worker recorded no platform total for this document",
+                unverified=True,
+            )
+        )
     elif expected is not None and expected != entry.remote_total_cents:
         found.append(
             Difference(
@@ -522,3 +600,147 @@ def _compare(entry: LedgerEntry, client: BuildNexionClient, kind: str) -> list[D
             )
         )
     return found
+
+
+# -- info and logs ----------------------------------------------------------------------------------------
+
+# Each secret's fields that must be filled before the stack works (values are never read out).
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {
+    "BuildNexionSecretArn": ("api_key", "webhook_secrets"),
+    "QuipuSecretArn": ("app_id", "app_secret"),
+    "TuimprentaSecretArn": ("api_key", "webhook_secret"),
+    "FacturaDirectaSecretArn": ("account", "api_token"),
+}
+LOG_FUNCTIONS = ("webhook-receiver", "quipu-sync", "tuimprenta-poller", "facturadirecta-exporter")
+LOGS_QUERY_TIMEOUT_SECONDS = 60.0
+
+
+def empty_secret_fields(target: Target) -> dict[str, list[str] | None]:
+    """Per secret output: the fields still empty ([] when filled), None when the platform is not deployed."""
+    found: dict[str, list[str] | None] = {}
+    for output, fields in SECRET_FIELDS.items():
+        if not target.outputs.get(output):
+            found[output] = None
+            continue
+        try:
+            value = target.read_secret(output)
+        except (TargetError, ValueError):
+            found[output] = list(fields)  # unreadable or not JSON: nothing in it counts as filled
+            continue
+        found[output] = [name for name in fields if not value.get(name)]
+    return found
+
+
+def log_query(identifier: str) -> str:
+    """The Logs Insights query for every line about one object or event id (the correlation id)."""
+    if not identifier.replace("_", "").replace("-", "").isalnum():
+        raise TargetError(f"{identifier!r} is not an object or event id (letters, digits, '_' and '-')")
+    return (
+        "fields @timestamp, @log, level, message, correlation_id, object_id, destination, reason, status"
+        f' | filter correlation_id = "{identifier}" or object_id = "{identifier}"'
+        " | sort @timestamp asc | limit 500"
+    )
+
+
+def logs(
+    target: Target,
+    identifier: str,
+    since: timedelta,
+    functions: Sequence[str] = LOG_FUNCTIONS,
+    *,
+    sleep: Callable[[float], None] = time_module.sleep,
+) -> list[dict[str, str]]:
+    """Every log line of the stack's functions about `identifier` within `since`, oldest first."""
+    if target.is_local:
+        raise TargetError("logs reads CloudWatch Logs of a deployed stack; the local stack's are serve's stderr")
+    client = target.logs()
+    now = datetime.now(UTC)
+    query_id = client.start_query(
+        logGroupNames=[f"/aws/lambda/{target.name}-{function}" for function in functions],
+        startTime=int((now - since).timestamp()),
+        endTime=int(now.timestamp()),
+        queryString=log_query(identifier),
+    )["queryId"]
+    waited = 0.0
+    while True:
+        answer = client.get_query_results(queryId=query_id)
+        if answer["status"] in {"Complete", "Failed", "Cancelled", "Timeout"}:
+            break
+        if waited >= LOGS_QUERY_TIMEOUT_SECONDS:
+            raise TargetError(f"the Logs Insights query {query_id} did not finish within {waited:.0f} s")
+        sleep(1.0)  # Logs Insights has no wait call: poll its status once a second, bounded above
+        waited += 1.0
+    if answer["status"] != "Complete":
+        raise TargetError(f"the Logs Insights query ended {answer['status']}")
+    return [
+        {field["field"]: field["value"] for field in row if not field["field"].startswith("@ptr")}
+        for row in answer["results"]
+    ]
+
+
+# -- doctor -----------------------------------------------------------------------------------------------
+
+SMOKE_EVENT_TYPE = "invoice_bridge.smoke_test"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of `doctor`: what was checked, whether it passed, and what to do when it did not."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+def smoke_event(now: datetime) -> bytes:
+    """A BuildNexion envelope of a type no stack routes: a working receiver answers it 200 "ignored"."""
+    envelope = {
+        "id": f"evt_smoke_{uuid.uuid4().hex}",
+        "type": SMOKE_EVENT_TYPE,
+        "created": int(now.timestamp()),
+        "data": {"object": {"object": "smoke_test", "id": "smoke"}},
+    }
+    return json.dumps(envelope).encode("utf-8")
+
+
+def doctor(target: Target, post: Callable[[str, bytes, dict[str, str]], tuple[int, str]]) -> list[Check]:
+    """Secrets filled, a webhook secret stored, and a signed smoke event answered "ignored" at WebhookUrl."""
+    checks: list[Check] = []
+    for output, fields in empty_secret_fields(target).items():
+        secret = output.removesuffix("SecretArn")
+        if fields is None:
+            continue
+        checks.append(
+            Check(
+                f"{secret} secret",
+                not fields,
+                "filled" if not fields else f"still empty: {', '.join(fields)} (docs/operations.md, secrets)",
+            )
+        )
+    secrets = [s for s in target.read_secret("BuildNexionSecretArn").get("webhook_secrets", []) if s]
+    if not secrets:
+        checks.append(Check("webhook", False, "no webhook secret stored: run `invoice-bridge webhook register`"))
+        return checks
+    body = smoke_event(datetime.now(UTC))
+    # Signed with every stored secret, as BuildNexion signs during a rotation: any one the receiver knows passes.
+    header = signature_header(secrets, int(datetime.now(UTC).timestamp()), body)
+    url = target.output("WebhookUrl")
+    status, text = post(url, body, {"Content-Type": "application/json", SIGNATURE_HEADER: header})
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        answer = {}
+    ignored = status == 200 and isinstance(answer, dict) and answer.get("status") == "ignored"
+    hint = {
+        401: "401: no stored webhook secret is the receiver's; the receiver caches the secret for up to 60 s, "
+        "so after a change run doctor again in a minute, else check the BuildNexion secret",
+        500: "500: the receiver failed; `invoice-bridge logs` or the Receiver errors section of docs/operations.md",
+    }
+    checks.append(
+        Check(
+            "signed smoke event",
+            ignored,
+            f"{url} answered 200 ignored" if ignored else hint.get(status, f"{url} answered {status} {text[:200]}"),
+        )
+    )
+    return checks

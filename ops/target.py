@@ -63,7 +63,33 @@ class Target:
     queue_ages: dict[str, float] = field(default_factory=dict)
     routing_table: dict[str, str] = field(default_factory=dict)
     local_url: str | None = None
+    account: str | None = None
+    region: str | None = None
     _clients: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_local(self) -> bool:
+        """True for the local stack (`invoice-bridge local serve`)."""
+        return self.local_url is not None
+
+    def describe(self) -> str:
+        """The target as the first line of every command names it: account, region and stack, or local."""
+        if self.is_local:
+            return f"target: local stack at {self.local_url}"
+        account = self.account or "?"
+        region = self.region or self.session.region_name or "?"
+        return f"target: stack {self.name} (account {account}, region {region})"
+
+    def as_json(self) -> dict[str, str | None]:
+        """The target for `--json` output."""
+        if self.is_local:
+            return {"kind": "local", "url": self.local_url}
+        return {
+            "kind": "stack",
+            "stack": self.name,
+            "account": self.account,
+            "region": self.region or self.session.region_name,
+        }
 
     def _client(self, service: str) -> Any:
         if service not in self._clients:
@@ -92,11 +118,16 @@ class Target:
         client: CloudWatchClient = self._client("cloudwatch")
         return client
 
+    def logs(self) -> Any:
+        """CloudWatch Logs on the target's account (no type stubs are installed for it)."""
+        return self._client("logs")
+
     def output(self, key: str) -> str:
         """One stack output; TargetError naming it when the stack has none."""
         value = self.outputs.get(key)
         if not value:
-            raise TargetError(f"{self.name} has no output {key}; is it an invoice-bridge stack of this version?")
+            where = "the local stack" if self.is_local else f"stack {self.name}"
+            raise TargetError(f"{where} has no output {key}; is it an invoice-bridge stack of this version?")
         return value
 
     def queue_url(self, destination: Destination) -> str:
@@ -144,7 +175,10 @@ def from_stack(stack: str, region: str | None) -> Target:
     outputs = {o["OutputKey"]: o.get("OutputValue", "") for o in described.get("Outputs", [])}
     parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in described.get("Parameters", [])}
     routing = json.loads(parameters["RoutingTable"]) if parameters.get("RoutingTable") else {}
-    return Target(stack, outputs, session, routing_table=routing)
+    # arn:aws:cloudformation:<region>:<account>:stack/<name>/<id>: the account without another call.
+    arn = str(described.get("StackId", "")).split(":")
+    account, stack_region = (arn[4], arn[3]) if len(arn) > 5 else (None, session.region_name)
+    return Target(stack, outputs, session, routing_table=routing, account=account, region=stack_region)
 
 
 def from_local(url: str) -> Target:
@@ -164,7 +198,7 @@ def from_local(url: str) -> Target:
         region_name=document["region"],
     )
     return Target(
-        f"local stack {base}",
+        "local",
         dict(document["outputs"]),
         session,
         endpoint_url=document["aws_endpoint"],

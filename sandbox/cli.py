@@ -69,7 +69,17 @@ def _serve(args: argparse.Namespace) -> int:
         print(describe_kinds(), flush=True)
         return 0
 
+    from sandbox.quietlog import quiet
+    from sandbox.stack import stderr_log_sink
+
     access_log = None if args.quiet else _print_access_line
+    stopping = threading.Event()
+    sink = stderr_log_sink if args.verbose_logs else quiet(stderr_log_sink)
+
+    def log_sink(function: str, line: str) -> None:
+        if not stopping.is_set():  # what an abandoned invocation says while the stack stops is noise
+            sink(function, line)
+
     stack = LocalStack(
         StackOptions(
             root=args.root,
@@ -77,9 +87,9 @@ def _serve(args: argparse.Namespace) -> int:
             parameter_overrides=args.parameter_overrides,
             access_log=access_log,
             faults=args.faults,
+            log_sink=log_sink,
         )
     )
-    stopping = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         if stopping.is_set():
@@ -105,8 +115,11 @@ def _serve(args: argparse.Namespace) -> int:
         print("ready; Ctrl-C (or SIGTERM) stops the stack", flush=True)
         stopping.wait()
         print("stopping", flush=True)
+        # The process exits right after (os._exit in main): worker work under way is abandoned, not awaited.
+        stack.stop_promptly()
     finally:
-        stack.stop()
+        if not stopping.is_set():
+            stack.stop()  # an error while starting or serving: stop everything, in order
     return 0
 
 
@@ -126,8 +139,48 @@ def _parameter_overrides(root: Path, pairs: list[str]) -> dict[str, str]:
             raise UsageError(f"--parameter-overrides takes Key=Value, not {pair!r}")
         if key not in known:
             raise UsageError(f"template.yaml has no parameter {key!r}; its parameters: {', '.join(sorted(known))}")
+        if key == "RoutingTable":
+            _check_routing_table(value)
         overrides[key] = value
     return overrides
+
+
+def _check_routing_table(value: str) -> None:
+    """Refuse at start a RoutingTable the receiver would fail on at the first webhook (a bare 500)."""
+    from pydantic import Json, TypeAdapter, ValidationError
+
+    from invoice_bridge.config import Destination, RoutingTable, describe_validation_error
+
+    try:
+        table = json.loads(value)
+    except ValueError:
+        raise UsageError(f"RoutingTable is not JSON: {value!r}") from None
+    if not isinstance(table, dict):
+        raise UsageError('RoutingTable must be a JSON object, e.g. {"invoice.created": "quipu"}')
+    known = [d.value for d in Destination]
+    for event_type, destination in table.items():
+        if destination not in known:
+            raise UsageError(
+                f"RoutingTable routes {event_type} to {destination!r}, which is not a destination; "
+                f"known: {', '.join(known)}"
+            )
+    try:
+        TypeAdapter(Json[RoutingTable]).validate_python(value)
+    except ValidationError as exc:
+        field, message = describe_validation_error(exc)
+        raise UsageError(f"RoutingTable {field}: {message}") from None
+
+
+def _check_faults_flag(spec: str | None) -> None:
+    """A bad --faults is blamed on the flag, not on LOCAL_FAULTS (which the flag overrides)."""
+    if spec is None or spec == "list":
+        return
+    from sandbox.faults import FaultSettings, FaultSpecError
+
+    try:
+        FaultSettings.parse(spec)
+    except FaultSpecError as exc:
+        raise UsageError(f"--faults: {exc}") from None
 
 
 # -- wait ----------------------------------------------------------------------------------------------
@@ -298,6 +351,39 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(root=args.root, events_dir=args.events, port=args.port)
 
 
+# -- inspect -------------------------------------------------------------------------------------------
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    url = f"{args.url.rstrip('/')}/local/inspect/{args.platform}"
+    try:
+        response = requests.get(url, timeout=SEND_TIMEOUT)
+    except requests.ConnectionError:
+        raise UsageError(
+            f"nothing answers at {args.url}: start the stack with 'invoice-bridge local serve', or give --url"
+        ) from None
+    except requests.RequestException as exc:
+        raise UsageError(f"cannot GET {url}: {type(exc).__name__}") from None
+    try:
+        document = response.json()
+    except ValueError:
+        raise UsageError(
+            f"{url} answered {response.status_code}, not JSON: is it an invoice-bridge local stack?"
+        ) from None
+    if response.status_code != 200:
+        raise UsageError(str(document.get("message", response.status_code)))
+    if args.json:
+        print(json.dumps(document["holds"], indent=2, ensure_ascii=False))
+        return 0
+    counts = ", ".join(f"{name} {count}" for name, count in document["summary"].items())
+    print(f"the sandbox {args.platform} at {args.url} holds: {counts or 'nothing'}")
+    for name, value in document["holds"].items():
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            print(f"  {name} {key}: {json.dumps(item, ensure_ascii=False, sort_keys=True)}")
+    return 0
+
+
 # -- the command line ----------------------------------------------------------------------------------
 
 
@@ -328,7 +414,7 @@ def build_parser() -> Parser:
     parser = Parser(prog="invoice-bridge", description=__doc__, formatter_class=formatter)
     parser.add_argument("--root", type=Path, default=REPO_ROOT, help="the folder holding template.yaml")
     commands = parser.add_subparsers(
-        dest="command", metavar="{local,status,dlq,replay,backfill,webhook,reconcile}", title="commands"
+        dest="command", metavar="{local," + ",".join(ops_parser.COMMANDS) + "}", title="commands"
     )
     local_parser = commands.add_parser(
         "local",
@@ -336,7 +422,9 @@ def build_parser() -> Parser:
         description="The local stack: the real handlers on emulated AWS, and tools to drive it.",
         formatter_class=formatter,
     )
-    local = local_parser.add_subparsers(dest="local_command", metavar="{serve,wait,send,sign,demo}", title="commands")
+    local = local_parser.add_subparsers(
+        dest="local_command", metavar="{serve,wait,send,sign,demo,inspect}", title="commands"
+    )
 
     serve = local.add_parser(
         "serve",
@@ -350,6 +438,11 @@ def build_parser() -> Parser:
         "--port", type=_port, default=default_port, help="gateway port; 0 picks a free one; LOCAL_PORT sets the default"
     )
     serve.add_argument("--quiet", action="store_true", help="no access log line per request")
+    serve.add_argument(
+        "--verbose-logs",
+        action="store_true",
+        help="every function log line, with the EMF metric blobs and the poller's idle runs left out by default",
+    )
     serve.add_argument(
         "--parameter-overrides",
         nargs="+",
@@ -426,6 +519,19 @@ def build_parser() -> Parser:
     demo.add_argument("--events", type=Path, default=REPO_ROOT / "events" / "buildnexion", help="event files to send")
     demo.set_defaults(func=_demo)
 
+    inspect = local.add_parser(
+        "inspect",
+        help="what a sandbox platform holds now (read over HTTP from the local stack, no token needed)",
+        description="Print what the sandbox peer holds (documents, contacts, batches...); --json for all of it.",
+        formatter_class=formatter,
+    )
+    inspect.add_argument(
+        "platform", choices=["quipu", "tuimprenta", "facturadirecta", "buildnexion"], help="the sandbox peer to read"
+    )
+    inspect.add_argument("--url", default=f"http://127.0.0.1:{default_port}", help="the stack's base URL")
+    inspect.add_argument("--json", action="store_true", help="everything the peer holds, as JSON")
+    inspect.set_defaults(func=_inspect)
+
     ops_parser.register(commands)
     parser.set_defaults(func=None, help_parser=parser)
     local_parser.set_defaults(help_parser=local_parser)
@@ -457,14 +563,14 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     if args.func is None and getattr(args, "operation", None) is None:
         chooser: Parser = args.help_parser
-        chooser.error("choose a command: " + ("local" if chooser is parser else "serve, wait, send, sign or demo"))
+        if chooser is parser:
+            chooser.error("choose a command: " + ", ".join(("local", *ops_parser.COMMANDS)))
+        chooser.error("choose a command: serve, wait, send, sign, demo or inspect")
     bypass_proxy_for_loopback()
     if args.command != "local":
-        # The operator's commands: a deployed stack needs this machine's AWS profile, so it is kept there;
-        # the local stack is reached with its own credentials, so a profile of this machine is not used.
-        if not getattr(args, "stack", None):
-            for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
-                os.environ.pop(name, None)
+        if getattr(args, "operation", None) == "backfill":
+            ops_parser.refuse_until_before_since(parser, args.since, args.until)
+        # ops.cli.run keeps this machine's AWS profile for a deployed stack and drops it for the local one.
         try:
             from ops.cli import run  # boto3 and Powertools load only for these commands
         except BotoCoreError as exc:  # e.g. AWS_PROFILE names a profile this machine does not have
@@ -479,6 +585,7 @@ def _main(argv: list[str] | None) -> int:
             raise UsageError(f"no template.yaml in {args.root}: --root must name the folder holding template.yaml")
         if args.func is _serve:
             args.parameter_overrides = _parameter_overrides(args.root, args.parameter_overrides)
+            _check_faults_flag(args.faults)
         code: int = args.func(args)
         if args.func in (_serve, _demo):
             # Everything the stack started has stopped. Tearing down moto's and boto3's modules at

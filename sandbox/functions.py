@@ -160,6 +160,7 @@ class FunctionPool:
         self._log_sink = log_sink
         self._limit = threading.BoundedSemaphore(spec.reserved_concurrency or max_concurrency)
         self._idle: list[FunctionInstance] = []
+        self._busy: set[FunctionInstance] = set()
         self._lock = threading.Lock()
         # Lambda starts concurrent environments on separate machines; here they share this machine's
         # cores. A burst that started an interpreter per request would have them starve each other past
@@ -211,11 +212,15 @@ class FunctionPool:
             try:
                 if instance is None:
                     instance = self._start()
+                with self._lock:
+                    self._busy.add(instance)
                 result = instance.invoke(event)
             finally:
                 with self._lock:
                     self._running -= 1
                     self.invocations += 1
+                    if instance is not None:
+                        self._busy.discard(instance)
             with self._ready:
                 if not result.ok:
                     self.errors += 1
@@ -239,6 +244,15 @@ class FunctionPool:
             # An idle instance holds no work (its logs are written as it goes): ending it now, as Lambda
             # retires an environment, spares the second its interpreter takes to tear itself down.
             instance.kill()
+
+
+def abandon(pool: FunctionPool) -> None:
+    """End every instance now, busy ones too: their invocation fails as a Lambda timeout would (serve's Ctrl-C)."""
+    pool.close()
+    with pool._lock:
+        busy = list(pool._busy)
+    for instance in busy:
+        instance.kill()
 
 
 def function_environment(

@@ -126,6 +126,10 @@ class SqsPoller:
             thread.start()
             self._threads.append(thread)
 
+    def request_stop(self) -> None:
+        """Ask the workers to stop, without waiting for them (a Ctrl-C that leaves the process next)."""
+        self._stop.set()
+
     def stop(self) -> None:
         """Ask the workers to stop and wait for them."""
         self._stop.set()
@@ -216,6 +220,10 @@ class Scheduler:
             return
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
         self._thread.start()
+
+    def request_stop(self) -> None:
+        """Stop ticking, without waiting for a tick under way."""
+        self._stop.set()
 
     def stop(self) -> None:
         """Stop ticking."""

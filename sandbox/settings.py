@@ -7,8 +7,11 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from invoice_bridge.config import EnvSettings
+from ops.defaults import LocalPort
 from sandbox.buildnexion import DEFAULT_API_KEY, DEFAULT_WEBHOOK_SECRET
 from sandbox.faults import FaultSettings, FaultSpecError
+
+__all__ = ["API_URL_PARAMETERS", "LocalPort", "LocalSettings"]
 
 # Template parameter that each *_API_URL variable sets.
 API_URL_PARAMETERS = {
@@ -17,12 +20,6 @@ API_URL_PARAMETERS = {
     "tuimprenta": "TuimprentaApiUrl",
     "facturadirecta": "FacturaDirectaApiUrl",
 }
-
-
-class LocalPort(EnvSettings):
-    """The default port of `invoice-bridge local serve` (and where `send` and `wait` look for it)."""
-
-    local_port: int = Field(default=3000, ge=0, le=65535, alias="LOCAL_PORT")
 
 
 class LocalSettings(EnvSettings):

@@ -144,6 +144,7 @@ class LocalStack:
                 self.pools[spec.logical_id] = FunctionPool(spec, env, self.options.log_sink)
             router.add("GET", "/local/status", self._status_route)
             router.add("GET", "/local/outputs", self._outputs_route)
+            router.add("GET", "/local/inspect/{platform}", self._inspect_route)
             self._add_http_routes(router)
             self._add_event_sources(intrinsics)
             self._server.start()
@@ -154,6 +155,24 @@ class LocalStack:
         except BaseException:
             self.stop()
             raise
+
+    def stop_promptly(self) -> None:
+        """Serve's Ctrl-C: answer the requests under way, then end the function instances at once.
+
+        Work under way in a worker is abandoned as a Lambda timeout would abandon it (its messages return to
+        their queue), and the daemon threads are not waited for: the process exits next.
+        """
+        from sandbox.functions import abandon
+
+        if self.scheduler:
+            self.scheduler.request_stop()
+        for poller in self.pollers:
+            poller.request_stop()
+        if self._server:
+            self._server.stop()
+            self._server = None
+        for pool in self.pools.values():
+            abandon(pool)
 
     def stop(self) -> None:
         """Stop everything that was started, in reverse order."""
@@ -301,6 +320,17 @@ class LocalStack:
             "queues": queues,
             "open_batches": open_batches,
         }
+
+    def _inspect_route(self, _request: Request, params: dict[str, str]) -> Reply:
+        """`GET /local/inspect/{platform}`: what a sandbox platform holds now, read-only, no credential needed."""
+        from sandbox.holdings import holdings, summary
+
+        peer = self.peers.get(params["platform"])
+        if peer is None:
+            known = ", ".join(sorted(self.peers)) or "none (every platform URL is set from the environment)"
+            return Reply.json(404, {"message": f"no sandbox peer {params['platform']!r}; sandbox peers: {known}"})
+        held = holdings(peer)
+        return Reply.json(200, {"platform": params["platform"], "summary": summary(held), "holds": held})
 
     def _status_route(self, _request: Request, _params: dict[str, str]) -> Reply:
         return Reply.json(200, self.status())

@@ -63,7 +63,7 @@ def test_a_missing_subcommand_names_the_choices() -> None:
     top = run_cli()
     assert_one_line_error(top, "choose a command: local")
     local = run_cli("local")
-    assert_one_line_error(local, "choose a command: serve, wait, send, sign or demo")
+    assert_one_line_error(local, "choose a command: serve, wait, send, sign, demo or inspect")
     assert "local_command" not in local.stderr
 
 

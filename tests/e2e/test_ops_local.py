@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,29 @@ def test_status_json_through_the_cli(stack: LocalStack) -> None:
 
 
 def test_status_table_for_people(stack: LocalStack) -> None:
+    # Given a terminal of 80 columns (a pipe counts as one), then one of COLUMNS=60
     result = run_cli("status", "--local", stack.url)
     assert result.returncode == 0, result.stderr
-    header, *_ = [line for line in result.stdout.splitlines() if "destination" in line]
-    for column in ("synced", "failed", "pending", "in flight", "dead-lettered", "oldest waiting", "last success"):
-        assert column in header
-    assert any(line.strip("│ ").startswith("facturadirecta") for line in result.stdout.splitlines())
+    lines = result.stdout.splitlines()
+    # Then the first line names the target, and the table fits: one line per destination, none wider than 80
+    assert lines[0] == f"target: local stack at {stack.url}"
+    assert max(len(line) for line in lines) <= 80
+    header = " ".join(line for line in lines[1:4])
+    for word in ("destination", "synced", "pending", "flight", "dead-", "lettered", "oldest", "last", "success"):
+        assert word in header
+    starts = [line.split()[0] for line in lines if line.split()]
+    for destination in ("quipu", "tuimprenta", "facturadirecta"):
+        assert starts.count(destination) == 1, result.stdout  # one line per row: nothing wrapped
+    narrow = subprocess.run(
+        [CLI, "status", "--local", stack.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "COLUMNS": "60"},
+        cwd=ROOT,
+        check=False,
+    )
+    assert max(len(line) for line in narrow.stdout.splitlines()[1:]) <= 60
 
 
 def test_no_stack_running_is_one_line_not_a_traceback() -> None:
@@ -104,7 +122,10 @@ def test_a_secret_rotation_through_webhook_register_rejects_no_delivery(stack: L
     assert statuses == [200, 200, 200]
     (kept,) = target.read_secret("BuildNexionSecretArn")["webhook_secrets"]
     assert kept.startswith("whsec_")
-    assert "whsec_" not in result.stdout.replace("webhook secret", "")  # no secret is printed
+    # the local stack shows the secret to sign with from now on (a deployed stack never prints one)
+    assert result.stdout.splitlines()[-1] == (
+        f"local stack: sign with them (local send, local sign): export BUILDNEXION_WEBHOOK_SECRET={kept}"
+    )
 
 
 def test_dlq_drop_asks_for_confirmation(stack: LocalStack) -> None:
@@ -202,3 +223,106 @@ def test_a_missing_aws_profile_is_one_line_for_a_deployed_stack_and_ignored_for_
     assert local.returncode == 2
     assert "no local stack answers" in local.stderr
     assert "Traceback" not in local.stderr
+
+
+def test_reconcile_tuimprenta_after_the_demo_invoices_exits_0(stack: LocalStack) -> None:
+    # Given the demo's two sales invoices issued by the sandbox tuimprenta
+    peer: BuildNexionPeer = stack.peers["buildnexion"]
+    peer.subscribe(f"{stack.url}/webhooks/buildnexion", ["sales_invoice.created"])
+    for name in ("05_sales_invoice_created.json", "06_sales_invoice_created.json"):
+        envelope = load_event(f"buildnexion/{name}")
+        envelope["id"] = f"{envelope['id']}_reconcile"
+        assert {d.status for d in peer.deliver(envelope)} == {200}
+    target = from_local(stack.url)
+    wait_for(
+        lambda: next(r for r in commands.status(target) if r.destination == "tuimprenta").synced >= 2,
+        120,
+        "both sales invoices to be issued",
+    )
+
+    # When the operator reconciles tuimprenta
+    result = run_cli("reconcile", "tuimprenta", "--local", stack.url)
+
+    # Then nothing is reported as a difference: a total the worker did not record is said, not failed
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"target: local stack at {stack.url}"
+    assert lines[-1].startswith(("2 synced document(s) checked, 0 difference(s)",)), result.stdout
+
+
+def test_doctor_finds_the_local_stack_working_and_says_what_is_missing_when_it_is_not(stack: LocalStack) -> None:
+
+    def passing() -> subprocess.CompletedProcess[str] | None:
+        run = run_cli("doctor", "--local", stack.url)
+        return run if run.returncode == 0 else None
+
+    # an earlier test may have rotated the webhook secret: the receiver caches it for up to 60 s
+    result = wait_for(passing, 90, "doctor to pass once the receiver's secret cache holds the stored secret")
+    assert result.stdout.splitlines()[1:] == [
+        "ok   BuildNexion secret: filled",
+        "ok   Quipu secret: filled",
+        "ok   Tuimprenta secret: filled",
+        "ok   FacturaDirecta secret: filled",
+        f"ok   signed smoke event: {stack.url}/webhooks/buildnexion answered 200 ignored",
+    ]
+    # a Quipu secret with a field left empty fails the check, naming the field (never a value)
+    target = from_local(stack.url)
+    quipu = target.read_secret("QuipuSecretArn")
+    sm = target.secretsmanager()
+    try:
+        sm.put_secret_value(SecretId=target.outputs["QuipuSecretArn"], SecretString=json.dumps({"app_id": "x"}))
+        result = run_cli("doctor", "--local", stack.url)
+        assert result.returncode == 1
+        assert "FAIL Quipu secret: still empty: app_secret (docs/operations.md, secrets)" in result.stdout.splitlines()
+    finally:
+        sm.put_secret_value(SecretId=target.outputs["QuipuSecretArn"], SecretString=json.dumps(quipu))
+
+
+def test_the_failing_events_each_end_in_their_destination_s_dead_letter_queue(stack: LocalStack) -> None:
+    files = sorted(str(p) for p in (ROOT / "events" / "failing").glob("*.json"))
+    assert len(files) == 3
+    result = run_cli("local", "send", *files, "--url", f"{stack.url}/webhooks/buildnexion")
+    assert result.returncode == 0, result.stdout + result.stderr
+    target = from_local(stack.url)
+    expected = {
+        Destination.QUIPU: "inv_failing_vat",
+        Destination.TUIMPRENTA: "sin_failing_no_tax_id",
+        Destination.FACTURADIRECTA: "po_failing_five_rates",
+    }
+
+    def dead_lettered(destination: Destination, object_id: str) -> commands.DeadLetter | None:
+        return next((x for x in commands.dlq_list(target, destination) if x.object_id == object_id), None)
+
+    for destination, object_id in expected.items():
+        letter = wait_for(
+            partial(dead_lettered, destination, object_id), 120, f"{object_id} on the {destination.value} DLQ"
+        )
+        assert letter.reason, letter
+
+
+def test_local_inspect_shows_what_each_sandbox_platform_holds(stack: LocalStack) -> None:
+    # Given a purchase order synced to the sandbox FacturaDirecta
+    peer: BuildNexionPeer = stack.peers["buildnexion"]
+    peer.subscribe(f"{stack.url}/webhooks/buildnexion", ["purchase_order.created"])
+    envelope = load_event("buildnexion/10_purchase_order_created.json")
+    envelope["id"] = f"{envelope['id']}_inspect"
+    assert {d.status for d in peer.deliver(envelope)} == {200}
+    target = from_local(stack.url)
+    wait_for(
+        lambda: next(r for r in commands.status(target) if r.destination == "facturadirecta").synced >= 1,
+        120,
+        "the purchase order to be synced",
+    )
+    number = envelope["data"]["object"]["number"]
+
+    # When a newcomer asks what the sandbox FacturaDirecta holds, Then the order is there, read without a token
+    result = run_cli("local", "inspect", "facturadirecta", "--url", stack.url)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"the sandbox facturadirecta at {stack.url} holds: ")
+    assert number.rsplit("-", 1)[0] in result.stdout or number in result.stdout
+    for platform in ("quipu", "tuimprenta"):
+        shown = run_cli("local", "inspect", platform, "--url", stack.url, "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert isinstance(json.loads(shown.stdout), dict)
+    quipu = json.loads(run_cli("local", "inspect", "quipu", "--url", stack.url, "--json").stdout)
+    assert len(quipu["invoices"]) == len(stack.peers["quipu"].invoices)

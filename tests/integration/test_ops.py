@@ -142,7 +142,7 @@ def test_dlq_redrive_by_id_moves_only_that_event_back_without_its_failure_attrib
     (back,) = aws.queue_messages("QuipuQueue")
     assert json.loads(back["Body"])["id"] == "e1"
     assert back["Attributes"]["MessageGroupId"] == "inv_1"
-    assert set(back["MessageAttributes"]) == {"event_id"}
+    assert set(back["MessageAttributes"]) == {"event_id", "first_failed_at"}
     assert [letter.object_id for letter in commands.dlq_list(target, Destination.QUIPU)] == ["inv_2"]
 
 

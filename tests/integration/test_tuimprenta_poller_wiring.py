@@ -33,6 +33,9 @@ def test_a_run_counts_its_loops_its_batches_and_what_stays_open(harness: Harness
     harness.peer.processing_seconds = 60.0  # the batch stays open past this run
     harness.send(envelope("sin_m1"))
     report = harness.run(RUN_SECONDS="0")
+    # how long the oldest open batch has been open since its claim, which TuimprentaBatchAgeAlarm watches
+    (oldest,) = metrics.metric_set["TuimprentaOldestOpenBatchSeconds"]["Value"]
+    assert 0.0 <= oldest < 60.0
     # one loop drains and submits, the next finds nothing more to do
     assert (report.iterations, report.batches_submitted, report.invoices_submitted) == (2, 1, 1)
     # what the handler's flush will publish: one batch created, one left open

@@ -67,9 +67,22 @@ def test_deploy_steps_come_in_a_working_order() -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text[text.index("## Deploying to AWS") : text.index("## Configuration")]
     steps = re.findall(r"^\d+\. \*\*(.+?)\*\*", section, flags=re.MULTILINE)
-    order = [next(i for i, s in enumerate(steps) if word in s.lower()) for word in ("deploy", "register", "store")]
+    # the secrets first: `webhook register` reads the BuildNexion api_key and stores the webhook secret itself
+    order = [
+        next(i for i, s in enumerate(steps) if word in s.lower()) for word in ("deploy", "store", "register", "check")
+    ]
     assert order == sorted(order), steps
-    for needed in ("TuimprentaWebhookUrl", "webhook_secret", "AlarmEmail", "samconfig.toml", "sam delete", "Retain"):
+    for needed in (
+        "TuimprentaWebhookUrl",
+        "webhook_secret",
+        "AlarmEmail",
+        "samconfig.toml",
+        "samconfig.user.toml",
+        "has no authentication",
+        "sam delete",
+        "Retain",
+        "### Upgrading",
+    ):
         assert needed in section, needed
 
 
@@ -77,7 +90,7 @@ def test_every_cli_option_is_described_in_help_and_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("## The local stack") : readme.index("## What the webhook answers")]
     commands = subcommands(subcommands(build_parser())["local"])
-    assert set(commands) == {"serve", "wait", "send", "sign", "demo"}
+    assert set(commands) == {"serve", "wait", "send", "sign", "demo", "inspect"}
     for name, command in commands.items():
         assert f"local {name}" in section
         for action in command._actions:

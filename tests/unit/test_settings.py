@@ -106,3 +106,11 @@ def test_local_settings_rotation_and_malformed_schedule() -> None:
     with pytest.raises(ConfigurationError) as caught:
         LocalSettings.from_env({"LOCAL_SCHEDULE_SECONDS": "0"})
     assert caught.value.name == "LOCAL_SCHEDULE_SECONDS"
+
+
+def test_a_platform_not_deployed_has_no_queue_and_its_events_are_not_routed() -> None:
+    settings = ReceiverSettings.from_env({**VALID, "QUIPU_QUEUE_URL": "", "TUIMPRENTA_SECRET_ARN": ""})
+    assert set(settings.queue_urls()) == {Destination.TUIMPRENTA, Destination.FACTURADIRECTA}
+    assert settings.routes() == {k: v for k, v in DEFAULT_ROUTING.items() if v is not Destination.QUIPU}
+    assert settings.routing_table == DEFAULT_ROUTING  # the parameter as given: only the deployed part is used
+    assert error_for({**VALID, "QUIPU_QUEUE_URL": "not a url"}).name == "QUIPU_QUEUE_URL"

@@ -78,6 +78,8 @@ class EnvSettings(BaseModel):
 
 
 QueueUrl = Annotated[str, Field(pattern=r"^https?://\S+/\S+$")]
+# Empty for a destination this stack does not deploy (DeployQuipu=false, ...).
+OptionalQueueUrl = Annotated[str, Field(pattern=r"^(https?://\S+/\S+)?$")]
 Name = Annotated[str, Field(min_length=1)]
 
 
@@ -85,13 +87,14 @@ class ReceiverSettings(EnvSettings):
     """WebhookReceiverFunction's settings."""
 
     routing_table: Json[RoutingTable] = Field(alias="ROUTING_TABLE")
-    quipu_queue_url: QueueUrl = Field(alias="QUIPU_QUEUE_URL")
-    tuimprenta_queue_url: QueueUrl = Field(alias="TUIMPRENTA_QUEUE_URL")
-    facturadirecta_queue_url: QueueUrl = Field(alias="FACTURADIRECTA_QUEUE_URL")
+    # Empty: the platform is not deployed (DeployQuipu=false, ...); its events are answered "ignored".
+    quipu_queue_url: OptionalQueueUrl = Field(alias="QUIPU_QUEUE_URL")
+    tuimprenta_queue_url: OptionalQueueUrl = Field(alias="TUIMPRENTA_QUEUE_URL")
+    facturadirecta_queue_url: OptionalQueueUrl = Field(alias="FACTURADIRECTA_QUEUE_URL")
     idempotency_table_name: Name = Field(alias="IDEMPOTENCY_TABLE_NAME")
     state_table_name: Name = Field(alias="STATE_TABLE_NAME")
     buildnexion_secret_id: Name = Field(alias="BUILDNEXION_SECRET_ARN")
-    tuimprenta_secret_id: Name = Field(alias="TUIMPRENTA_SECRET_ARN")
+    tuimprenta_secret_id: str = Field(alias="TUIMPRENTA_SECRET_ARN")  # empty: tuimprenta not deployed
     secrets_max_age_seconds: int = Field(default=60, ge=0, le=3600, alias="SECRETS_MAX_AGE_SECONDS")
     # BuildNexion's retry window is not published; a week outlasts any sane one (tuimprenta's is 24 h).
     idempotency_ttl_seconds: int = Field(
@@ -111,12 +114,18 @@ class ReceiverSettings(EnvSettings):
         return table
 
     def queue_urls(self) -> dict[Destination, str]:
-        """The queue each destination's worker consumes."""
-        return {
+        """The queue each deployed destination's worker consumes."""
+        urls = {
             Destination.QUIPU: self.quipu_queue_url,
             Destination.TUIMPRENTA: self.tuimprenta_queue_url,
             Destination.FACTURADIRECTA: self.facturadirecta_queue_url,
         }
+        return {destination: url for destination, url in urls.items() if url}
+
+    def routes(self) -> RoutingTable:
+        """The routing table without the destinations this stack does not deploy."""
+        deployed = self.queue_urls()
+        return {event_type: d for event_type, d in self.routing_table.items() if d in deployed}
 
 
 HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]

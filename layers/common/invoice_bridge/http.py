@@ -352,6 +352,9 @@ class ApiClient:
         # was an EMF blob per request and a $0.30-a-month series per platform.
         if response.status_code == 429:
             count("PlatformRateLimited", {"platform": self.platform})
+        elif response.status_code in (401, 403):
+            # A revoked or wrong credential fails every call after the message left the queue: alarmed per platform.
+            count("PlatformAuthRefused", {"platform": self.platform})
 
 
 class BearerKeyClient(ApiClient):

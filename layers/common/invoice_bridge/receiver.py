@@ -218,7 +218,7 @@ class WebhookReceiver:
         head = parse_buildnexion_head(document)
         logger.set_correlation_id(head.id)
         logger.append_keys(event_type=head.type)
-        destination = self._settings.routing_table.get(head.type)
+        destination = self._settings.routes().get(head.type)
         if destination is None:
             # Answered 200 so BuildNexion does not retry an event this bundle will never handle.
             logger.info("event type not routed; ignored")
@@ -251,6 +251,8 @@ class WebhookReceiver:
     def receive_tuimprenta(self, signature: str | None, body: bytes) -> Receipt:
         """Verify a tuimprenta delivery and record it for the batch poller."""
         check_size(body)
+        if not self._settings.tuimprenta_secret_id:
+            raise InvalidPayload("route", "tuimprenta is not deployed on this stack (DeployTuimprenta=false)")
         secret_id = self._settings.tuimprenta_secret_id
         for last_try in (False, True):
             secret = self._secrets.read(secret_id, TuimprentaSecret, "tuimprenta")

@@ -178,7 +178,11 @@ class TuimprentaPoller:
             self._loop(client, work, deadline, report)
         finally:
             self.leases.release(LEASE_NAME, owner)
-        gauge("TuimprentaOpenBatches", len(self.batches.open()))
+        still_open = self.batches.open()
+        gauge("TuimprentaOpenBatches", len(still_open))
+        # From the claim on: a batch open past its expected time (a stuck poll, a lost batch) is alarmed on this.
+        now = self._clock()
+        gauge("TuimprentaOldestOpenBatchSeconds", max((now - i.created_at for i in still_open), default=0.0))
         logger.info("poller run done", extra={"report": report.as_dict()})
         return report
 
