@@ -11,8 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from invoice_bridge.config import describe_validation_error
 from invoice_bridge.errors import PlatformError
-from invoice_bridge.http import DEFAULT_STATUS_RETRYABLE, BearerKeyClient, Deadline
+from invoice_bridge.http import DEFAULT_STATUS_RETRYABLE, BearerKeyClient, Deadline, segment
 from invoice_bridge.money import dumps
+from invoice_bridge.observability import logger
 
 BatchStatus = Literal["queued", "processing", "completed", "failed", "partial"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "partial"})
@@ -144,11 +145,18 @@ class TuimprentaClient(BearerKeyClient):
 
     def batch(self, batch_id: str, deadline: Deadline) -> Batch:
         """`GET /batches/{id}`."""
-        return self._parse(Batch, self.request("GET", f"/batches/{batch_id}", deadline=deadline))
+        return self._parse(Batch, self.request("GET", f"/batches/{segment(batch_id)}", deadline=deadline))
 
     def batch_result(self, batch: Batch, deadline: Deadline) -> str:
-        """The result CSV of a finished batch (`result_url`, else `/batches/{id}/result.csv`)."""
-        url = batch.result_url or f"/batches/{batch.id}/result.csv"
+        """The result CSV of a finished batch (`result_url`, else `/batches/{id}/result.csv`).
+
+        A `result_url` on another origin is fetched without the API key; one over plain HTTP under an HTTPS
+        base is not fetched at all: the documented path on the API's own origin is read instead.
+        """
+        url = batch.result_url or f"/batches/{segment(batch.id)}/result.csv"
+        if batch.result_url and self.downgrades(batch.result_url):
+            logger.warning("result_url is plain HTTP; the documented result path is read instead")
+            url = f"/batches/{segment(batch.id)}/result.csv"
         response = self.request("GET", url, deadline=deadline, headers={"Accept": "text/csv"}, timeout=(3.05, 30.0))
         return response.content.decode("utf-8-sig")
 
@@ -156,7 +164,7 @@ class TuimprentaClient(BearerKeyClient):
         """`POST /invoices/{id}/cancel {"reason"}`."""
         response = self.request(
             "POST",
-            f"/invoices/{invoice_id}/cancel",
+            f"/invoices/{segment(invoice_id)}/cancel",
             deadline=deadline,
             json_text=dumps({"reason": reason}),
             headers={"Idempotency-Key": idempotency_key},
