@@ -30,7 +30,7 @@ from invoice_bridge.money import (
     normalize,
     unit_price,
 )
-from invoice_bridge.tuimprenta.client import TuimprentaClient
+from invoice_bridge.tuimprenta.client import Batch, TuimprentaClient
 from invoice_bridge.tuimprenta.mapping import payload_text
 from tests.conftest import load_event
 from tests.unit.test_http_client import NOW, FakeLimiter, make_client
@@ -147,6 +147,26 @@ def test_the_key_is_sent_to_the_same_origin_and_not_to_another(monkeypatch: pyte
     client.request("GET", "https://files.tuimprenta.digital/b.csv", deadline=Deadline(5))
     assert seen[0]["Authorization"] == "Bearer tui-key"
     assert "Authorization" not in seen[1]
+
+
+def test_a_plain_http_result_url_under_an_https_base_is_read_from_the_documented_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client = TuimprentaClient("https://api.tuimprenta.digital/v1", SecretStr("tui-key"), max_attempts=1)
+    called: list[tuple[str, dict[str, str]]] = []
+
+    def request(method: str, url: str, **kwargs: Any) -> requests.Response:
+        called.append((url, dict(kwargs["headers"])))
+        response = requests.Response()
+        response.status_code = 200
+        response._content = b"index,invoice_id,status,series,number,error_code,error_message\r\n"
+        return response
+
+    monkeypatch.setattr(client.session, "request", request)
+    batch = Batch(id="batch_1", status="completed", result_url="http://api.tuimprenta.digital/v1/batches/batch_1/x.csv")
+    assert client.batch_result(batch, Deadline(5)).startswith("index,")
+    assert [url for url, _ in called] == ["https://api.tuimprenta.digital/v1/batches/batch_1/result.csv"]
+    assert called[0][1]["Authorization"] == "Bearer tui-key"
 
 
 # -- (7) path segments --------------------------------------------------------------------------------------
