@@ -33,13 +33,20 @@ from tests.integration.conftest import TUIMPRENTA_SECRET, Aws
 
 API_KEY = LocalSettings.from_env({}).tuimprenta_api_key
 HEADER = b"index,invoice_id,status,series,number,error_code,error_message\r\n"
+# What each unreadable file is, and what the run reports of it.
 UNREADABLE = {
     # csv refuses a field over 128 KiB (`_csv.Error: field larger than field limit`)
-    "field_over_128_kib": HEADER + b'0,inv_x,failed,TD-2025,,E1,"' + b"x" * (200 * 1024) + b'"\r\n',
+    "field_over_128_kib": (
+        HEADER + b'0,inv_x,failed,TD-2025,,E1,"' + b"x" * (200 * 1024) + b'"\r\n',
+        "result CSV unreadable: field larger than field limit (131072)",
+    ),
     # not UTF-8 (UnicodeDecodeError)
-    "not_utf8": HEADER + b"0,inv_\xff\xfe,issued,TD-2025,1,,\r\n",
+    "not_utf8": (
+        HEADER + b"0,inv_\xff\xfe,issued,TD-2025,1,,\r\n",
+        "result CSV unreadable: 'utf-8' codec can't decode byte 0xff",
+    ),
     # another header (the documented ResultFormatError)
-    "wrong_header": b"id,status\r\n0,issued\r\n",
+    "wrong_header": (b"id,status\r\n0,issued\r\n", "result CSV lacks column(s) index"),
 }
 
 
@@ -99,7 +106,7 @@ class Harness:
 def harness(aws: Aws) -> Iterator[Harness]:
     peer = UnreadablePeer(API_KEY, TUIMPRENTA_SECRET, processing_seconds=0.2, send_callbacks=False)
     peer.poisoned = set()
-    peer.bad_body = UNREADABLE["not_utf8"]
+    peer.bad_body = UNREADABLE["not_utf8"][0]
     peer.start()
     template = Template.load(ROOT / "template.yaml")
     parameters = {**template.parameter_defaults(), "TuimprentaApiUrl": peer.base_url}
@@ -180,7 +187,7 @@ def test_any_error_building_one_payload_dead_letters_that_invoice_with_its_reaso
 @pytest.mark.parametrize("kind", sorted(UNREADABLE))
 def test_an_unreadable_result_stops_neither_other_batches_nor_the_drain(harness: Harness, kind: str) -> None:
     harness.peer.poisoned = {"sin_unreadable"}
-    harness.peer.bad_body = UNREADABLE[kind]
+    harness.peer.bad_body, problem = UNREADABLE[kind]
     # Two batches of one invoice each: one whose result cannot be read, one whose result can.
     harness.send(envelope("sin_unreadable"), envelope("sin_readable"))
     first = harness.run(MAX_BATCH_SIZE="1", RUN_SECONDS="1.5")
@@ -188,7 +195,8 @@ def test_an_unreadable_result_stops_neither_other_batches_nor_the_drain(harness:
     assert first.batches_submitted == 2
     assert harness.issued("sin_readable") == 1
     assert harness.ledger().get("tuimprenta", "sin_readable").status == SyncStatus.SYNCED  # type: ignore[union-attr]
-    assert any("unreadable result" in p for p in first.problems)
+    assert first.problems
+    assert all(p.startswith(problem) for p in first.problems)
 
     # An invoice sent after the bad batch is still drained and issued by the next runs.
     harness.send(envelope("sin_later"))

@@ -240,8 +240,8 @@ class TuimprentaPoller:
             except (ResultFormatError, csv.Error, UnicodeDecodeError) as exc:
                 # One batch's unreadable file (a field over csv's 128 KiB, bytes that are not UTF-8, another
                 # header) stops neither the other batches nor the drain.
-                problem = f"batch {item.batch_id}: unreadable result ({type(exc).__name__}): {str(exc)[:300]}"
-                logger.error("unreadable result CSV; read again later", extra={"detail": problem})
+                problem = str(exc) if isinstance(exc, ResultFormatError) else f"result CSV unreadable: {exc!s:.300}"
+                logger.error("unreadable result CSV; read again later", extra={"batch": item.key, "detail": problem})
                 report.problems.append(problem)
                 self._poll_later(item)
                 continue
