@@ -249,6 +249,21 @@ def _read_event(path: str, fresh_id: bool) -> bytes:
     return json.dumps(document, ensure_ascii=False).encode("utf-8")
 
 
+def _dated_now(body: bytes) -> bytes:
+    """A tuimprenta event dated now, as tuimprenta sends it: the receiver refuses one created too long ago.
+
+    Only a JSON object with a `created_at` is changed; anything else goes as given.
+    """
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(document, dict) or "created_at" not in document:
+        return body
+    document["created_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return json.dumps(document, ensure_ascii=False).encode("utf-8")
+
+
 def _signature(source: str, body: bytes, secret: str | None, timestamp: int | None) -> tuple[str, str]:
     """The (header, value) that `source` would send with `body`."""
     settings = LocalSettings.from_env()
@@ -269,6 +284,8 @@ def _send(args: argparse.Namespace) -> int:
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--url must start with http:// or https://, e.g. http://{url}")
     bodies = [(path, _read_event(path, args.fresh_id)) for path in args.files]
+    if args.source == "tuimprenta":
+        bodies = [(path, _dated_now(body)) for path, body in bodies]
     worst = 0
     with requests.Session() as session:
         sandbox = _sandbox_buildnexion(session, url) if args.source == "buildnexion" else None
@@ -484,7 +501,8 @@ def build_parser() -> Parser:
         dest="source",
         choices=SOURCES,
         default="buildnexion",
-        help="sign as this platform (BUILDNEXION_WEBHOOK_SECRET or TUIMPRENTA_WEBHOOK_SECRET) and post to its route",
+        help="sign as this platform (BUILDNEXION_WEBHOOK_SECRET or TUIMPRENTA_WEBHOOK_SECRET) and post to its route;"
+        " a tuimprenta event's created_at is set to now, as tuimprenta would send it",
     )
     send.add_argument("--url", help=f"where to POST; default http://127.0.0.1:{default_port}/webhooks/<--as platform>")
     send.add_argument("--secret", help="sign with this secret instead of the one from the environment")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -150,7 +151,9 @@ def test_malformed_event_is_400_naming_the_field(served: Served) -> None:
 
 
 def test_tuimprenta_webhook_is_recorded(served: Served) -> None:
-    body = json.dumps(load_event("tuimprenta/batch_completed.json")).encode()
+    # Dated now: the receiver refuses a callback created more than a day ago.
+    event = {**load_event("tuimprenta/batch_completed.json"), "created_at": datetime.now(UTC).isoformat()}
+    body = json.dumps(event).encode()
     headers = {"X-Tuimprenta-Signature": compute_signature(TUI_SECRET, body), "Content-Type": "application/json"}
     response = requests.post(f"{served.url}/webhooks/tuimprenta", data=body, headers=headers, timeout=TIMEOUT)
     assert (response.status_code, response.json()["status"]) == (200, "recorded")

@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, cast
@@ -36,6 +37,12 @@ ALL_QUEUES = tuple(QUEUE_OF.values())
 
 def body_of(name: str) -> bytes:
     return json.dumps(load_event(f"buildnexion/{name}"), ensure_ascii=False).encode("utf-8")
+
+
+def tuimprenta_body(name: str) -> bytes:
+    """A sample tuimprenta event dated now (the receiver refuses one created more than a day ago)."""
+    event = {**load_event(f"tuimprenta/{name}"), "created_at": datetime.now(UTC).isoformat()}
+    return json.dumps(event).encode()
 
 
 def total_depth(aws: Aws) -> int:
@@ -228,7 +235,7 @@ def test_metrics_count_each_outcome(handler: ModuleType, aws: Aws, capfd: pytest
 
 
 def test_tuimprenta_webhook_is_recorded_once_for_the_poller(handler: ModuleType, aws: Aws) -> None:
-    body = json.dumps(load_event("tuimprenta/invoice_issued.json")).encode()
+    body = tuimprenta_body("invoice_issued.json")
     assert invoke(handler, signed_tuimprenta(body)) == (200, {"status": "recorded", "event_id": "evt_tui_0002"})
     assert invoke(handler, signed_tuimprenta(body)) == (200, {"status": "duplicate", "event_id": "evt_tui_0002"})
     items = aws.session.client("dynamodb").scan(TableName=aws.provisioned.tables["StateTable"])["Items"]
@@ -242,7 +249,7 @@ def test_tuimprenta_webhook_is_recorded_once_for_the_poller(handler: ModuleType,
 
 
 def test_tuimprenta_webhook_with_a_bad_signature_is_401(handler: ModuleType, aws: Aws) -> None:
-    body = json.dumps(load_event("tuimprenta/batch_completed.json")).encode()
+    body = tuimprenta_body("batch_completed.json")
     assert invoke(handler, signed_tuimprenta(body, secret="wrong")) == (401, {"message": "Unauthorized"})
     assert aws.session.client("dynamodb").scan(TableName=aws.provisioned.tables["StateTable"])["Count"] == 0
 
@@ -360,7 +367,7 @@ def test_a_delivery_killed_mid_enqueue_does_not_block_the_retry(
 def test_tuimprenta_delivery_is_counted_logged_and_its_secret_named(
     handler: ModuleType, aws: Aws, log_stream: io.StringIO, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    body = json.dumps(load_event("tuimprenta/invoice_issued.json")).encode()
+    body = tuimprenta_body("invoice_issued.json")
     invoke(handler, signed_tuimprenta(body))
     invoke(handler, signed_tuimprenta(body))
     names = [name for name, _ in emitted_metrics(capfd.readouterr().out)]

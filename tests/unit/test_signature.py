@@ -25,6 +25,8 @@ DETAILS = {
         "entry without '='",
         "timestamp missing, repeated or not a number",
         "no timestamp or no v1 signature",
+        "v1 signature is not 64 hex digits",
+        "header too long",
     },
 }
 
@@ -54,8 +56,8 @@ def test_valid_signature_passes_and_returns_its_timestamp() -> None:
     [
         (f"t={T},v1={SIG_1},v1={SIG_2}", [SECRET_2]),  # sender signs with old and new, we hold the new one
         (f"t={T},v1={SIG_2}", [SECRET_1, SECRET_2]),  # we hold both during rotation, sender moved on
-        (f"t={T},v1=deadbeef,v1={SIG_1}", [SECRET_1]),  # any entry may match
-        (f"t={T},v1={SIG_1},v1=deadbeef", [SECRET_1]),  # a match is kept when later entries do not match
+        (f"t={T},v1={'0' * 64},v1={SIG_1}", [SECRET_1]),  # any entry may match
+        (f"t={T},v1={SIG_1},v1={'0' * 64}", [SECRET_1]),  # a match is kept when later entries do not match
         (f"t={T},v1={SIG_1}", [SECRET_1, SECRET_2]),  # a match is kept when later secrets do not match
         (f"t={T},v0=ignored,v1={SIG_1}", [SECRET_1]),  # other schemes are skipped
         (f" t={T} , v1={SIG_1.upper()} ", [SECRET_1]),  # white space and hex case do not matter
@@ -89,6 +91,21 @@ def test_missing_header(header: str | None) -> None:
         f"t={T},t={T},v1={SIG_1}",  # repeated timestamp
         f"t={T},{SIG_1}",  # entry without '='
         "garbage",
+        # Strict forms (issue 18): each of these was a 500, or reached compare_digest with text it refuses.
+        f"t={'9' * 4301},v1={SIG_1}",  # int() refuses over 4,300 digits
+        f"t={'9' * 13},v1={SIG_1}",  # more than 12 digits
+        # Arabic-Indic digits pass str.isdigit and int()
+        f"t=\u0661\u0667\u0666\u0663\u0667\u0661\u0669\u0662\u0660\u0660,v1={SIG_1}",
+        f"t=²,v1={SIG_1}",  # a superscript passes str.isdigit, not int()
+        f"t=+{T},v1={SIG_1}",
+        f"t=-{T},v1={SIG_1}",
+        f"t={T},v1={'é' * 64}",  # compare_digest raises TypeError on non-ASCII text
+        f"t={T},v1={SIG_1[:-1]}",  # 63 hex digits
+        f"t={T},v1={SIG_1}0",  # 65
+        f"t={T},v1={SIG_1}=",  # the value runs to the end of the entry, '=' included
+        f"t={T},v1={'g' * 64}",
+        f"t={T},v1=deadbeef,v1={SIG_1}",  # one malformed entry spoils the header
+        f"t={T},v1={SIG_1}," + ",".join(f"v0={'0' * 64}" for _ in range(40)),  # over 2,048 characters
     ],
 )
 def test_malformed_headers(header: str) -> None:
@@ -114,8 +131,7 @@ def test_malformed_headers_say_what_is_wrong(header: str, detail: str) -> None:
         (f"t={T},v1={SIG_1}", BODY + b" ", [SECRET_1]),  # body changed by one byte
         (f"t={T + 1},v1={SIG_1}", BODY, [SECRET_1]),  # timestamp changed
         (f"t={T},v1={SIG_1}", BODY, [SECRET_2]),  # wrong secret
-        (f"t={T},v1={SIG_1[:-1]}", BODY, [SECRET_1]),  # truncated signature
-        (f"t={T},v1={SIG_1}=", BODY, [SECRET_1]),  # the value runs to the end of the entry, '=' included
+        (f"t={T},v1={SIG_1[:-1]}1", BODY, [SECRET_1]),  # one hex digit changed
     ],
 )
 def test_mismatches(header: str, body: bytes, secrets: list[str]) -> None:
@@ -145,6 +161,11 @@ def test_tuimprenta_reference_vector() -> None:
         (None, "signature_missing", "no signature header"),
         (TUI_SIG.removeprefix("sha256="), "signature_malformed", "signature without the sha256= prefix"),
         (TUI_SIG[:-2] + "00", "signature_mismatch", "signature does not match"),
+        ("sha256=" + "é" * 64, "signature_malformed", "signature is not 64 hex digits"),
+        ("sha256=" + "\u0660" * 64, "signature_malformed", "signature is not 64 hex digits"),
+        (TUI_SIG[:-1], "signature_malformed", "signature is not 64 hex digits"),
+        (TUI_SIG + "0", "signature_malformed", "signature is not 64 hex digits"),
+        ("sha256=", "signature_malformed", "signature is not 64 hex digits"),
     ],
 )
 def test_tuimprenta_rejections(header: str | None, reason: str, detail: str) -> None:

@@ -7,18 +7,20 @@ statuses are retryable if they differ from the table here.
 
 from __future__ import annotations
 
+import math
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar, NoReturn, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 from pydantic import SecretStr
 
-from invoice_bridge.errors import PlatformError
+from invoice_bridge.errors import PermanentSyncError, PlatformError
 from invoice_bridge.observability import count, logger
 
 # (connect, read) in seconds: far under the shortest worker timeout, so a hung platform fails the call,
@@ -27,6 +29,16 @@ DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 10.0)
 # Time kept back from a deadline for the work after a call (ledger write, SQS calls).
 DEADLINE_RESERVE_SECONDS = 3.0
 MAX_BACKOFF_SECONDS = 8.0
+# The longest wait a platform may ask for (Retry-After, a rate-limit reset): every documented window is a
+# minute at most, and a longer pause would hold every worker of the credential while messages run out of receives.
+MAX_WAIT_SECONDS = 300.0
+# A wait further off than this is not a long wait but a wrong unit (epoch milliseconds) or a broken header:
+# it is ignored, and the ordinary backoff applies.
+IMPLAUSIBLE_WAIT_SECONDS = 86_400.0
+# A reset above this is an epoch timestamp, not a number of seconds (2001-09-09 in epoch seconds).
+EPOCH_THRESHOLD = 1_000_000_000
+# ASCII digits only: `str.isdigit` and `float` also take superscripts, Arabic-Indic digits, "inf", "nan" and "1e999".
+_NUMBER = re.compile(r"[0-9]{1,15}(?:\.[0-9]{1,9})?")
 
 # Status → retryable. Anything 5xx not listed is retryable; anything else not listed is permanent.
 DEFAULT_STATUS_RETRYABLE: Mapping[int, bool] = {
@@ -110,23 +122,26 @@ def retry_after_seconds(headers: Mapping[str, str], now: float, *, rate_limited:
     `RateLimit-Reset` (IETF draft) is a delta in seconds; `X-RateLimit-Reset` is a delta too unless it is
     clearly an epoch timestamp (some platforms send one). The reset is a wait only on a rate-limited answer
     (`rate_limited`): platforms send it on every answer, and a 5xx is not a request to wait for the window.
+    A wait is capped at MAX_WAIT_SECONDS; one further off than a day (epoch milliseconds, a far-future date)
+    counts as no answer at all.
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     value = lowered.get("retry-after")
     if value is not None:
         value = value.strip()
-        if value.replace(".", "", 1).isdigit():
-            return max(0.0, float(value))
+        seconds = _number(value)
+        if seconds is not None:
+            return _bounded_wait(seconds)
         try:
-            return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-        except (TypeError, ValueError):
+            return _bounded_wait(parsedate_to_datetime(value).timestamp() - now)
+        except (TypeError, ValueError, OverflowError):
             pass
     if not rate_limited:
         return None
     for name in ("ratelimit-reset", "x-ratelimit-reset"):
         reset = _number(lowered.get(name))
         if reset is not None:
-            return max(0.0, reset - now) if reset > 1_000_000_000 else reset
+            return _bounded_wait(reset - now if reset > EPOCH_THRESHOLD else reset)
     return None
 
 
@@ -135,6 +150,7 @@ def exhausted_until(headers: Mapping[str, str], now: float) -> float | None:
 
     A delta reset is whole seconds rounded up, so the true reset lies up to a second sooner: the pause
     takes that lower bound, never waiting longer than the platform needs (our own limiter spaces the rest).
+    The pause is capped like every wait (MAX_WAIT_SECONDS); an implausible reset pauses nothing.
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     for prefix in ("ratelimit", "x-ratelimit"):
@@ -142,19 +158,46 @@ def exhausted_until(headers: Mapping[str, str], now: float) -> float | None:
         reset = _number(lowered.get(f"{prefix}-reset"))
         if remaining is None or remaining > 0 or reset is None:
             continue
-        if reset > 1_000_000_000:
-            return reset
-        return now + max(0.0, reset - 1)
+        wait = _bounded_wait(reset - now if reset > EPOCH_THRESHOLD else max(0.0, reset - 1))
+        return None if wait is None else now + wait
     return None
+
+
+def _bounded_wait(seconds: float) -> float | None:
+    if not math.isfinite(seconds) or seconds > IMPLAUSIBLE_WAIT_SECONDS:
+        return None
+    return min(MAX_WAIT_SECONDS, max(0.0, seconds))
 
 
 def _number(value: str | None) -> float | None:
     if value is None:
         return None
+    text = value.strip().split(",")[0].strip()
+    return float(text) if _NUMBER.fullmatch(text) else None
+
+
+def segment(value: str) -> str:
+    """`value` as one URL path segment, every reserved character encoded; PermanentSyncError for `.`, `..`, "".
+
+    Ids come from events and platform answers; `../webhooks` must not reach another endpoint of the host. A
+    dot segment cannot be encoded away (requests decodes `%2E` back to `.`), so it is refused.
+    """
+    if value.strip(".") == "":
+        raise PermanentSyncError(f"an id of {len(value)} dot(s) cannot name a resource", code="unsafe_id")
+    return quote(value, safe="")
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the port made explicit: what must match for credentials to go along."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
     try:
-        return float(value.strip().split(",")[0])
+        port = parts.port
     except ValueError:
-        return None
+        port = -1  # a port that is not a number matches no origin
+    if port is None:
+        port = {"https": 443, "http": 80}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
 
 
 class ApiClient:
@@ -212,6 +255,14 @@ class ApiClient:
         """A 401 came back: drop cached credentials and return True to try once more (Quipu's token)."""
         return False
 
+    def same_origin(self, url: str) -> bool:
+        """Whether `url` has the base URL's scheme, host and port (so it may carry the credentials)."""
+        return credentials_may_go_to(self.base_url, url)
+
+    def downgrades(self, url: str) -> bool:
+        """Whether `url` is plain HTTP while the base URL is HTTPS."""
+        return origin(self.base_url)[0] == "https" and origin(url)[0] != "https"
+
     # -- the one place that calls out ----------------------------------------------------------------
 
     def request(
@@ -237,7 +288,20 @@ class ApiClient:
         """
         method = method.upper()
         safe = method in IDEMPOTENT_METHODS if retry_safe is None else retry_safe
-        url = path if path.startswith(("http://", "https://")) else f"{self.base_url}{path}"
+        absolute = path.startswith(("http://", "https://"))
+        url = path if absolute else f"{self.base_url}{path}"
+        if absolute:
+            # An absolute URL comes from a platform's answer: the credentials go only to the base's own origin,
+            # and nothing goes over plain HTTP when the base is HTTPS.
+            if not self.same_origin(url):
+                authenticate = False
+            if self.downgrades(url):
+                raise PlatformError(
+                    self.platform,
+                    f"{method}: refused a plain-HTTP URL under an HTTPS base",
+                    code="insecure_url",
+                    retryable=False,
+                )
         reauthenticated = False
         attempt = 0
         while True:
@@ -373,22 +437,15 @@ class BearerKeyClient(ApiClient):
         return {"Accept": "application/json"}
 
 
-DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
 def credentials_may_go_to(base_url: str, url: str) -> bool:
     """Whether a request to `url` may carry the credentials of the API at `base_url`: its own origin only.
 
     Same scheme, host and port (so never over plain http when the base is https): a redirect to another
     host (a presigned download URL) is fetched without them. The one place that decides it.
     """
-    base, target = urlsplit(base_url), urlsplit(url)
-    if not target.scheme:
+    if not url.startswith(("http://", "https://")):
         return True  # a path on the API itself
-    scheme = target.scheme.lower()
-    if scheme != base.scheme.lower() or (target.hostname or "").lower() != (base.hostname or "").lower():
-        return False
-    return (target.port or DEFAULT_PORTS.get(scheme)) == (base.port or DEFAULT_PORTS.get(scheme))
+    return origin(url) == origin(base_url)
 
 
 def _text(value: Any) -> str | None:

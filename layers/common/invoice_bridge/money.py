@@ -8,15 +8,37 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+
+class AmountError(ValueError):
+    """An amount that cannot go out: not finite, or beyond the digit bounds."""
+
+
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
+# What an amount, quantity or rate may look like on its way out: the boundary models allow less, and these
+# keep any other caller from writing a 10,001-character number or overflowing a quantize.
+MAX_INTEGER_DIGITS = 18
+MAX_PLACES = 12
+
+
+def _checked(value: Decimal) -> Decimal:
+    """`value` if finite and within the digit bounds, with a zero's sign dropped ("-0" never goes out)."""
+    if not value.is_finite():
+        raise AmountError(f"not a finite amount: {value}")
+    if value.is_zero():
+        return value.copy_abs()
+    if value.adjusted() >= MAX_INTEGER_DIGITS:
+        raise AmountError(f"amount has more than {MAX_INTEGER_DIGITS} integer digits")
+    if -int(value.normalize().as_tuple().exponent) > MAX_PLACES:
+        raise AmountError(f"amount has more than {MAX_PLACES} decimals")
+    return value
 
 
 def cents_to_decimal(cents: int) -> Decimal:
     """12345 → Decimal('123.45'): always two decimals, exact."""
     if isinstance(cents, bool) or not isinstance(cents, int):
         raise TypeError(f"cents must be an int, not {type(cents).__name__}")
-    return (Decimal(cents) / HUNDRED).quantize(CENT)
+    return _checked(Decimal(cents) / HUNDRED).quantize(CENT)
 
 
 def unit_price(unit_amount: int, unit_amount_decimal: Decimal | None = None) -> Decimal:
@@ -28,13 +50,12 @@ def unit_price(unit_amount: int, unit_amount_decimal: Decimal | None = None) -> 
 
 def decimal_to_cents(amount: Decimal) -> int:
     """Decimal('123.456') → 12346 (half up, as invoices round)."""
-    return int((amount * HUNDRED).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return int((_checked(amount) * HUNDRED).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def normalize(value: Decimal, min_places: int = 0) -> Decimal:
     """`value` without trailing zeros, but with at least `min_places` decimals (12.50 → 12.5; 3 → 3)."""
-    if not value.is_finite():
-        raise ValueError(f"not a finite amount: {value}")
+    value = _checked(value)
     exponent = int(value.normalize().as_tuple().exponent)
     places = max(min_places, -exponent if exponent < 0 else 0)
     return value.quantize(Decimal(1).scaleb(-places))
@@ -57,9 +78,11 @@ def json_number(value: Decimal | int, min_places: int = 0) -> RawNumber:
         raise TypeError("a boolean is not an amount")
     if isinstance(value, int):
         value = Decimal(value)
-    if not value.is_finite():
-        raise ValueError(f"not a finite amount: {value}")
+    value = _checked(value)
     places = max(min_places, -int(value.as_tuple().exponent))
+    if places > MAX_PLACES:
+        # Only trailing zeros lie past MAX_PLACES (_checked saw to that): dropping them loses nothing.
+        places = max(min_places, -int(value.normalize().as_tuple().exponent))
     return RawNumber(f"{value.quantize(Decimal(1).scaleb(-places)):f}")
 
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
@@ -98,14 +99,53 @@ def decode_body(body: bytes) -> str:
         raise InvalidPayload("body", "is not UTF-8 text") from None
 
 
+MAX_NUMBER_CHARS = 64
+MAX_DEPTH = 64
+
+
+def _parse_int(text: str) -> int:
+    # Checked before int(): Python refuses over 4,300 digits with a ValueError, and far fewer are never an id,
+    # a timestamp or an amount.
+    if len(text) > MAX_NUMBER_CHARS:
+        raise InvalidPayload("body", f"has a number longer than {MAX_NUMBER_CHARS} characters")
+    return int(text)
+
+
+def _parse_float(text: str) -> Decimal:
+    # Decimal, not float: the value is never rounded, and an exponent like 1e999 stays finite text.
+    if len(text) > MAX_NUMBER_CHARS:
+        raise InvalidPayload("body", f"has a number longer than {MAX_NUMBER_CHARS} characters")
+    return Decimal(text)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidPayload("body", f"{name} is not JSON")
+
+
+def _depth(document: Any) -> int:
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, depth)
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return deepest
+
+
 def parse_json_object(text: str) -> dict[str, Any]:
-    """The text as a JSON object, or InvalidPayload."""
+    """The text as a JSON object, or InvalidPayload (also for numbers or nesting Python cannot hold)."""
     try:
-        document = json.loads(text)
+        document = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_refuse_constant)
     except json.JSONDecodeError:
         raise InvalidPayload("body", "is not valid JSON") from None
+    except RecursionError:
+        raise InvalidPayload("body", f"is nested deeper than {MAX_DEPTH} levels") from None
     if not isinstance(document, dict):
         raise InvalidPayload("body", "must be a JSON object")
+    if _depth(document) > MAX_DEPTH:
+        raise InvalidPayload("body", f"is nested deeper than {MAX_DEPTH} levels")
     return document
 
 
@@ -264,10 +304,12 @@ class WebhookReceiver:
                     raise
         event = parse_tuimprenta_event(body)
         from invoice_bridge.tuimprenta.events import TuimprentaEventItem, record_tuimprenta_event
+        from invoice_bridge.tuimprenta.webhook import check_age
 
         logger.set_correlation_id(event.id)
         logger.append_keys(event_type=event.type)
         received_at = datetime.fromtimestamp(self._clock(), tz=UTC)
+        check_age(event, received_at)
         if not record_tuimprenta_event(self._state, TuimprentaEventItem.from_event(event, received_at)):
             logger.info("tuimprenta event already recorded")
             count("TuimprentaEventDuplicate")

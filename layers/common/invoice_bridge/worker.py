@@ -11,6 +11,7 @@ Anything else (a bug) fails the record; SQS's redrive policy dead-letters it aft
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import math
 import random
@@ -29,6 +30,7 @@ from invoice_bridge.buildnexion.models import WebhookEvent
 from invoice_bridge.config import describe_validation_error
 from invoice_bridge.errors import DependencyUnavailable, PermanentSyncError, SyncError
 from invoice_bridge.http import Deadline
+from invoice_bridge.money import AmountError
 from invoice_bridge.observability import count, logger
 
 if TYPE_CHECKING:
@@ -154,6 +156,14 @@ class BatchEdge:
                     count("DocumentRetried", {"destination": self._destination})
                     raise
                 self._dead_letter(record, Failure(exc.code or type(exc).__name__, exc.message), receive_count)
+            except ValidationError as exc:
+                # A document that cannot be read or built is dead-lettered at once with its reason, rather
+                # than returned five times and redriven with none.
+                field, problem = describe_validation_error(exc)
+                self._dead_letter(record, Failure("unprocessable_document", f"{field}: {problem}"), receive_count)
+            except (AmountError, decimal.InvalidOperation) as exc:
+                detail = f"{type(exc).__name__}: {str(exc)[:300]}"
+                self._dead_letter(record, Failure("unprocessable_document", detail), receive_count)
             except DependencyUnavailable as exc:
                 delays[record.message_id] = backoff_seconds(receive_count, None)
                 logger.warning("AWS dependency unavailable; retrying later", extra={"detail": str(exc)[:300]})

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from invoice_bridge.buildnexion.models import Invoice, Provider, PurchaseOrder, SalesInvoice, WebhookEvent
 from invoice_bridge.config import describe_validation_error
 from invoice_bridge.errors import PermanentSyncError, PlatformError
-from invoice_bridge.http import BearerKeyClient, Deadline
+from invoice_bridge.http import BearerKeyClient, Deadline, segment
 from invoice_bridge.observability import count, logger
 
 
@@ -31,19 +31,19 @@ class BuildNexionClient(BearerKeyClient):
 
     def provider(self, provider_id: str, deadline: Deadline) -> Provider:
         """`GET /providers/{id}`."""
-        return self._get(Provider, f"/providers/{provider_id}", deadline)
+        return self._get(Provider, f"/providers/{segment(provider_id)}", deadline)
 
     def invoice(self, invoice_id: str, deadline: Deadline) -> Invoice:
         """`GET /invoices/{id}`."""
-        return self._get(Invoice, f"/invoices/{invoice_id}", deadline)
+        return self._get(Invoice, f"/invoices/{segment(invoice_id)}", deadline)
 
     def purchase_order(self, order_id: str, deadline: Deadline) -> PurchaseOrder:
         """`GET /purchase_orders/{id}`."""
-        return self._get(PurchaseOrder, f"/purchase_orders/{order_id}", deadline)
+        return self._get(PurchaseOrder, f"/purchase_orders/{segment(order_id)}", deadline)
 
     def sales_invoice(self, invoice_id: str, deadline: Deadline) -> SalesInvoice:
         """`GET /sales_invoices/{id}`."""
-        return self._get(SalesInvoice, f"/sales_invoices/{invoice_id}", deadline)
+        return self._get(SalesInvoice, f"/sales_invoices/{segment(invoice_id)}", deadline)
 
     def latest[T: (Invoice, PurchaseOrder, SalesInvoice)](
         self, model: type[T], event: WebhookEvent, deadline: Deadline
@@ -55,7 +55,7 @@ class BuildNexionClient(BearerKeyClient):
         """
         collection = {Invoice: "invoices", PurchaseOrder: "purchase_orders", SalesInvoice: "sales_invoices"}[model]
         try:
-            return self._get(model, f"/{collection}/{event.data.object.id}", deadline)
+            return self._get(model, f"/{collection}/{segment(event.data.object.id)}", deadline)
         except PlatformError as exc:
             if exc.status != 404:
                 raise
@@ -99,7 +99,7 @@ class BuildNexionClient(BearerKeyClient):
         """`GET /invoices/{id}/pdf`, the bytes of the PDF."""
         response = self.request(
             "GET",
-            f"/invoices/{invoice_id}/pdf",
+            f"/invoices/{segment(invoice_id)}/pdf",
             deadline=deadline,
             headers={"Accept": "application/pdf"},
             timeout=(3.05, 20.0),

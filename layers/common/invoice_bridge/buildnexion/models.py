@@ -21,8 +21,24 @@ def _decimal_string(value: Any) -> Any:
     return value
 
 
-DecimalString = Annotated[Decimal, BeforeValidator(_decimal_string), Field(allow_inf_nan=False)]
-Cents = StrictInt
+# Bounds at the boundary, so nothing downstream meets a number it cannot hold: 20 significant digits and 8
+# decimals cover any quantity, rate or sub-cent price (a "1e-9999" would become a 10,001-character number, a
+# "1e30" overflow the 28-digit context of every quantize), and 10**13 cents (100 billion) any invoice amount.
+MAX_DIGITS = 20
+MAX_DECIMAL_PLACES = 8
+MAX_CENTS = 10**13
+MAX_QUANTITY = Decimal(10**9)
+DecimalString = Annotated[
+    Decimal,
+    BeforeValidator(_decimal_string),
+    Field(allow_inf_nan=False, max_digits=MAX_DIGITS, decimal_places=MAX_DECIMAL_PLACES),
+]
+# A quantity is never negative: a refund is a credit note, not a line taking goods back.
+Quantity = Annotated[DecimalString, Field(ge=0, le=MAX_QUANTITY)]
+Cents = Annotated[StrictInt, Field(ge=-MAX_CENTS, le=MAX_CENTS)]
+# Object ids go into URL paths (`/invoices/{id}`): letters, digits and `_.:-`, starting with a letter or digit,
+# so no id is ever `..`, a `/` or a query. (Every client also encodes the segment.)
+ObjectId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 # SQS takes at most 128 characters for a group or deduplication id, from this alphabet.
 SqsId = Annotated[
     str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~]+$")
@@ -39,7 +55,7 @@ class EventObject(Contract):
     """What the receiver needs of any event's object: its kind, id and version."""
 
     object: str = Field(min_length=1)
-    id: SqsId
+    id: ObjectId
     updated_at: AwareDatetime
 
 
@@ -71,7 +87,7 @@ class Provider(Contract):
     """A supplier (`GET /providers/{id}`)."""
 
     object: Literal["provider"]
-    id: str
+    id: ObjectId
     name: str = Field(min_length=1)
     nif: str = Field(min_length=1)
     email: str | None = None
@@ -86,7 +102,7 @@ class InvoiceLine(Contract):
     """A line of a supplier invoice."""
 
     description: str
-    quantity: DecimalString
+    quantity: Quantity
     unit_amount: Cents
     unit_amount_decimal: DecimalString | None = None
     vat_percent: DecimalString
@@ -97,12 +113,12 @@ class Invoice(Contract):
     """A supplier invoice received (`GET /invoices/{id}`)."""
 
     object: Literal["invoice"]
-    id: SqsId
+    id: ObjectId
     invoice_number: str = Field(min_length=1)
     issue_date: date
     due_date: date | None = None
     currency: str = Field(min_length=3, max_length=3)
-    provider_id: str
+    provider_id: ObjectId
     status: str
     paid_at: AwareDatetime | None = None
     lines: list[InvoiceLine]
@@ -118,7 +134,7 @@ class PurchaseOrderLine(Contract):
 
     product_code: str | None = None
     description: str
-    quantity: DecimalString
+    quantity: Quantity
     unit_amount: Cents
     unit_amount_decimal: DecimalString | None = None
     vat_percent: DecimalString
@@ -128,10 +144,10 @@ class PurchaseOrder(Contract):
     """A purchase order (`GET /purchase_orders/{id}`)."""
 
     object: Literal["purchase_order"]
-    id: SqsId
+    id: ObjectId
     number: str = Field(min_length=1)
     date: date
-    provider_id: str
+    provider_id: ObjectId
     currency: str = Field(min_length=3, max_length=3)
     status: str
     notes: str | None = None
@@ -152,7 +168,7 @@ class SalesInvoiceLine(Contract):
 
     sku: str | None = None
     description: str
-    quantity: DecimalString
+    quantity: Quantity
     unit_amount: Cents
     unit_amount_decimal: DecimalString | None = None
     tax_rate: DecimalString
@@ -162,7 +178,7 @@ class SalesInvoice(Contract):
     """An invoice the customer issues (`GET /sales_invoices/{id}`)."""
 
     object: Literal["sales_invoice"]
-    id: SqsId
+    id: ObjectId
     series: str = Field(min_length=1)
     issue_date: date
     currency: str = Field(min_length=3, max_length=3)

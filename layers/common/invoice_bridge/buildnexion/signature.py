@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 
 from invoice_bridge.errors import SignatureError
@@ -11,6 +12,12 @@ from invoice_bridge.errors import SignatureError
 SIGNATURE_HEADER = "BuildNexion-Signature"
 TOLERANCE_SECONDS = 300
 SCHEME = "v1"
+# Strict forms, ASCII only: `str.isdigit` takes superscripts and Arabic-Indic digits, `int()` refuses over
+# 4,300 digits, and `compare_digest` raises on non-ASCII text; each was a 500 for an unauthenticated request.
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
+HEX_SIGNATURE = re.compile(r"[0-9a-fA-F]{64}")
+# Far above one timestamp and a few rotated secrets' signatures; a longer header is not BuildNexion's.
+MAX_HEADER_CHARS = 2048
 
 
 def compute_signature(secret: str, timestamp: int, body: bytes) -> str:
@@ -26,7 +33,12 @@ def signature_header(secrets: Sequence[str], timestamp: int, body: bytes) -> str
 
 
 def parse_header(header: str) -> tuple[int, list[str]]:
-    """(timestamp, v1 signatures) of a header; other schemes are ignored, as Stripe-style senders expect."""
+    """(timestamp, v1 signatures) of a header; other schemes are ignored, as Stripe-style senders expect.
+
+    `t` must be 1-12 ASCII digits and every `v1` exactly 64 hex digits; anything else is malformed.
+    """
+    if len(header) > MAX_HEADER_CHARS:
+        raise SignatureError("signature_malformed", "header too long")
     timestamp: int | None = None
     signatures: list[str] = []
     for item in header.split(","):
@@ -34,10 +46,12 @@ def parse_header(header: str) -> tuple[int, list[str]]:
         if not sep:
             raise SignatureError("signature_malformed", "entry without '='")
         if key == "t":
-            if timestamp is not None or not value.isdigit():
+            if timestamp is not None or not TIMESTAMP.fullmatch(value):
                 raise SignatureError("signature_malformed", "timestamp missing, repeated or not a number")
             timestamp = int(value)
         elif key == SCHEME:
+            if not HEX_SIGNATURE.fullmatch(value):
+                raise SignatureError("signature_malformed", "v1 signature is not 64 hex digits")
             signatures.append(value.lower())
     if timestamp is None or not signatures:
         raise SignatureError("signature_malformed", "no timestamp or no v1 signature")

@@ -21,7 +21,7 @@ from invoice_bridge.facturadirecta.models import (
     PurchaseOrderDocument,
     PurchaseOrderRecord,
 )
-from invoice_bridge.http import ApiClient, Deadline, ErrorDetail
+from invoice_bridge.http import ApiClient, Deadline, ErrorDetail, segment
 
 PLATFORM = "facturadirecta"
 INVALID_INPUT_DATA = "INVALID_INPUT_DATA"
@@ -202,7 +202,7 @@ class FacturaDirectaXmlClient(ApiClient):
 
     def get_purchase_order(self, remote_id: str, deadline: Deadline) -> PurchaseOrderRecord:
         """`GET /api/purchaseOrders/{id}.xml`."""
-        response = self.request("GET", f"/api/purchaseOrders/{remote_id}.xml", deadline=deadline)
+        response = self.request("GET", f"/api/purchaseOrders/{segment(remote_id)}.xml", deadline=deadline)
         return self._read(xml.parse_purchase_order, response, "purchase order")
 
     def create_purchase_order(self, document: PurchaseOrderDocument, deadline: Deadline) -> PurchaseOrderRecord:
@@ -215,7 +215,7 @@ class FacturaDirectaXmlClient(ApiClient):
     ) -> PurchaseOrderRecord:
         """`PUT /api/purchaseOrders/{id}.xml` with every line (the reference regenerates lines whole)."""
         body = xml.build_purchase_order(document, remote_id=remote_id)
-        response = self._send_xml("PUT", f"/api/purchaseOrders/{remote_id}.xml", body, deadline)
+        response = self._send_xml("PUT", f"/api/purchaseOrders/{segment(remote_id)}.xml", body, deadline)
         return self._complete(self._read(xml.parse_purchase_order, response, "purchase order"), deadline)
 
     def _complete(self, record: PurchaseOrderRecord, deadline: Deadline) -> PurchaseOrderRecord:

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from invoice_bridge import taxid
 from invoice_bridge.errors import PlatformError, RetryLater
-from invoice_bridge.http import ApiClient, Deadline, ErrorDetail
+from invoice_bridge.http import ApiClient, Deadline, ErrorDetail, segment
 from invoice_bridge.keys import TOKEN_SK, token_pk
 from invoice_bridge.ledger import Leases, StateTable
 from invoice_bridge.money import dumps
@@ -505,16 +505,18 @@ class QuipuClient(ApiClient):
 
     def update_invoice(self, invoice_id: str, document: Mapping[str, Any], deadline: Deadline) -> RemoteInvoice:
         """`PATCH /invoices/{id}`."""
-        return self._invoice(self._send("PATCH", f"/invoices/{invoice_id}", deadline, document))
+        return self._invoice(self._send("PATCH", f"/invoices/{segment(invoice_id)}", deadline, document))
 
     def get_invoice(self, invoice_id: str, deadline: Deadline) -> RemoteInvoice | None:
         """`GET /invoices/{id}?include=items`; None when Quipu no longer has it."""
-        response = self._send("GET", f"/invoices/{invoice_id}", deadline, params={"include": "items"}, expected=(404,))
+        response = self._send(
+            "GET", f"/invoices/{segment(invoice_id)}", deadline, params={"include": "items"}, expected=(404,)
+        )
         return None if response.status_code == 404 else self._invoice(response)
 
     def delete_invoice(self, invoice_id: str, deadline: Deadline) -> None:
         """`DELETE /invoices/{id}`; an invoice already gone is fine."""
-        self._send("DELETE", f"/invoices/{invoice_id}", deadline, expected=(404,))
+        self._send("DELETE", f"/invoices/{segment(invoice_id)}", deadline, expected=(404,))
 
     def find_expense_invoice(self, contact_id: str, number: str, year: int, deadline: Deadline) -> RemoteInvoice | None:
         """The supplier's expense invoice with `number` in fiscal `year` (Quipu keeps that unique)."""

@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from invoice_bridge.config import describe_validation_error
 from invoice_bridge.errors import PlatformError
-from invoice_bridge.http import DEFAULT_STATUS_RETRYABLE, BearerKeyClient, Deadline, credentials_may_go_to
+from invoice_bridge.http import DEFAULT_STATUS_RETRYABLE, BearerKeyClient, Deadline, segment
 from invoice_bridge.money import dumps
+from invoice_bridge.observability import logger
 
 BatchStatus = Literal["queued", "processing", "completed", "failed", "partial"]
 TERMINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "partial"})
@@ -182,15 +183,20 @@ class TuimprentaClient(BearerKeyClient):
 
     def batch(self, batch_id: str, deadline: Deadline) -> Batch:
         """`GET /batches/{id}`."""
-        return self._parse(Batch, self.request("GET", f"/batches/{batch_id}", deadline=deadline))
+        return self._parse(Batch, self.request("GET", f"/batches/{segment(batch_id)}", deadline=deadline))
 
     def batch_result(self, batch: Batch, deadline: Deadline) -> str:
         """The result CSV of a finished batch (`result_url`, else `/batches/{id}/result.csv`).
 
         Redirects are followed as the reference's `curl -L` does; the API key goes only to the API's own
-        origin (`credentials_may_go_to`), so a presigned URL on another host is fetched without it.
+        origin (`ApiClient.request` decides, with `credentials_may_go_to`), so a presigned URL on another host
+        is fetched without it. A `result_url` over plain HTTP under an HTTPS base is not fetched at all: the
+        documented path on the API's own origin is read instead (a redirect there is refused, permanently).
         """
-        url = batch.result_url or f"/batches/{batch.id}/result.csv"
+        url = batch.result_url or f"/batches/{segment(batch.id)}/result.csv"
+        if batch.result_url and self.downgrades(batch.result_url):
+            logger.warning("result_url is plain HTTP; the documented result path is read instead")
+            url = f"/batches/{segment(batch.id)}/result.csv"
         if not url.startswith(("http://", "https://")):
             url = f"{self.base_url}{url}"
         for _hop in range(MAX_REDIRECTS + 1):
@@ -200,7 +206,6 @@ class TuimprentaClient(BearerKeyClient):
                 deadline=deadline,
                 headers={"Accept": "text/csv"},
                 timeout=(3.05, 30.0),
-                authenticate=credentials_may_go_to(self.base_url, url),
                 expected=REDIRECT_STATUSES,
             )
             if response.status_code not in REDIRECT_STATUSES:
@@ -229,7 +234,7 @@ class TuimprentaClient(BearerKeyClient):
         """`POST /invoices/{id}/cancel {"reason"}`."""
         response = self.request(
             "POST",
-            f"/invoices/{invoice_id}/cancel",
+            f"/invoices/{segment(invoice_id)}/cancel",
             deadline=deadline,
             json_text=dumps({"reason": reason}),
             headers={"Idempotency-Key": idempotency_key},

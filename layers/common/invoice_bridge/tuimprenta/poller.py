@@ -16,6 +16,8 @@ One run (never two at once: a lease in the state table) loops, bounded well unde
 
 from __future__ import annotations
 
+import csv
+import decimal
 import json
 import math
 import time
@@ -260,10 +262,17 @@ class TuimprentaPoller:
             rows = parse_results(client.batch_result(batch, calls))
         except SyncError as exc:
             return self._deferred_or_unknown(client, item, batch, exc, calls, report)
-        except ResultFormatError as exc:
-            logger.error("unreadable result CSV; its invoices are looked up", extra={"detail": str(exc)[:300]})
-            report.problems.append(str(exc))
-            self._settle_unknown(client, item, batch, {}, f"batch {batch.id}: unreadable result: {exc}", calls, report)
+        except (ResultFormatError, csv.Error, UnicodeDecodeError) as exc:
+            # One batch's unreadable file (a field over csv's 128 KiB, bytes that are not UTF-8, another header)
+            # stops neither the other batches nor the drain; its invoices' outcome is unknown, so each is looked up.
+            problem = str(exc) if isinstance(exc, ResultFormatError) else f"result CSV unreadable: {exc!s:.300}"
+            logger.error(
+                "unreadable result CSV; its invoices are looked up", extra={"batch": item.key, "detail": problem}
+            )
+            report.problems.append(problem)
+            self._settle_unknown(
+                client, item, batch, {}, f"batch {batch.id}: unreadable result: {problem}", calls, report
+            )
             return True
         self._record_results(client, item, batch, rows, calls, report)
         return True
@@ -592,16 +601,27 @@ class TuimprentaPoller:
         claims: list[tuple[Drained, LedgerEntry | None, str]] = []
         for object_id, group in by_object.items():
             entry = self.ledger.get(DESTINATION, object_id)
-            settled.extend(d.message for d in group)
             cancels = [d for d in group if d.event.type == CANCELED]
             if cancels:
+                settled.extend(d.message for d in group)
                 self._request_cancel(entry, cancels[-1], report)
                 continue
             latest = max(group, key=lambda d: d.invoice.updated_at)
             if entry is not None and (entry.closed or not (self._claimable(entry) or _repaired(entry, latest))):
+                settled.extend(d.message for d in group)
                 report.duplicates += len(group)
                 continue
-            claims.append((latest, entry, payload_text(latest.invoice)))
+            try:
+                payload = payload_text(latest.invoice)
+            except (ValueError, decimal.InvalidOperation) as exc:
+                # One invoice that cannot be written as a payload goes to the DLQ with its reason; the
+                # invoices received with it are claimed and submitted as usual.
+                for drained in group:
+                    self._dead_letter_message(drained.message, Failure("unmappable_invoice", str(exc)[:300]))
+                report.problems.append(f"{object_id}: not submitted: {str(exc)[:300]}")
+                continue
+            settled.extend(d.message for d in group)
+            claims.append((latest, entry, payload))
         if claims:
             claims.sort(key=lambda c: c[0].invoice.id)
             item = self._claim(claims)

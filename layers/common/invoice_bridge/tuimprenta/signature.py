@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 
 from invoice_bridge.errors import SignatureError
 
 SIGNATURE_HEADER = "X-Tuimprenta-Signature"
 PREFIX = "sha256="
+# ASCII hex only: `compare_digest` raises TypeError on non-ASCII text (a 500 for an unauthenticated request).
+HEX_SIGNATURE = re.compile(r"[0-9a-f]{64}")
 
 
 def compute_signature(secret: str, body: bytes) -> str:
@@ -27,5 +30,7 @@ def verify_signature(header: str | None, body: bytes, secret: str) -> None:
     candidate = header.strip().lower()
     if not candidate.startswith(PREFIX):
         raise SignatureError("signature_malformed", "signature without the sha256= prefix")
+    if not HEX_SIGNATURE.fullmatch(candidate.removeprefix(PREFIX)):
+        raise SignatureError("signature_malformed", "signature is not 64 hex digits")
     if not hmac.compare_digest(compute_signature(secret, body), candidate):
         raise SignatureError("signature_mismatch", "signature does not match")
