@@ -286,7 +286,7 @@ def test_the_failing_events_each_end_in_their_destination_s_dead_letter_queue(st
     target = from_local(stack.url)
     expected = {
         Destination.QUIPU: "inv_failing_vat",
-        Destination.TUIMPRENTA: "sin_failing_no_tax_id",
+        Destination.TUIMPRENTA: "sin_failing_tax_rate",
         Destination.FACTURADIRECTA: "po_failing_five_rates",
     }
 

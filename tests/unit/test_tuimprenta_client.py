@@ -9,6 +9,7 @@ import pytest
 import requests
 from pydantic import SecretStr
 
+from invoice_bridge.errors import PlatformError
 from invoice_bridge.http import Deadline
 from invoice_bridge.tuimprenta.client import (
     Batch,
@@ -239,14 +240,17 @@ def csv_answer() -> requests.Response:
     return response(200, b"index,invoice_id,status,series,number,error_code,error_message\r\n")
 
 
-def test_a_result_redirected_to_plain_http_on_the_same_host_is_fetched_without_the_key() -> None:
+def test_a_result_redirected_to_plain_http_is_never_fetched() -> None:
+    # Issue 18: nothing goes over plain HTTP when the base is HTTPS; the refusal is permanent, so the poller
+    # settles the batch by looking its invoices up (never by resubmitting them).
     down = "http://api.tuimprenta.test/v1/files/result.csv"
     tui, session = client([response(302, b"", {"Location": down}), csv_answer()])
-    tui.batch_result(Batch(id="batch_1", status="completed"), Deadline(10))
-    first, second = session.sent
+    with pytest.raises(PlatformError) as caught:
+        tui.batch_result(Batch(id="batch_1", status="completed"), Deadline(10))
+    assert caught.value.code == "insecure_url"
+    assert not caught.value.retryable
+    (first,) = session.sent
     assert first["headers"]["Authorization"] == f"Bearer {API_KEY}"
-    assert str(second["url"]) == down
-    assert "Authorization" not in second["headers"]
 
 
 def test_a_relative_redirect_stays_on_the_api_and_keeps_the_key() -> None:
