@@ -17,6 +17,7 @@ from invoice_bridge.buildnexion.models import Invoice, PurchaseOrder, SalesInvoi
 from invoice_bridge.buildnexion.signature import SIGNATURE_HEADER, signature_header
 from invoice_bridge.config import DESTINATION_OBJECTS, Destination
 from invoice_bridge.http import Deadline
+from invoice_bridge.keys import backfill_checkpoint_key
 from invoice_bridge.ledger import Ledger, LedgerEntry, StateTable, SyncStatus
 from invoice_bridge.queues import QueuePublisher
 from ops.target import (
@@ -413,7 +414,7 @@ class Checkpoint:
     @property
     def key(self) -> tuple[str, str]:
         """(pk, sk) of the checkpoint item."""
-        return f"backfill#{self.destination}", f"{self.since}#{self.until or '-'}"
+        return backfill_checkpoint_key(self.destination, self.since, self.until)
 
 
 def _load_checkpoint(table: StateTable, fresh: Checkpoint) -> Checkpoint:
@@ -426,14 +427,13 @@ def _load_checkpoint(table: StateTable, fresh: Checkpoint) -> Checkpoint:
 
 def _save_checkpoint(table: StateTable, checkpoint: Checkpoint) -> None:
     pk, sk = checkpoint.key
-    table.client.put_item(
-        TableName=table.table_name,
-        Item={
+    table.put(
+        {
             "pk": {"S": pk},
             "sk": {"S": sk},
             "checkpoint": {"S": json.dumps(checkpoint.__dict__)},
             "ttl": {"N": str(int(datetime.now(UTC).timestamp()) + 30 * 86400)},
-        },
+        }
     )
 
 
