@@ -6,9 +6,11 @@ import pytest
 
 from invoice_bridge.config import DEFAULT_ROUTING, DESTINATION_OBJECTS, ReceiverSettings
 from invoice_bridge.destinations import PLATFORMS, Destination, Platform
+from ops.commands import SECRET_FIELDS
 from ops.target import COLLECTIONS, ID_PREFIXES, QUEUE_LOGICAL_IDS, QUEUE_OUTPUTS
 from sandbox.buildnexion import COLLECTIONS as BUILDNEXION_COLLECTIONS
 from sandbox.cfn import Template
+from sandbox.demo import DESTINATION_QUEUES
 from sandbox.settings import API_URL_PARAMETERS
 from tests.conftest import ROOT
 
@@ -26,6 +28,7 @@ def test_the_template_holds_each_name_the_registry_gives(platform: Platform) -> 
     assert TEMPLATE.resources[platform.queue_logical_id]["Type"] == "AWS::SQS::Queue"
     assert TEMPLATE.resources[platform.secret_logical_id]["Type"] == "AWS::SecretsManager::Secret"
     assert set(platform.queue_outputs) <= set(TEMPLATE.document["Outputs"])
+    assert platform.secret_output in TEMPLATE.document["Outputs"]
     assert platform.api_url_parameter in TEMPLATE.document["Parameters"]
     for env in (platform.api_url_env, platform.secret_env, platform.queue_env):
         assert f"{env}:" in TEMPLATE_TEXT
@@ -53,3 +56,14 @@ def test_config_ops_and_the_local_stack_read_the_registry() -> None:
     assert ID_PREFIXES == {"inv_": "invoice", "sin_": "sales_invoice", "po_": "purchase_order"}
     assert API_URL_PARAMETERS["facturadirecta"] == "FacturaDirectaApiUrl"
     assert set(API_URL_PARAMETERS) == {"buildnexion", *(d.value for d in Destination)}
+    assert SECRET_FIELDS == {
+        "BuildNexionSecretArn": ("api_key", "webhook_secrets"),
+        "QuipuSecretArn": ("app_id", "app_secret"),
+        "TuimprentaSecretArn": ("api_key", "webhook_secret"),
+        "FacturaDirectaSecretArn": ("account", "api_token"),
+    }
+    assert DESTINATION_QUEUES == {
+        "quipu": "QuipuQueue",
+        "tuimprenta": "TuimprentaQueue",
+        "facturadirecta": "FacturaDirectaQueue",
+    }

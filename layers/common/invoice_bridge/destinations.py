@@ -69,6 +69,11 @@ class Platform:
         return f"{self.stem}Secret"
 
     @property
+    def secret_output(self) -> str:
+        """The stack output of its secret's ARN."""
+        return f"{self.stem}SecretArn"
+
+    @property
     def api_url_parameter(self) -> str:
         """The template parameter that sets its API URL."""
         return f"{self.stem}ApiUrl"
