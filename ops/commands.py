@@ -16,9 +16,12 @@ from invoice_bridge.buildnexion.client import BuildNexionClient
 from invoice_bridge.buildnexion.models import Invoice, PurchaseOrder, SalesInvoice, WebhookEvent
 from invoice_bridge.buildnexion.signature import SIGNATURE_HEADER, signature_header
 from invoice_bridge.config import DESTINATION_OBJECTS, Destination
+from invoice_bridge.destinations import PLATFORMS
 from invoice_bridge.http import Deadline
+from invoice_bridge.keys import backfill_checkpoint_key
 from invoice_bridge.ledger import Ledger, LedgerEntry, StateTable, SyncStatus
 from invoice_bridge.queues import QueuePublisher
+from invoice_bridge.secrets import PLATFORM_SECRETS, BuildNexionSecret
 from ops.target import (
     COLLECTIONS,
     ID_PREFIXES,
@@ -413,7 +416,7 @@ class Checkpoint:
     @property
     def key(self) -> tuple[str, str]:
         """(pk, sk) of the checkpoint item."""
-        return f"backfill#{self.destination}", f"{self.since}#{self.until or '-'}"
+        return backfill_checkpoint_key(self.destination, self.since, self.until)
 
 
 def _load_checkpoint(table: StateTable, fresh: Checkpoint) -> Checkpoint:
@@ -426,14 +429,13 @@ def _load_checkpoint(table: StateTable, fresh: Checkpoint) -> Checkpoint:
 
 def _save_checkpoint(table: StateTable, checkpoint: Checkpoint) -> None:
     pk, sk = checkpoint.key
-    table.client.put_item(
-        TableName=table.table_name,
-        Item={
+    table.put(
+        {
             "pk": {"S": pk},
             "sk": {"S": sk},
             "checkpoint": {"S": json.dumps(checkpoint.__dict__)},
             "ttl": {"N": str(int(datetime.now(UTC).timestamp()) + 30 * 86400)},
-        },
+        }
     )
 
 
@@ -606,10 +608,8 @@ def _compare(entry: LedgerEntry, client: BuildNexionClient, kind: str) -> list[D
 
 # Each secret's fields that must be filled before the stack works (values are never read out).
 SECRET_FIELDS: dict[str, tuple[str, ...]] = {
-    "BuildNexionSecretArn": ("api_key", "webhook_secrets"),
-    "QuipuSecretArn": ("app_id", "app_secret"),
-    "TuimprentaSecretArn": ("api_key", "webhook_secret"),
-    "FacturaDirectaSecretArn": ("account", "api_token"),
+    "BuildNexionSecretArn": tuple(BuildNexionSecret.model_fields),
+    **{p.secret_output: tuple(PLATFORM_SECRETS[d].model_fields) for d, p in PLATFORMS.items()},
 }
 LOG_FUNCTIONS = ("webhook-receiver", "quipu-sync", "tuimprenta-poller", "facturadirecta-exporter")
 LOGS_QUERY_TIMEOUT_SECONDS = 60.0

@@ -12,7 +12,8 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from invoice_bridge.aws import AWS_CLIENT_CONFIG
-from invoice_bridge.config import DESTINATION_OBJECTS, Destination
+from invoice_bridge.config import DESTINATION_OBJECTS
+from invoice_bridge.destinations import PLATFORMS, Destination
 
 if TYPE_CHECKING:
     from mypy_boto3_cloudwatch import CloudWatchClient
@@ -21,23 +22,11 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 HTTP_TIMEOUT = (3.05, 10)
-QUEUE_OUTPUTS: dict[Destination, tuple[str, str]] = {
-    Destination.QUIPU: ("QuipuQueueUrl", "QuipuDeadLetterQueueUrl"),
-    Destination.TUIMPRENTA: ("TuimprentaQueueUrl", "TuimprentaDeadLetterQueueUrl"),
-    Destination.FACTURADIRECTA: ("FacturaDirectaQueueUrl", "FacturaDirectaDeadLetterQueueUrl"),
-}
-QUEUE_LOGICAL_IDS = {
-    Destination.QUIPU: "QuipuQueue",
-    Destination.TUIMPRENTA: "TuimprentaQueue",
-    Destination.FACTURADIRECTA: "FacturaDirectaQueue",
-}
+QUEUE_OUTPUTS: dict[Destination, tuple[str, str]] = {d: p.queue_outputs for d, p in PLATFORMS.items()}
+QUEUE_LOGICAL_IDS = {d: p.queue_logical_id for d, p in PLATFORMS.items()}
 # BuildNexion's list endpoint for each destination's object kind.
-COLLECTIONS = {
-    Destination.QUIPU: "invoices",
-    Destination.TUIMPRENTA: "sales_invoices",
-    Destination.FACTURADIRECTA: "purchase_orders",
-}
-ID_PREFIXES = {"inv_": "invoice", "sin_": "sales_invoice", "po_": "purchase_order"}
+COLLECTIONS = {d: p.collection for d, p in PLATFORMS.items()}
+ID_PREFIXES = {p.id_prefix: p.object_kind for p in PLATFORMS.values()}
 
 
 class TargetError(Exception):

@@ -14,17 +14,14 @@ from typing import Any
 
 import requests
 
+from invoice_bridge.destinations import PLATFORMS
 from sandbox.buildnexion import BuildNexionPeer
 from sandbox.chaos_check import Letter
 from sandbox.dead_letters import drain_dead_letters
 from sandbox.peers import DemoCheck, DestinationPeer
 from sandbox.stack import LocalStack, StackOptions
 
-DESTINATION_QUEUES = {
-    "quipu": "QuipuQueue",
-    "tuimprenta": "TuimprentaQueue",
-    "facturadirecta": "FacturaDirectaQueue",
-}
+DESTINATION_QUEUES = {d.value: p.queue_logical_id for d, p in PLATFORMS.items()}
 IDLE_TIMEOUT_SECONDS = 120
 HTTP_TIMEOUT = (3.05, 10)
 

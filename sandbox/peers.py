@@ -1,7 +1,7 @@
 """The sandbox platforms: the local stack starts one for each platform whose *_API_URL is unset.
 
-Each platform's module (sandbox.quipu, sandbox.tuimprenta, sandbox.facturadirecta) exposes
-`create_peer(settings) -> DestinationPeer`. A peer counts the API calls it answers, plays its faults through
+Each platform's module, named after its destination (sandbox.quipu, sandbox.tuimprenta, sandbox.facturadirecta),
+exposes `create_peer(settings) -> DestinationPeer`. A peer counts the API calls it answers, plays its faults through
 its FaultPlan (which records the documents it refused for good) and, for `make demo`, checks that what
 BuildNexion holds arrived. The demo calls `demo_check` with BuildNexion's faults suspended and without the
 documents the peer refused (sandbox.demo.judge).
@@ -19,12 +19,6 @@ if TYPE_CHECKING:
     from sandbox.buildnexion import BuildNexionPeer
     from sandbox.faults import FaultPlan
     from sandbox.settings import LocalSettings
-
-PEER_MODULES = {
-    "quipu": "sandbox.quipu",
-    "tuimprenta": "sandbox.tuimprenta",
-    "facturadirecta": "sandbox.facturadirecta",
-}
 
 
 @dataclass
@@ -57,8 +51,8 @@ class DestinationPeer(Protocol):
 
 
 def create_peer(platform: str, settings: LocalSettings) -> DestinationPeer | None:
-    """The sandbox peer for `platform`, or None while that platform has none."""
-    module_name = PEER_MODULES[platform]
+    """The sandbox peer for `platform` (module `sandbox.<platform>`), or None while that platform has none."""
+    module_name = f"sandbox.{platform}"
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from invoice_bridge.config import EnvSettings
+from invoice_bridge.destinations import PLATFORMS
 from ops.defaults import LocalPort
 from sandbox.buildnexion import DEFAULT_API_KEY, DEFAULT_WEBHOOK_SECRET
 from sandbox.faults import FaultSettings, FaultSpecError
@@ -16,9 +17,7 @@ __all__ = ["API_URL_PARAMETERS", "LocalPort", "LocalSettings"]
 # Template parameter that each *_API_URL variable sets.
 API_URL_PARAMETERS = {
     "buildnexion": "BuildNexionApiUrl",
-    "quipu": "QuipuApiUrl",
-    "tuimprenta": "TuimprentaApiUrl",
-    "facturadirecta": "FacturaDirectaApiUrl",
+    **{d.value: p.api_url_parameter for d, p in PLATFORMS.items()},
 }
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from invoice_bridge.destinations import PLATFORMS
 from invoice_bridge.store import StateStore
 from sandbox.aws_local import FAKE_CREDENTIALS, LocalAws, Provisioned, intrinsics_for, process_environment_without_aws
 from sandbox.buildnexion import BuildNexionPeer
@@ -19,7 +20,7 @@ from sandbox.console import stderr_line
 from sandbox.functions import FunctionPool, LogSink, function_environment
 from sandbox.gateway import route_to
 from sandbox.httpserver import AccessLog, AccessRecord, LocalHttpServer, Reply, Request, Router
-from sandbox.peers import PEER_MODULES, create_peer
+from sandbox.peers import create_peer
 from sandbox.runner import MIN_WORKERS, Scheduler, SqsMapping, SqsPoller
 from sandbox.settings import API_URL_PARAMETERS, LocalSettings
 
@@ -225,7 +226,7 @@ class LocalStack:
             peer.start()
             self.peers["buildnexion"] = peer
             self.api_urls["buildnexion"] = peer.base_url
-        for platform in PEER_MODULES:
+        for platform in (d.value for d in PLATFORMS):
             if platform in self.api_urls:
                 continue
             destination_peer = create_peer(platform, self.settings)

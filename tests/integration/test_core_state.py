@@ -628,3 +628,36 @@ def test_open_batches_an_earlier_version_kept_among_the_closed_ones_are_moved_on
     )
     assert [i.key for i in BatchStore(spied).open()] == ["old-open"]
     assert queried == [TUIMPRENTA_OPEN_BATCHES_PK]
+
+
+def test_a_query_keeps_the_sort_key_prefix_and_the_filter_on_every_page(table: StateTable) -> None:
+    # Given a partition with items of two kinds, some open and some closed
+    for sk, status in [("batch#a", "open"), ("batch#b", "closed"), ("batch#c", "open"), ("other#d", "open")]:
+        table.put({"pk": {"S": "mixed"}, "sk": {"S": sk}, "status": {"S": status}})
+    paged = OneItemPages(table.client)
+    one_per_page = StateTable(cast(Any, paged), table.table_name)
+    # When it is read one item per page, by prefix and filter (a reserved word, through a name placeholder)
+    found = one_per_page.query(
+        "mixed", sk_prefix="batch#", filter="#s = :open", names={"#s": "status"}, values={":open": {"S": "open"}}
+    )
+    # Then every page keeps both, and only the matching items come out
+    assert [i["sk"]["S"] for i in found] == ["batch#a", "batch#c"]
+    assert paged.pages >= 3
+    assert [i["sk"]["S"] for i in table.query("mixed", sk_prefix="other#")] == ["other#d"]
+    # And the count reads every page too, without the items
+    assert one_per_page.count("mixed", sk_prefix="batch#") == 3
+    assert table.count("mixed") == 4
+    assert table.count("empty") == 0
+
+
+def test_put_if_writes_only_while_its_condition_holds(table: StateTable) -> None:
+    item: dict[str, Any] = {"pk": {"S": "lease#x"}, "sk": {"S": "lease"}, "owner": {"S": "a"}}
+    assert table.put_if(item, "attribute_not_exists(pk)") is True
+    assert table.put_if({**item, "owner": {"S": "b"}}, "attribute_not_exists(pk)") is False
+    # A reserved word ("owner") through a name placeholder
+    assert table.put_if({**item, "owner": {"S": "b"}}, "#o = :o", {":o": {"S": "b"}}, {"#o": "owner"}) is False
+    assert table.put_if({**item, "owner": {"S": "b"}}, "#o = :o", {":o": {"S": "a"}}, {"#o": "owner"}) is True
+    assert table.get("lease#x", "lease") == {**item, "owner": {"S": "b"}}
+    # A missing table is an error, not a failed condition
+    with pytest.raises(ClientError):
+        StateTable(table.client, "no-such-table").put_if(item, "attribute_not_exists(pk)")

@@ -68,7 +68,8 @@ def test_the_sync_follows_the_settings_and_shares_quipus_limit(settings: QuipuSy
     assert sync.quipu._path("/invoices") == "/acme/invoices"
     limiter = sync.quipu.limiter
     assert isinstance(limiter, DynamoRateLimiter)
-    assert (limiter._client, limiter._table, limiter._key) == (clients.table, "state", limiter_key("quipu", "app-1"))
+    table = limiter._table
+    assert (table.client, table.table_name, limiter._key) == (clients.table, "state", limiter_key("quipu", "app-1"))
     assert (limiter.limit, limiter.platform) == (5, "quipu")
 
 

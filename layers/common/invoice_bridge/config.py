@@ -4,44 +4,25 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from enum import StrEnum
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError, field_validator
 
+# Destination is re-exported: the settings and every caller name destinations by it.
+from invoice_bridge.destinations import PLATFORMS
+from invoice_bridge.destinations import Destination as Destination
 from invoice_bridge.errors import ConfigurationError
 
 EVENT_TYPE_PATTERN = r"^[a-z][a-z_]*\.[a-z][a-z_]*$"
 
 
-class Destination(StrEnum):
-    """The invoicing platforms an event can be routed to."""
-
-    QUIPU = "quipu"
-    TUIMPRENTA = "tuimprenta"
-    FACTURADIRECTA = "facturadirecta"
-
-
 # The BuildNexion object each destination's worker turns into a document there.
-DESTINATION_OBJECTS: dict[Destination, str] = {
-    Destination.QUIPU: "invoice",
-    Destination.TUIMPRENTA: "sales_invoice",
-    Destination.FACTURADIRECTA: "purchase_order",
-}
+DESTINATION_OBJECTS: dict[Destination, str] = {d: p.object_kind for d, p in PLATFORMS.items()}
 
 EventType = Annotated[str, Field(pattern=EVENT_TYPE_PATTERN)]
 RoutingTable = dict[EventType, Destination]
 
-DEFAULT_ROUTING: RoutingTable = {
-    "invoice.created": Destination.QUIPU,
-    "invoice.updated": Destination.QUIPU,
-    "invoice.voided": Destination.QUIPU,
-    "sales_invoice.created": Destination.TUIMPRENTA,
-    "sales_invoice.canceled": Destination.TUIMPRENTA,
-    "purchase_order.created": Destination.FACTURADIRECTA,
-    "purchase_order.updated": Destination.FACTURADIRECTA,
-    "purchase_order.canceled": Destination.FACTURADIRECTA,
-}
+DEFAULT_ROUTING: RoutingTable = {event: d for d, p in PLATFORMS.items() for event in p.events}
 
 
 def describe_validation_error(exc: ValidationError) -> tuple[str, str]:

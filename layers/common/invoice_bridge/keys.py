@@ -46,6 +46,9 @@ def lease_pk(name: str) -> str:
 # -- rate-limit windows and tokens (credentials hashed, never stored) ---------------------------------------
 
 
+LIMITER_SK = "window"
+
+
 def limiter_pk(platform: str, credential_digest: str) -> str:
     """The item of one credential's rate-limit window."""
     return f"limiter#{platform}#{credential_digest}"
@@ -65,6 +68,8 @@ def token_pk(platform: str, credential_digest: str) -> str:
 TUIMPRENTA_BATCHES_PK = "tuimprenta#batches"
 TUIMPRENTA_OPEN_BATCHES_PK = "tuimprenta#batches#open"
 BATCH_SK_PREFIX = "batch#"
+# Written in the open partition once the open batches an earlier version kept among the closed ones are moved.
+TUIMPRENTA_LEGACY_MOVED_SK = "legacy-open-batches-moved"
 TUIMPRENTA_CANCELS_PK = "tuimprenta#cancels"
 TUIMPRENTA_EVENTS_PK = "tuimprenta#webhook-events"
 
@@ -77,3 +82,11 @@ def batch_sk(submission_key: str) -> str:
 def event_sk(event_id: str) -> str:
     """The sort key of a recorded tuimprenta callback."""
     return f"event#{event_id}"
+
+
+# -- the operator tools' items --------------------------------------------------------------------------------
+
+
+def backfill_checkpoint_key(destination: str, since: int, until: int | None) -> tuple[str, str]:
+    """(pk, sk) of one backfill run's checkpoint, so a run that stops resumes where it was."""
+    return f"backfill#{destination}", f"{since}#{until or '-'}"

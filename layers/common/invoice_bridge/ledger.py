@@ -154,7 +154,11 @@ class LedgerEntry(BaseModel):
 
 
 class StateTable:
-    """Conditional put and get on the state table, shared by the ledger, references and leases."""
+    """Every read and write of the state table: the one place that calls the DynamoDB client's item methods.
+
+    Reads are consistent (a worker acts on what it reads); conditional writes answer False instead of raising
+    when their condition fails; queries read every page.
+    """
 
     def __init__(self, client: DynamoDBClient, table_name: str) -> None:
         self.client = client
@@ -176,48 +180,103 @@ class StateTable:
         self.client.delete_item(TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}})
 
     def put_if(
-        self, item: dict[str, AttributeValueTypeDef], condition: str, values: dict[str, AttributeValueTypeDef] | None
+        self,
+        item: dict[str, AttributeValueTypeDef],
+        condition: str,
+        values: dict[str, AttributeValueTypeDef] | None = None,
+        names: dict[str, str] | None = None,
     ) -> bool:
         """Put `item` if `condition` holds; False when it does not."""
         kwargs: dict[str, Any] = {"TableName": self.table_name, "Item": item, "ConditionExpression": condition}
-        if values:
-            kwargs["ExpressionAttributeValues"] = values
-        try:
-            self.client.put_item(**kwargs)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        kwargs.update(_expression_arguments(values, names))
+        return _unless_condition_fails(lambda: self.client.put_item(**kwargs))
 
-    def delete_if(self, pk: str, sk: str, condition: str, values: dict[str, AttributeValueTypeDef]) -> bool:
-        """Delete an item if `condition` holds."""
-        try:
-            self.client.delete_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": pk}, "sk": {"S": sk}},
-                ConditionExpression=condition,
-                ExpressionAttributeValues=values,
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
-
-    def query(self, pk: str) -> Iterator[dict[str, Any]]:
-        """Every item of a partition, page by page."""
+    def delete_if(
+        self,
+        pk: str,
+        sk: str,
+        condition: str,
+        values: dict[str, AttributeValueTypeDef] | None = None,
+        names: dict[str, str] | None = None,
+    ) -> bool:
+        """Delete an item if `condition` holds; False when it does not."""
         kwargs: dict[str, Any] = {
             "TableName": self.table_name,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": pk}},
+            "Key": {"pk": {"S": pk}, "sk": {"S": sk}},
+            "ConditionExpression": condition,
         }
+        kwargs.update(_expression_arguments(values, names))
+        return _unless_condition_fails(lambda: self.client.delete_item(**kwargs))
+
+    def query(
+        self,
+        pk: str,
+        *,
+        sk_prefix: str | None = None,
+        filter: str | None = None,
+        values: dict[str, AttributeValueTypeDef] | None = None,
+        names: dict[str, str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of a partition (whose sort key starts with `sk_prefix`, and that passes `filter`), page by page.
+
+        `filter` may use the placeholders in `values` and `names`; `:pk` and `:sk_prefix` are taken.
+        """
+        kwargs = self._query_arguments(pk, sk_prefix, filter, values, names)
+        for page in self._pages(kwargs):
+            yield from (dict(i) for i in page.get("Items", []))
+
+    def count(self, pk: str, *, sk_prefix: str | None = None) -> int:
+        """How many items a partition holds (whose sort key starts with `sk_prefix`), without reading them out."""
+        kwargs = {**self._query_arguments(pk, sk_prefix, None, None, None), "Select": "COUNT"}
+        return sum(int(page["Count"]) for page in self._pages(kwargs))
+
+    def _query_arguments(
+        self,
+        pk: str,
+        sk_prefix: str | None,
+        filter_expression: str | None,
+        values: dict[str, AttributeValueTypeDef] | None,
+        names: dict[str, str] | None,
+    ) -> dict[str, Any]:
+        key_values: dict[str, AttributeValueTypeDef] = {":pk": {"S": pk}}
+        condition = "pk = :pk"
+        if sk_prefix is not None:
+            condition += " AND begins_with(sk, :sk_prefix)"
+            key_values[":sk_prefix"] = {"S": sk_prefix}
+        kwargs: dict[str, Any] = {"TableName": self.table_name, "KeyConditionExpression": condition}
+        if filter_expression is not None:
+            kwargs["FilterExpression"] = filter_expression
+        kwargs.update(_expression_arguments({**key_values, **(values or {})}, names))
+        return kwargs
+
+    def _pages(self, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
         while True:
             page = self.client.query(**kwargs)
-            yield from (dict(i) for i in page.get("Items", []))
+            yield dict(page)
             if "LastEvaluatedKey" not in page:
                 return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            kwargs = {**kwargs, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+
+def _expression_arguments(
+    values: dict[str, AttributeValueTypeDef] | None, names: dict[str, str] | None
+) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    if values:
+        kwargs["ExpressionAttributeValues"] = values
+    if names:
+        kwargs["ExpressionAttributeNames"] = names
+    return kwargs
+
+
+def _unless_condition_fails(write: Callable[[], object]) -> bool:
+    try:
+        write()
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 class Ledger:
@@ -290,39 +349,24 @@ class Leases:
         return self._acquire(name, owner, self._clock(), seconds)
 
     def _acquire(self, name: str, owner: str, now: float, seconds: float) -> bool:
-        try:
-            self._table.client.put_item(
-                TableName=self._table.table_name,
-                Item={
-                    "pk": {"S": lease_pk(name)},
-                    "sk": {"S": LEASE_SK},
-                    "owner": {"S": owner},
-                    "expires_at": {"N": f"{now + seconds:.3f}"},
-                    "ttl": {"N": str(int(now + seconds) + 3600)},
-                },
-                ConditionExpression="attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}, ":owner": {"S": owner}},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._table.put_if(
+            {
+                "pk": {"S": lease_pk(name)},
+                "sk": {"S": LEASE_SK},
+                "owner": {"S": owner},
+                "expires_at": {"N": f"{now + seconds:.3f}"},
+                "ttl": {"N": str(int(now + seconds) + 3600)},
+            },
+            "attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner",
+            values={":now": {"N": f"{now:.3f}"}, ":owner": {"S": owner}},
+            names={"#owner": "owner"},
+        )
 
     def release(self, name: str, owner: str) -> None:
-        """Give the lease up if we still hold it."""
-        try:
-            self._table.client.delete_item(
-                TableName=self._table.table_name,
-                Key={"pk": {"S": lease_pk(name)}, "sk": {"S": LEASE_SK}},
-                ConditionExpression="#owner = :owner",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":owner": {"S": owner}},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        """Give the lease up if we still hold it (another owner's, after ours expired, stays)."""
+        self._table.delete_if(
+            lease_pk(name), LEASE_SK, "#owner = :owner", values={":owner": {"S": owner}}, names={"#owner": "owner"}
+        )
 
 
 def ensure_reference(

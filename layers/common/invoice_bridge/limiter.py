@@ -14,15 +14,15 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
-
 from invoice_bridge.errors import RetryLater
 from invoice_bridge.http import Deadline
-from invoice_bridge.keys import limiter_pk
+from invoice_bridge.keys import LIMITER_SK, limiter_pk
+from invoice_bridge.ledger import StateTable
 from invoice_bridge.observability import count, observe
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 # Slots are spaced this much wider than the platform's window: the platform measures arrival, we measure
 # departure, and the network between them is not perfectly steady.
@@ -54,8 +54,7 @@ class DynamoRateLimiter:
     ) -> None:
         if limit < 1 or window_seconds <= 0:
             raise ValueError("limit and window must be positive")
-        self._client = client
-        self._table = table_name
+        self._table = StateTable(client, table_name)
         self._key = key
         self.limit = limit
         self.window = window_seconds + margin_seconds
@@ -64,9 +63,7 @@ class DynamoRateLimiter:
         self._sleep = sleep
 
     def _read(self) -> tuple[list[float], float, int]:
-        item = self._client.get_item(
-            TableName=self._table, Key={"pk": {"S": self._key}, "sk": {"S": "window"}}, ConsistentRead=True
-        ).get("Item")
+        item = self._table.get(self._key, LIMITER_SK)
         if not item:
             return [], 0.0, 0
         # `_write` is the only writer and always writes both.
@@ -113,26 +110,14 @@ class DynamoRateLimiter:
 
     def _write(self, grants: list[float], paused_until: float, version: int) -> bool:
         condition = "attribute_not_exists(pk)" if version == 0 else "version = :v"
-        values = {":v": {"N": str(version)}} if version else None
-        try:
-            kwargs = {
-                "TableName": self._table,
-                "Item": {
-                    "pk": {"S": self._key},
-                    "sk": {"S": "window"},
-                    "grants": {"L": [{"N": f"{g:.3f}"} for g in grants]},
-                    "paused_until": {"N": f"{paused_until:.3f}"},
-                    "version": {"N": str(version + 1)},
-                    # A window nobody uses for a day is forgotten.
-                    "ttl": {"N": str(int(self._clock()) + 86400)},
-                },
-                "ConditionExpression": condition,
-            }
-            if values:
-                kwargs["ExpressionAttributeValues"] = values
-            self._client.put_item(**kwargs)  # type: ignore[arg-type]
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        values: dict[str, AttributeValueTypeDef] | None = {":v": {"N": str(version)}} if version else None
+        item: dict[str, AttributeValueTypeDef] = {
+            "pk": {"S": self._key},
+            "sk": {"S": LIMITER_SK},
+            "grants": {"L": [{"N": f"{g:.3f}"} for g in grants]},
+            "paused_until": {"N": f"{paused_until:.3f}"},
+            "version": {"N": str(version + 1)},
+            # A window nobody uses for a day is forgotten.
+            "ttl": {"N": str(int(self._clock()) + 86400)},
+        }
+        return self._table.put_if(item, condition, values)

@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterEr
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from invoice_bridge.config import describe_validation_error
+from invoice_bridge.destinations import Destination
 from invoice_bridge.errors import ConfigurationError, DependencyUnavailable
 
 Filled = Annotated[SecretStr, Field(min_length=1)]
@@ -57,6 +58,13 @@ class FacturaDirectaSecret(SecretModel):
     account: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9-]+$")]
     api_token: Filled
 
+
+# Each destination's secret model (the registry of destinations names the secret; this is its shape).
+PLATFORM_SECRETS: dict[Destination, type[SecretModel]] = {
+    Destination.QUIPU: QuipuSecret,
+    Destination.TUIMPRENTA: TuimprentaSecret,
+    Destination.FACTURADIRECTA: FacturaDirectaSecret,
+}
 
 SecretT = TypeVar("SecretT", bound=SecretModel)
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
-
 from invoice_bridge.keys import BATCH_SK_PREFIX, TUIMPRENTA_OPEN_BATCHES_PK
+from invoice_bridge.ledger import StateTable
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -21,45 +20,15 @@ BATCH_OPEN = "open"
 
 
 class StateStore:
-    """Reads and writes of the state table."""
+    """What the receiver and the local stack read and write in the state table (through `StateTable`)."""
 
     def __init__(self, client: DynamoDBClient, table_name: str) -> None:
-        self._client = client
-        self._table = table_name
-
-    @property
-    def client(self) -> DynamoDBClient:
-        """The DynamoDB client (platform packages keep their own items through it)."""
-        return self._client
-
-    @property
-    def table_name(self) -> str:
-        """The state table's name."""
-        return self._table
+        self._table = StateTable(client, table_name)
 
     def put_new(self, item: dict[str, AttributeValueTypeDef]) -> bool:
         """Store `item` unless an item with its key exists; False when it did."""
-        try:
-            self._client.put_item(TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self._table.put_if(item, "attribute_not_exists(pk)")
 
     def count_open_tuimprenta_batches(self) -> int:
         """How many tuimprenta batches are created and not yet read to the end."""
-        total = 0
-        kwargs: dict[str, object] = {}
-        while True:
-            page = self._client.query(
-                TableName=self._table,
-                KeyConditionExpression="pk = :pk AND begins_with(sk, :batch)",
-                ExpressionAttributeValues={":pk": {"S": TUIMPRENTA_OPEN_BATCHES_PK}, ":batch": {"S": BATCH_SK_PREFIX}},
-                Select="COUNT",
-                **kwargs,  # type: ignore[arg-type]
-            )
-            total += page["Count"]
-            if "LastEvaluatedKey" not in page:
-                return total
-            kwargs = {"ExclusiveStartKey": page["LastEvaluatedKey"]}
+        return self._table.count(TUIMPRENTA_OPEN_BATCHES_PK, sk_prefix=BATCH_SK_PREFIX)

@@ -19,6 +19,7 @@ from invoice_bridge.keys import (
     BATCH_SK_PREFIX,
     TUIMPRENTA_BATCHES_PK,
     TUIMPRENTA_CANCELS_PK,
+    TUIMPRENTA_LEGACY_MOVED_SK,
     TUIMPRENTA_OPEN_BATCHES_PK,
     batch_sk,
 )
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
 BATCH_CLOSED = "closed"
 CANCELS_PK = TUIMPRENTA_CANCELS_PK
 CLOSED_RETENTION_SECONDS = 30 * 24 * 3600
-# Written once the open batches an earlier version kept among the closed ones have been moved.
-LEGACY_MOVED_SK = "legacy-open-batches-moved"
 
 
 class BatchItem(BaseModel):
@@ -102,39 +101,27 @@ class BatchStore:
     def open(self) -> list[BatchItem]:
         """Every open batch, oldest first: a Query of the open partition, which holds only them."""
         self._move_legacy_open_batches()
-        items = [BatchItem.from_item(i) for i in self._query(TUIMPRENTA_OPEN_BATCHES_PK)]
+        found = self._table.query(TUIMPRENTA_OPEN_BATCHES_PK, sk_prefix=BATCH_SK_PREFIX)
+        items = [BatchItem.from_item(i) for i in found]
         return sorted(items, key=lambda i: i.created_at)
-
-    def _query(self, pk: str, values: dict[str, Any] | None = None, **extra: Any) -> Iterator[dict[str, Any]]:
-        kwargs: dict[str, Any] = {
-            "TableName": self._table.table_name,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :batch)",
-            "ExpressionAttributeValues": {":pk": {"S": pk}, ":batch": {"S": BATCH_SK_PREFIX}, **(values or {})},
-            **extra,
-        }
-        while True:
-            page = self._table.client.query(**kwargs)
-            yield from (dict(i) for i in page.get("Items", []))
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _move_legacy_open_batches(self) -> None:
         """Once per table: move open batches an earlier version kept among the closed ones (one read after)."""
         if self._legacy_checked:
             return
-        if self._table.get(TUIMPRENTA_OPEN_BATCHES_PK, LEGACY_MOVED_SK) is None:
-            legacy = self._query(
+        if self._table.get(TUIMPRENTA_OPEN_BATCHES_PK, TUIMPRENTA_LEGACY_MOVED_SK) is None:
+            legacy = self._table.query(
                 TUIMPRENTA_BATCHES_PK,
-                FilterExpression="#status = :open",
-                ExpressionAttributeNames={"#status": "status"},
+                sk_prefix=BATCH_SK_PREFIX,
+                filter="#status = :open",
+                names={"#status": "status"},
                 values={":open": {"S": BATCH_OPEN}},
             )
             for found in list(legacy):
                 item = BatchItem.from_item(found)
                 self._table.put(item.to_item())
                 self._table.delete(found["pk"]["S"], found["sk"]["S"])
-            self._table.put({"pk": {"S": TUIMPRENTA_OPEN_BATCHES_PK}, "sk": {"S": LEGACY_MOVED_SK}})
+            self._table.put({"pk": {"S": TUIMPRENTA_OPEN_BATCHES_PK}, "sk": {"S": TUIMPRENTA_LEGACY_MOVED_SK}})
         self._legacy_checked = True
 
 
