@@ -44,7 +44,7 @@ from invoice_bridge.observability import count, gauge, logger
 from invoice_bridge.secrets import SecretReader, TuimprentaSecret
 from invoice_bridge.sync.contract import OUTCOME_UNKNOWN, Absent, Found, Undecided
 from invoice_bridge.tuimprenta.batches import BATCH_CLOSED, BatchItem, BatchStore, CancelStore
-from invoice_bridge.tuimprenta.client import Batch, Invoice, NotFound, TuimprentaClient
+from invoice_bridge.tuimprenta.client import Batch, IdempotencyConflict, Invoice, NotFound, TuimprentaClient
 from invoice_bridge.tuimprenta.events import Hints, consume_hints, read_hints
 from invoice_bridge.tuimprenta.lookup import find_ours
 from invoice_bridge.tuimprenta.mapping import batch_body, cancel_key, payload_text, submission_key
@@ -686,12 +686,20 @@ class TuimprentaPoller:
         try:
             batch = client.create_batch(body, item.key, calls)
         except SyncError as exc:
-            if exc.retryable:
+            conflict = isinstance(exc, IdempotencyConflict)
+            if exc.retryable or (conflict and item.polls + 1 < self.settings.max_attempts):
+                # A 409 on our own key: a create whose answer was lost may hold it, or one is still under way.
+                # The same key and body again is safe (the platform answers the first batch); a refusal is not.
                 delay = exc.retry_after or backoff(item.polls + 1, base=1.0, cap=self.settings.poll_max_seconds)
                 logger.warning("batch not created; tried again later", extra={"reason": exc.code, "delay_s": delay})
                 self.batches.put(
                     item.model_copy(update={"polls": item.polls + 1, "next_poll_at": self._clock() + delay})
                 )
+                return
+            if conflict:
+                # Still 409 after every try: whether its invoices were issued is unknown, so each is looked up.
+                why = f"POST /batches answered 409 {item.polls + 1} times: {exc.message}"
+                self._settle_unknown(client, item, None, {}, why, calls, report)
                 return
             logger.error("tuimprenta refused the batch", extra={"reason": exc.code, "detail": exc.message[:300]})
             for object_id in item.members:
