@@ -491,6 +491,54 @@ def test_a_provider_facturadirecta_already_holds_is_used_not_created_again(
     assert [m for m in emitted_metrics(capsys.readouterr().out) if m[0] == "ProviderCreated"] == []
 
 
+@pytest.mark.parametrize(
+    ("held", "buildnexion_nif"),
+    [
+        ("ESB12345678", "B12345678"),  # stored with the ES VAT prefix, as Quipu's own examples store it
+        ("B12345678", "ESB12345678"),
+        ("B12345678", "\uff22\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18"),  # typed in fullwidth
+    ],
+)
+def test_a_provider_held_in_another_form_of_its_tax_code_is_used_not_created_again(
+    world: World, held: str, buildnexion_nif: str
+) -> None:
+    # Given FacturaDirecta holds the supplier in one form of its NIF and BuildNexion another
+    world.fd.state.providers["900"] = {"name": "Hormigones Muñoz, S.L.", "taxCode": held}
+    world.bn.put_objects(
+        [
+            {
+                "object": "provider",
+                "id": "prv_123",
+                "name": "Hormigones Muñoz, S.L.",
+                "nif": buildnexion_nif,
+                "country_code": "ES",
+            }
+        ]
+    )
+    # When its first purchase order is synced
+    world.exporter().sync(world.event("08_purchase_order_created.json"), Deadline.unlimited())
+    # Then the order names the provider FacturaDirecta holds and no second one is created
+    assert list(world.fd.state.providers) == ["900"]
+    (order,) = world.fd.orders_tagged("bn:po_55")
+    assert order.provider_id == "900"
+
+
+def test_a_new_provider_typed_in_fullwidth_is_created_with_its_ascii_tax_code(world: World) -> None:
+    world.bn.put_objects(
+        [
+            {
+                "object": "provider",
+                "id": "prv_123",
+                "name": "Hormigones Muñoz, S.L.",
+                "nif": "\uff22\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18",
+                "country_code": "ES",
+            }
+        ]
+    )
+    world.exporter().sync(world.event("08_purchase_order_created.json"), Deadline.unlimited())
+    assert [p["taxCode"] for p in world.fd.state.providers.values()] == ["B12345678"]
+
+
 def test_a_new_provider_is_counted_once(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     world.exporter().sync(world.event("08_purchase_order_created.json"), Deadline.unlimited())
