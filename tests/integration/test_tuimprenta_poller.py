@@ -706,6 +706,52 @@ def test_a_cancel_tuimprenta_refuses_is_dead_lettered_once(harness: Harness) -> 
     assert harness.issued("sin_c9") == ["issued"]
 
 
+def test_a_cancel_answered_409_is_sent_again_with_its_key_until_the_invoice_is_canceled(harness: Harness) -> None:
+    # Given an issued invoice whose cancel tuimprenta answers 409 once (its key still held), without effect
+    harness.send(envelope("sin_c10"))
+    assert harness.run().issued == 1
+    harness.peer.faults.force("status_409")
+    harness.send(envelope("sin_c10", "sales_invoice.canceled"))
+    # When the poller runs twice
+    first, second = harness.run(), harness.run()
+    # Then the second run cancels it with the same key, and nothing is dead-lettered
+    assert (first.canceled, second.canceled) == (0, 1)
+    assert harness.peer.calls["POST /invoices/{id}/cancel"] == 2
+    assert harness.peer.calls["GET /invoices/{id}"] == 1
+    assert harness.issued("sin_c10") == ["canceled"]
+    assert harness.aws.queue_messages("TuimprentaDeadLetterQueue") == []
+
+
+def test_a_cancel_answered_409_for_an_invoice_canceled_already_is_done(harness: Harness) -> None:
+    # Given an issued invoice someone canceled at tuimprenta by hand before BuildNexion's cancel arrived
+    harness.send(envelope("sin_c11"))
+    assert harness.run().issued == 1
+    (remote,) = harness.peer.issued_for("sin_c11")
+    remote.status = "canceled"
+    harness.send(envelope("sin_c11", "sales_invoice.canceled"))
+    # When the poller sends the cancel and tuimprenta answers 409 (not in a state to cancel)
+    report = harness.run()
+    # Then the invoice is recorded canceled, nothing is dead-lettered, and no cancel is sent again
+    assert report.canceled == 1
+    assert harness.aws.queue_messages("TuimprentaDeadLetterQueue") == []
+    assert harness.run().canceled == 0
+    assert harness.peer.calls["POST /invoices/{id}/cancel"] == 1
+
+
+def test_a_cancel_answered_409_every_time_is_dead_lettered_after_three_tries(harness: Harness) -> None:
+    harness.send(envelope("sin_c12"))
+    assert harness.run().issued == 1
+    harness.peer.faults.force("status_409", 5)
+    harness.send(envelope("sin_c12", "sales_invoice.canceled"))
+    reports = [harness.run() for _ in range(4)]
+    assert [r.canceled for r in reports] == [0, 0, 0, 0]
+    assert harness.peer.calls["POST /invoices/{id}/cancel"] == 3
+    (message,) = harness.aws.queue_messages("TuimprentaDeadLetterQueue")
+    assert json.loads(message["Body"])["object_id"] == "sin_c12"
+    assert message["MessageAttributes"]["error_code"]["StringValue"] == "E4090"
+    assert harness.issued("sin_c12") == ["issued"]
+
+
 class ReadUnits:
     """DynamoDB read units billed to a session's clients, by the rules the cost bench prices them with."""
 

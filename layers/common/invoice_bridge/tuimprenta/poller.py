@@ -64,6 +64,9 @@ CANCELED = "sales_invoice.canceled"
 RETRYABLE_ROW_CODES = frozenset({"internal_error", "server_error", "timeout", "rate_limited", "E5000"})
 # A batch that 404s this many polls in a row is taken as gone: its invoices are looked up.
 BATCH_MISSING_POLLS = 3
+# A cancel answered 409 while the invoice is still issued is sent again (same key) on later runs this many times.
+MAX_CANCEL_CONFLICTS = 3
+CANCELED_STATUS = "canceled"  # the reference's invoice status
 
 # Ledger `details["state"]` of a tuimprenta entry.
 BATCHED = "batched"  # claimed into a batch item (posted or about to be)
@@ -495,7 +498,15 @@ class TuimprentaPoller:
             if state != ISSUED or not entry.remote_id:
                 continue  # its batch is still open: the cancel waits for the outcome
             try:
-                client.cancel_invoice(entry.remote_id, self.settings.cancel_reason, cancel_key(entry.remote_id), calls)
+                try:
+                    client.cancel_invoice(
+                        entry.remote_id, self.settings.cancel_reason, cancel_key(entry.remote_id), calls
+                    )
+                except IdempotencyConflict as conflict:
+                    # 409: the invoice is canceled already, or its key is held by a request still in flight. The
+                    # invoice decides; while it is not canceled the same key and body are sent again later.
+                    if not self._canceled_meanwhile(client, entry, conflict, calls):
+                        return
             except SyncError as exc:
                 if exc.retryable:
                     logger.warning("cancel failed; tried again later", extra={"reason": exc.code})
@@ -515,6 +526,21 @@ class TuimprentaPoller:
             self.cancels.done(object_id)
             report.canceled += 1
             count("TuimprentaInvoiceCanceled")
+
+    def _canceled_meanwhile(
+        self, client: TuimprentaClient, entry: LedgerEntry, conflict: IdempotencyConflict, calls: Deadline
+    ) -> bool:
+        """After a 409 on a cancel: True when the invoice is canceled; else the conflict is counted and, after
+        MAX_CANCEL_CONFLICTS, raised (the caller dead-letters it with the platform's reason)."""
+        assert entry.remote_id is not None
+        if client.invoice(entry.remote_id, calls).status == CANCELED_STATUS:
+            return True
+        conflicts = int(entry.details.get("cancel_conflicts", "0")) + 1
+        if conflicts >= MAX_CANCEL_CONFLICTS:
+            raise conflict
+        self.ledger.save(entry.model_copy(update={"details": {**entry.details, "cancel_conflicts": str(conflicts)}}))
+        logger.warning("cancel answered 409; tried again later", extra={"reason": conflict.code})
+        return False
 
     def _request_cancel(self, entry: LedgerEntry | None, drained: Drained, report: RunReport) -> None:
         object_id = drained.invoice.id
