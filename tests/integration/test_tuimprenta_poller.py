@@ -640,7 +640,7 @@ def test_messages_that_are_not_sales_invoice_events_are_dead_lettered_with_the_r
         for body, m in dead.items()
     }
     assert reasons[json.dumps(broken)]["error_code"] == "malformed_message"
-    assert reasons[json.dumps(broken)]["error_message"].startswith("data.object.id:")
+    assert reasons[json.dumps(broken)]["error_message"].startswith("message body: data.object.id:")
     assert reasons[json.dumps(wrong_type)]["error_code"] == "unexpected_event"
     assert "purchase_order.created" in reasons[json.dumps(wrong_type)]["error_message"]
     garbled = reasons["{not json"]

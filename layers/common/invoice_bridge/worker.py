@@ -24,7 +24,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.batch.sqs_fifo_partial_processor import SqsFifoPartialProcessor
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from invoice_bridge.buildnexion.models import WebhookEvent
 from invoice_bridge.config import describe_validation_error
@@ -56,11 +56,31 @@ def backoff_seconds(receive_count: int, retry_after: float | None) -> int:
 
 def parse_event(record: SQSRecord) -> WebhookEvent:
     """The BuildNexion envelope a record carries (the receiver enqueued it verified); permanent if broken."""
+    return parse_body(record.body)
+
+
+def parse_body(body: str) -> WebhookEvent:
+    """The BuildNexion envelope of a queue message's body; `malformed_message` (permanent) if broken.
+
+    Every destination reads its queue through this one function: the SQS workers via `parse_event`, the
+    tuimprenta poller, which receives its messages itself, directly.
+    """
     try:
-        return WebhookEvent.model_validate_json(record.body)
+        return WebhookEvent.model_validate_json(body)
     except ValidationError as exc:
         field, message = describe_validation_error(exc)
         raise PermanentSyncError(f"message body: {field}: {message}", code="malformed_message") from None
+
+
+def parse_object[M: BaseModel](event: WebhookEvent, model: type[M], event_types: frozenset[str]) -> M:
+    """The event's object as a destination's model; `unexpected_event` or `malformed_message` (permanent)."""
+    if event.type not in event_types:
+        raise PermanentSyncError(f"event type {event.type} is not for this destination", code="unexpected_event")
+    try:
+        return model.model_validate(event.data.object.model_dump())
+    except ValidationError as exc:
+        field, message = describe_validation_error(exc)
+        raise PermanentSyncError(f"message body: data.object.{field}: {message}", code="malformed_message") from None
 
 
 @dataclass(frozen=True)

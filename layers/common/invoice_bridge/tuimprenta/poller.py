@@ -30,12 +30,10 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import requests
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
-from pydantic import ValidationError
 
 from invoice_bridge.aws import AwsClients
 from invoice_bridge.buildnexion.models import SalesInvoice, WebhookEvent
-from invoice_bridge.config import describe_validation_error
-from invoice_bridge.errors import SyncError
+from invoice_bridge.errors import PermanentSyncError, SyncError
 from invoice_bridge.http import Deadline, backoff
 from invoice_bridge.ledger import Leases, Ledger, LedgerEntry, StateTable, SyncStatus
 from invoice_bridge.limiter import DynamoRateLimiter, limiter_key
@@ -50,7 +48,7 @@ from invoice_bridge.tuimprenta.lookup import find_ours
 from invoice_bridge.tuimprenta.mapping import batch_body, cancel_key, payload_text, submission_key
 from invoice_bridge.tuimprenta.results import ResultFormatError, ResultRow, parse_results
 from invoice_bridge.tuimprenta.settings import TuimprentaPollerSettings
-from invoice_bridge.worker import DeadLetters, Failure
+from invoice_bridge.worker import DeadLetters, Failure, parse_body, parse_object
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -60,6 +58,7 @@ DESTINATION = "tuimprenta"
 LEASE_NAME = "tuimprenta-poller"
 CREATED = "sales_invoice.created"
 CANCELED = "sales_invoice.canceled"
+EVENT_TYPES = frozenset({CREATED, CANCELED})
 # A row failed with one of these codes is a platform hiccup, not a verdict on the invoice: submitted again.
 RETRYABLE_ROW_CODES = frozenset({"internal_error", "server_error", "timeout", "rate_limited", "E5000"})
 # A batch that 404s this many polls in a row is taken as gone: its invoices are looked up.
@@ -586,18 +585,11 @@ class TuimprentaPoller:
         return messages
 
     def _parse(self, message: MessageTypeDef) -> Drained | None:
-        body = message.get("Body", "")
         try:
-            event = WebhookEvent.model_validate_json(body)
-            if event.type not in {CREATED, CANCELED}:
-                raise ValueError(f"event type {event.type} is not for tuimprenta")
-            invoice = SalesInvoice.model_validate(event.data.object.model_dump())
-        except ValidationError as exc:
-            field_name, problem = describe_validation_error(exc)
-            self._dead_letter_message(message, Failure("malformed_message", f"{field_name}: {problem}"))
-            return None
-        except ValueError as exc:
-            self._dead_letter_message(message, Failure("unexpected_event", str(exc)))
+            event = parse_body(message.get("Body", ""))
+            invoice = parse_object(event, SalesInvoice, EVENT_TYPES)
+        except PermanentSyncError as exc:
+            self._dead_letter_message(message, Failure(exc.code or "malformed_message", exc.message))
             return None
         return Drained(message, event, invoice)
 
