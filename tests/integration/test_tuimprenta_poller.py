@@ -26,14 +26,11 @@ from invoice_bridge.tuimprenta.poller import LEASE_NAME, RunReport, TuimprentaPo
 from invoice_bridge.tuimprenta.settings import TuimprentaPollerSettings
 from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
 from invoice_bridge.worker import DeadLetters
-from sandbox.aws_local import intrinsics_for
-from sandbox.cfn import Template
 from sandbox.settings import LocalSettings
-from sandbox.stack import localize_api_urls
 from sandbox.tuimprenta import TuimprentaPeer
-from tests.conftest import ROOT, FakeClock, load_event
+from tests.conftest import FakeClock, load_event
 from tests.e2e.conftest import wait_for
-from tests.integration.conftest import TUIMPRENTA_SECRET, Aws
+from tests.integration.conftest import TUIMPRENTA_SECRET, Aws, poller_environment
 
 API_KEY = LocalSettings.from_env({}).tuimprenta_api_key
 CALLBACK = "http://127.0.0.1:9/webhooks/tuimprenta"
@@ -100,25 +97,7 @@ class Harness:
 def harness(aws: Aws) -> Iterator[Harness]:
     peer = TuimprentaPeer(API_KEY, TUIMPRENTA_SECRET, processing_seconds=0.3, send_callbacks=False)
     peer.start()
-    template = Template.load(ROOT / "template.yaml")
-    parameters = {**template.parameter_defaults(), "TuimprentaApiUrl": peer.base_url}
-    intrinsics = intrinsics_for(template, parameters, aws.provisioned)
-    (spec,) = [f for f in template.functions if f.logical_id == "TuimprentaPollerFunction"]
-    environment = {
-        k: str(v)
-        for k, v in intrinsics.resolve(
-            localize_api_urls(spec.environment, {"WebhookApi"}, "http://127.0.0.1:9")
-        ).items()
-    }
-    environment.update(
-        {
-            "RUN_SECONDS": "20",
-            "POLL_BASE_SECONDS": "0.1",
-            "POLL_MAX_SECONDS": "0.5",
-            "BATCH_WINDOW_SECONDS": "0",
-            "HINT_CHECK_SECONDS": "0.05",
-        }
-    )
+    environment = poller_environment(aws, peer.base_url)
     try:
         yield Harness(aws, peer, environment)
     finally:
