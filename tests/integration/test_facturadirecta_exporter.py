@@ -139,6 +139,22 @@ def test_cancel_sets_document_status_canceled(world: World) -> None:
     assert world.ledger("po_56").closed is True
 
 
+def test_an_order_reopened_after_its_cancel_is_open_again(world: World) -> None:
+    # Given a canceled order (its ledger entry closed)
+    world.exporter().sync(world.event("10_purchase_order_created.json"), Deadline.unlimited())
+    world.exporter().sync(world.event("11_purchase_order_canceled.json"), Deadline.unlimited())
+    # When BuildNexion reopens it: a newer version, sent again
+    reopened = world.event("11_purchase_order_canceled.json", status="sent", updated_at="2026-11-05T09:00:00Z")
+    outcome = world.exporter().sync(
+        reopened.model_copy(update={"type": "purchase_order.updated"}), Deadline.unlimited()
+    )
+    # Then FacturaDirecta's order is open again, and the ledger no longer closed
+    (order,) = world.fd.orders_tagged("bn:po_56")
+    assert outcome.action == "updated"
+    assert order.document_status == "pendingToReceive"  # the reference's status of an order not yet received
+    assert world.ledger("po_56").closed is False
+
+
 def test_duplicate_delivery_changes_nothing(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     event = world.event("08_purchase_order_created.json")
     world.exporter().sync(event, Deadline.unlimited())

@@ -171,13 +171,13 @@ class FacturaDirectaExporter:
         logger.append_keys(purchase_order_id=order_id, event_id=event.id)
         try:
             entry = self.ledger.get_or_new(DESTINATION, order_id)
-            if entry.is_stale(event.data.object.updated_at):
-                return self._skip("stale", entry)
-            if entry.is_current(event.data.object.updated_at):
-                return self._skip("current", entry)
+            # A canceled order stays updatable (FacturaDirecta keeps it, and BuildNexion may reopen it).
+            skipped = SyncEngine.skip_reason(entry, event.data.object.updated_at, closing_is_final=False)
+            if skipped:
+                return self._skip(skipped, entry)
             order = self._buildnexion().latest(PurchaseOrder, event, deadline)
-            if entry.is_current(order.updated_at) or entry.is_stale(order.updated_at):
-                return self._skip("current", entry)
+            if SyncEngine.skip_reason(entry, order.updated_at, closing_is_final=False):
+                return self._skip("current", entry)  # BuildNexion holds nothing newer than what was applied
             return self._apply(order, entry, event, deadline)
         finally:
             logger.remove_keys(["purchase_order_id", "event_id"])

@@ -25,12 +25,15 @@ class SyncEngine:
         self.destination = destination
 
     @staticmethod
-    def skip_reason(entry: LedgerEntry, updated_at: datetime, *, unfinished: bool = False) -> str | None:
+    def skip_reason(
+        entry: LedgerEntry, updated_at: datetime, *, unfinished: bool = False, closing_is_final: bool = True
+    ) -> str | None:
         """Why an event at `updated_at` changes nothing (closed, stale, already applied), or None.
 
-        `unfinished` keeps an applied version going when something of it is still to do (a void, a PDF).
+        `unfinished` keeps an applied version going when something of it is still to do (a void, a PDF);
+        `closing_is_final` is False where a closed document may be reopened by a later version (a canceled order).
         """
-        if entry.closed:
+        if entry.closed and closing_is_final:
             return "closed"
         if entry.is_stale(updated_at):
             return "stale"
