@@ -276,13 +276,7 @@ class FacturaDirectaExporter:
     ) -> Outcome:
         expected = expected_totals(order)
         remote = remote_totals(record)
-        match = expected == remote
-        if not match:
-            logger.warning(
-                "totals differ from BuildNexion's",
-                extra={"remote_id": record.id, **expected.as_details("expected"), **remote.as_details("remote")},
-            )
-            count("TotalsMismatch", {"destination": DESTINATION})
+        match = self.engine.totals_match(record.id, expected.figures(), remote.figures())
         self.ledger.save(
             entry.synced(
                 record.id,

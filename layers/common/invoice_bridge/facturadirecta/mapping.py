@@ -137,6 +137,10 @@ class Totals:
             f"{prefix}_gross": f"{self.gross:f}",
         }
 
+    def figures(self) -> dict[str, Decimal]:
+        """Net, tax and gross by name (compared and logged by the engine's totals check)."""
+        return {"net": self.net, "tax": self.tax, "gross": self.gross}
+
     @property
     def gross_cents(self) -> int:
         """The gross total in cents."""

@@ -297,22 +297,14 @@ class QuipuSync:
         )
 
     def _check_total(self, invoice: Invoice, remote: RemoteInvoice, expected: int, document: str) -> int | None:
-        if remote.total_amount is None:
-            logger.warning("quipu answered without a total", extra={"invoice_id": invoice.id, "quipu_id": remote.id})
-            return None
-        remote_total = to_cents(remote.total_amount)
-        if remote_total != expected:
-            logger.warning(
-                "quipu total differs from BuildNexion's",
-                extra={
-                    "invoice_id": invoice.id,
-                    "quipu_id": remote.id,
-                    "document": document,
-                    "buildnexion_total_cents": expected,
-                    "quipu_total_cents": remote_total,
-                },
-            )
-            count("TotalsMismatch", {"destination": "quipu"})
+        remote_total = None if remote.total_amount is None else to_cents(remote.total_amount)
+        self.engine.totals_match(
+            remote.id,
+            {"total_cents": expected},
+            None if remote_total is None else {"total_cents": remote_total},
+            invoice_id=invoice.id,
+            document=document,
+        )
         return remote_total
 
     def _fail_if_permanent(self, entry: LedgerEntry, exc: PlatformError) -> None:
