@@ -186,6 +186,21 @@ def test_removed_lines_remove_items(rig: Rig) -> None:
     assert invoice.total_cents == 127806
 
 
+def test_an_update_keeps_the_tags_a_user_added_in_quipu(rig: Rig) -> None:
+    # Given our invoice, which a user tagged "revisada" in Quipu
+    worker = rig.worker()
+    worker.apply(rig.publish(envelope("01_invoice_created.json")), Deadline(30))
+    (invoice,) = rig.quipu.expense_invoices("F-2026-0042")
+    invoice.tags = "bn:inv_8f3k2,revisada"
+    # When BuildNexion's update is synced
+    updated = envelope("02_invoice_updated.json")
+    updated["data"]["object"]["lines"][0]["quantity"] = "2"
+    assert worker.apply(rig.publish(updated), Deadline(30)).action == "updated"
+    # Then both tags are still there, ours and the user's
+    (invoice,) = rig.quipu.expense_invoices("F-2026-0042")
+    assert invoice.tags == "bn:inv_8f3k2,revisada"
+
+
 def test_void_becomes_one_full_credit_note(rig: Rig) -> None:
     worker = rig.worker()
     worker.apply(rig.publish(envelope("03_invoice_created.json")), Deadline(30))
