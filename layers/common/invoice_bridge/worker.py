@@ -6,7 +6,9 @@
   the rest of its group goes back with it so nothing overtakes it;
 - a permanent error (the platform's validation, a fiscal rejection): the record is sent to the
   dead-letter queue at once with the reason as attributes, counted, and deleted from the source queue.
-Anything else (a bug) fails the record; SQS's redrive policy dead-letters it after maxReceiveCount.
+A retryable failure on the record's last receive (MAX_RECEIVE_COUNT, its queue's maxReceiveCount) is
+dead-lettered with its reason. Anything else (a bug) fails the record; SQS's redrive policy dead-letters it
+after maxReceiveCount.
 """
 
 from __future__ import annotations
@@ -139,13 +141,21 @@ class BatchEdge:
     """Runs a record handler over an SQS batch and answers with Lambda's partial batch response."""
 
     def __init__(
-        self, *, sqs: SQSClient, queue_url: str, dead_letters: DeadLetters, destination: str, fifo: bool
+        self,
+        *,
+        sqs: SQSClient,
+        queue_url: str,
+        dead_letters: DeadLetters,
+        destination: str,
+        fifo: bool,
+        max_receive_count: int,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
         self._dead_letters = dead_letters
         self._destination = destination
         self._fifo = fifo
+        self._max_receive_count = max_receive_count
 
     def handle(self, event: dict[str, Any], context: LambdaContext, handler: RecordHandler) -> dict[str, Any]:
         """Process the batch; retried records get their backoff, permanent failures the dead-letter queue."""
@@ -163,6 +173,11 @@ class BatchEdge:
             try:
                 handler(record, deadline)
             except SyncError as exc:
+                if exc.retryable and receive_count >= self._max_receive_count:
+                    # SQS would move it to the dead-letter queue with no reason: it goes there now, with one.
+                    detail = f"{exc.message} (still failing after {receive_count} receives)"
+                    self._dead_letter(record, Failure(exc.code or type(exc).__name__, detail), receive_count)
+                    return
                 if exc.retryable:
                     delays[record.message_id] = backoff_seconds(receive_count, exc.retry_after)
                     logger.warning(

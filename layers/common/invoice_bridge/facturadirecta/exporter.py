@@ -154,6 +154,7 @@ class FacturaDirectaExporter:
             dead_letters=DeadLetters(sqs, settings.dead_letter_queue_url, DESTINATION),
             destination=DESTINATION,
             fifo=settings.queue_url.endswith(".fifo"),
+            max_receive_count=settings.max_receive_count,
         )
         return ExporterFunction(exporter, edge)
 
