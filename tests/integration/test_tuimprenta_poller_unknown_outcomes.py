@@ -243,3 +243,30 @@ def _run_once(rig: Scripted, *, later: bool = False) -> Any:
         rig.clock.sleep(3600)
     rig.overrides["RUN_SECONDS"] = "0"
     return rig.run()
+
+
+def test_404s_broken_by_a_readable_poll_start_counting_again_and_the_result_still_decides(harness: Harness) -> None:
+    # Given a batch that answers 404 now and then while tuimprenta spreads it (two misses, a readable poll,
+    # two more misses: never BATCH_MISSING_POLLS in a row), then completes
+    missing = response(404, {"error": {"type": "not_found", "message": "no existe el lote", "code": "E4040"}})
+    rig = Scripted(
+        harness,
+        [
+            missing,
+            missing,
+            batch_answer("batch_1", "processing"),
+            missing,
+            missing,
+            *completed("0,inv_m,issued,TD-2025,3,,\r\n"),
+        ],
+    )
+    claim(rig, "sin_m")
+    rig.submitted("sin_m", created_at=rig.clock())
+    # When runs poll it each time it is due
+    reports = [_run_once(rig, later=n > 0) for n in range(6)]
+    # Then it is never taken as lost: no lookup, nothing submitted again, and the result issues the invoice
+    assert sum(r.lookups for r in reports) == 0
+    assert sum(r.resubmitted for r in reports) == 0
+    entry = rig.entry("sin_m")
+    assert (entry.status, entry.remote_id) == (SyncStatus.SYNCED, "inv_m")
+    assert sent_to(rig, "/invoices") == []
