@@ -17,6 +17,9 @@ import pytest
 import requests
 
 from invoice_bridge.ledger import SyncStatus
+from invoice_bridge.store import StateStore
+from invoice_bridge.tuimprenta.events import TuimprentaEventItem, record_tuimprenta_event
+from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
 from tests.integration.test_tuimprenta_poller import API_KEY, Harness, harness  # noqa: F401 - a fixture
 from tests.integration.test_tuimprenta_poller_scripted import HEADER, KEY, Scripted, batch_answer
 from tests.unit.test_tuimprenta_client import response
@@ -270,3 +273,30 @@ def test_404s_broken_by_a_readable_poll_start_counting_again_and_the_result_stil
     entry = rig.entry("sin_m")
     assert (entry.status, entry.remote_id) == (SyncStatus.SYNCED, "inv_m")
     assert sent_to(rig, "/invoices") == []
+
+
+def test_a_batch_named_by_a_callback_is_read_before_batches_merely_due(harness: Harness) -> None:
+    # Given a batch due for its poll now, and another not due for five minutes whose completion tuimprenta
+    # has just announced (a recorded callback)
+    rig = Scripted(harness, [*completed("0,inv_cb,issued,TD-2025,4,,\r\n"), batch_answer("batch_due", "processing")])
+    claim(rig, "sin_due", key="key-due")
+    rig.submitted("sin_due", key="key-due", batch_id="batch_due", created_at=rig.clock())
+    claim(rig, "sin_cb", key="key-cb")
+    rig.submitted("sin_cb", key="key-cb", batch_id="batch_1", created_at=rig.clock(), due_in=300)
+    callback = TuimprentaEvent.model_validate(
+        {
+            "id": "evt_cb",
+            "type": "batch.completed",
+            "data": {"batch_id": "batch_1"},
+            "created_at": "2027-01-15T08:00:00Z",
+        }
+    )
+    store = StateStore(harness.aws.session.client("dynamodb"), harness.environment["STATE_TABLE_NAME"])
+    record_tuimprenta_event(store, TuimprentaEventItem.from_event(callback, datetime.now(UTC)))
+    # When a run starts
+    _run_once(rig)
+    # Then the announced batch is read first (its result is what a run may not have time for after the others)
+    first = next(r for r in rig.session.sent if "/batches/" in str(r["url"]))
+    assert urlsplit(str(first["url"])).path.endswith("/batches/batch_1")
+    assert rig.entry("sin_cb").remote_id == "inv_cb"
+    assert rig.entry("sin_due").status is SyncStatus.PENDING
