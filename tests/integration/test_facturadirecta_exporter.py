@@ -619,3 +619,40 @@ def test_two_untagged_orders_with_our_number_leave_the_outcome_unknown_and_nothi
 
 def _die(*_args: Any, **_kwargs: Any) -> Any:
     raise SystemExit("the instance died before the request left")
+
+
+def test_an_order_whose_number_has_no_digits_and_whose_tag_was_not_kept_is_never_created_twice(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a create that reached FacturaDirecta before the worker died, for an order numbered without digits
+    # (FacturaDirecta numbers it in the series), and an order that kept no tag
+    event = world.event("08_purchase_order_created.json", number="PEDIDO-OBRA-SUR")
+    crash_after_create(world, event, monkeypatch)
+    (order,) = world.fd.orders_tagged("bn:po_55")
+    order.tags.clear()
+    # When the message comes back: there is no series and number to find it by, and the tag proves nothing
+    with pytest.raises(PermanentSyncError) as caught:
+        world.exporter(clock=lambda: time.time() + 400).sync(event, Deadline.unlimited())
+    # Then nothing is created a second time: an operator decides, told what was tried
+    assert caught.value.code == "outcome_unknown"
+    assert "no digits" in caught.value.message
+    assert list(world.fd.state.orders) == [order.id]
+    assert world.ledger("po_55").error_code == "outcome_unknown"
+
+
+def test_a_new_order_is_created_with_its_open_status_stated_not_left_to_a_default(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The reference shows documentStatus on every order but documents no default for a create.
+    sent: list[PurchaseOrderDocument] = []
+    real_create = FacturaDirectaXmlClient.create_purchase_order
+
+    def create(self: FacturaDirectaXmlClient, document: PurchaseOrderDocument, deadline: Deadline) -> Any:
+        sent.append(document)
+        return real_create(self, document, deadline)
+
+    monkeypatch.setattr(FacturaDirectaXmlClient, "create_purchase_order", create)
+    world.exporter().sync(world.event("08_purchase_order_created.json"), Deadline.unlimited())
+    assert [d.document_status for d in sent] == ["pendingToReceive"]
+    (order,) = world.fd.orders_tagged("bn:po_55")
+    assert order.document_status == "pendingToReceive"

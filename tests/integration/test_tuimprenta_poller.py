@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -277,7 +278,8 @@ def test_409_for_a_key_used_with_another_body_is_looked_up_then_submitted_under_
     # were issued being unknown, looks them up: shown absent, they are submitted under a new key, once.
     for _ in range(6):
         harness.run()
-    assert harness.peer.calls["POST /batches"] >= 3 + 1  # our three tries with the key, the other's, ours anew
+    # the other's post, our MAX_BATCH_ATTEMPTS (3) tries with the key, no more, and ours anew under a new key
+    assert harness.peer.calls["POST /batches"] == 1 + 3 + 1
     assert harness.issued("sin_k1") == ["issued"]
     assert harness.issued("sin_k2") == ["issued"]
     assert harness.dead_letters() == []
@@ -795,3 +797,19 @@ def test_a_poller_run_reads_as_much_with_10_as_with_10000_closed_batches(harness
     many = read_per_run(10_000 - 10)  # 10,000 closed batches in all
     assert few == many
     assert few[0] > 0
+
+
+def test_a_run_ends_with_its_invocation_even_when_run_seconds_is_longer(harness: Harness) -> None:
+    # Given a batch tuimprenta keeps processing for a minute, and RUN_SECONDS longer than the invocation has left
+    harness.peer.processing_seconds = 60.0
+    harness.send(envelope("sin_short"))
+    poller = harness.poller(RUN_SECONDS="30")
+    # When a run gets an invocation with 2 s left
+    started = time.monotonic()
+    report = poller.run(Deadline(2))
+    elapsed = time.monotonic() - started
+    # Then it submits the invoice and stops waiting for the batch when the invocation must end, not 30 s later
+    # (Lambda would kill it mid-write); the batch stays open for the next run
+    assert report.batches_submitted == 1
+    assert elapsed < 12
+    assert len(BatchStore(harness.table()).open()) == 1

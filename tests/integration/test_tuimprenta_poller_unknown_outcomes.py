@@ -17,6 +17,9 @@ import pytest
 import requests
 
 from invoice_bridge.ledger import SyncStatus
+from invoice_bridge.store import StateStore
+from invoice_bridge.tuimprenta.events import TuimprentaEventItem, record_tuimprenta_event
+from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
 from tests.integration.test_tuimprenta_poller import API_KEY, Harness, harness  # noqa: F401 - a fixture
 from tests.integration.test_tuimprenta_poller_scripted import HEADER, KEY, Scripted, batch_answer
 from tests.unit.test_tuimprenta_client import response
@@ -243,3 +246,57 @@ def _run_once(rig: Scripted, *, later: bool = False) -> Any:
         rig.clock.sleep(3600)
     rig.overrides["RUN_SECONDS"] = "0"
     return rig.run()
+
+
+def test_404s_broken_by_a_readable_poll_start_counting_again_and_the_result_still_decides(harness: Harness) -> None:
+    # Given a batch that answers 404 now and then while tuimprenta spreads it (two misses, a readable poll,
+    # two more misses: never BATCH_MISSING_POLLS in a row), then completes
+    missing = response(404, {"error": {"type": "not_found", "message": "no existe el lote", "code": "E4040"}})
+    rig = Scripted(
+        harness,
+        [
+            missing,
+            missing,
+            batch_answer("batch_1", "processing"),
+            missing,
+            missing,
+            *completed("0,inv_m,issued,TD-2025,3,,\r\n"),
+        ],
+    )
+    claim(rig, "sin_m")
+    rig.submitted("sin_m", created_at=rig.clock())
+    # When runs poll it each time it is due
+    reports = [_run_once(rig, later=n > 0) for n in range(6)]
+    # Then it is never taken as lost: no lookup, nothing submitted again, and the result issues the invoice
+    assert sum(r.lookups for r in reports) == 0
+    assert sum(r.resubmitted for r in reports) == 0
+    entry = rig.entry("sin_m")
+    assert (entry.status, entry.remote_id) == (SyncStatus.SYNCED, "inv_m")
+    assert sent_to(rig, "/invoices") == []
+
+
+def test_a_batch_named_by_a_callback_is_read_before_batches_merely_due(harness: Harness) -> None:
+    # Given a batch due for its poll now, and another not due for five minutes whose completion tuimprenta
+    # has just announced (a recorded callback)
+    rig = Scripted(harness, [*completed("0,inv_cb,issued,TD-2025,4,,\r\n"), batch_answer("batch_due", "processing")])
+    claim(rig, "sin_due", key="key-due")
+    rig.submitted("sin_due", key="key-due", batch_id="batch_due", created_at=rig.clock())
+    claim(rig, "sin_cb", key="key-cb")
+    rig.submitted("sin_cb", key="key-cb", batch_id="batch_1", created_at=rig.clock(), due_in=300)
+    callback = TuimprentaEvent.model_validate(
+        {
+            "id": "evt_cb",
+            "type": "batch.completed",
+            "data": {"batch_id": "batch_1"},
+            "created_at": "2027-01-15T08:00:00Z",
+        }
+    )
+    store = StateStore(harness.aws.session.client("dynamodb"), harness.environment["STATE_TABLE_NAME"])
+    record_tuimprenta_event(store, TuimprentaEventItem.from_event(callback, datetime.now(UTC)))
+    # When a run starts
+    _run_once(rig)
+    # Then the announced batch is read first (its result is what a run may not have time for after the others)
+    first = next(r for r in rig.session.sent if "/batches/" in str(r["url"]))
+    assert urlsplit(str(first["url"])).path.endswith("/batches/batch_1")
+    assert rig.entry("sin_cb").remote_id == "inv_cb"
+    assert rig.entry("sin_due").status is SyncStatus.PENDING

@@ -158,6 +158,8 @@ def test_the_read_timeout_never_outlasts_the_deadline() -> None:
         (409, False),
         (422, False),
         (401, True),
+        (423, True),
+        (425, True),
         (429, True),
         (500, True),
         (502, True),
@@ -173,6 +175,18 @@ def test_status_table_decides_retryable(status: int, retryable: bool) -> None:
     assert caught.value.status == status
     assert caught.value.retryable is retryable
     assert caught.value.platform == "sample"
+
+
+@pytest.mark.parametrize("status", [423, 425])
+def test_a_resource_locked_or_asked_too_early_is_read_again_after_a_wait(status: int) -> None:
+    # 423 Locked (a document the platform is still writing) and 425 Too Early pass on their own: the read is
+    # sent again after a backoff and its answer reaches the caller, not an error that would fail the document.
+    client, adapter, sleeps = make_client([(status, {}, b""), ok(b'{"id": 7}')])
+    response = client.request("GET", "/invoices/7", deadline=Deadline.unlimited())
+    assert response.json() == {"id": 7}
+    assert len(adapter.requests) == 2
+    assert len(sleeps) == 1
+    assert 0 < sleeps[0] <= 1.0
 
 
 def test_errors_carry_the_platform_s_message_code_field_and_request_id_but_no_credentials() -> None:
@@ -211,16 +225,19 @@ def test_a_read_is_retried_after_a_5xx_with_backoff() -> None:
     assert 0.3 <= sleeps[0] <= 0.7
 
 
-def test_a_write_is_not_retried_after_a_timeout_or_5xx_its_effect_is_unknown() -> None:
-    client, adapter, _ = make_client([requests.ReadTimeout("slow")])
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_a_write_is_not_retried_after_a_timeout_or_5xx_its_effect_is_unknown(method: str) -> None:
+    # PATCH too: a JSON:API PATCH (Quipu's update) may add items or change totals; whether to send it again
+    # after an unknown outcome is the sync's decision (its ledger), never the HTTP client's.
+    client, adapter, _ = make_client([requests.ReadTimeout("slow"), ok()])
     with pytest.raises(PlatformError) as caught:
-        client.request("POST", "/invoices", deadline=Deadline.unlimited())
+        client.request(method, "/invoices", deadline=Deadline.unlimited())
     assert (caught.value.code, caught.value.retryable, caught.value.status) == ("timeout", True, None)
     assert len(adapter.requests) == 1
 
-    client, adapter, _ = make_client([(500, {}, b"")])
+    client, adapter, _ = make_client([(500, {}, b""), ok()])
     with pytest.raises(PlatformError):
-        client.request("POST", "/invoices", deadline=Deadline.unlimited())
+        client.request(method, "/invoices", deadline=Deadline.unlimited())
     assert len(adapter.requests) == 1
 
 

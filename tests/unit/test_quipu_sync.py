@@ -701,9 +701,40 @@ def test_a_void_by_delete_of_an_invoice_never_created_creates_nothing(world: Wor
     assert (entry.last_event_id, entry.last_event_type) == (void.id, void.type)
 
 
-def test_a_void_first_creates_then_credits(world: World) -> None:
-    # The void is the first event: the invoice is created with the voided version, then credited
-    outcome = world.sync().apply(voided(), DEADLINE)
+@pytest.mark.parametrize("status", ["void", "voided", "VOID"])
+def test_a_void_first_creates_then_credits(world: World, status: str) -> None:
+    # The void is the first event: the invoice is created with the voided version, then credited (BuildNexion's
+    # sample says "void"; "voided" and another case are read the same, never as an open invoice)
+    outcome = world.sync().apply(voided(status=status), DEADLINE)
     assert outcome.action == "credited"
     assert world.quipu.names().count("create_invoice") == 2
     assert world.entry("inv_91c7d").closed
+
+
+def test_a_void_by_delete_after_a_create_whose_outcome_is_unknown_deletes_what_quipu_holds(world: World) -> None:
+    # Given a create that reached Quipu but whose outcome the ledger never recorded (its intent stays)
+    apply_dying_after_create(world, world.sync(void_mode=VoidMode.DELETE), created())
+    (held,) = world.quipu.invoices
+    # When the invoice is voided at the source
+    void = created(status="void", updated_at="2026-11-04T09:00:00Z")
+    outcome = world.sync(void_mode=VoidMode.DELETE).apply(void, DEADLINE)
+    # Then the unfinished intent is looked up and the invoice Quipu holds is deleted, not left behind as
+    # "never created"
+    assert outcome == Outcome("deleted", held)
+    assert ("delete_invoice", held) in world.quipu.calls
+    assert world.quipu.invoices == {}
+    entry = world.entry("inv_8f3k2")
+    assert (entry.closed, entry.remote_id, entry.details["void"]) == (True, held, "deleted")
+
+
+def test_a_void_of_an_invoice_never_created_is_not_counted_as_a_synced_document(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # DocumentSynced is the dashboard's count of documents a platform now holds: a void by delete of an
+    # invoice that never reached Quipu closes its entry, but Quipu holds nothing, so nothing is counted.
+    world.sync(void_mode=VoidMode.DELETE).apply(voided(), DEADLINE)
+    assert world.entry("inv_91c7d").closed
+    assert dimensions_of(capsys.readouterr().out, "DocumentSynced") == []
+    # while a created invoice is counted once, for Quipu
+    world.sync().apply(created(), DEADLINE)
+    assert [d["destination"] for d in dimensions_of(capsys.readouterr().out, "DocumentSynced")] == ["quipu"]

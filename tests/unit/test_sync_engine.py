@@ -4,7 +4,8 @@ After an unknown outcome each adapter looks our document up by its marker and an
 contract; the engine then adopts only what is provably ours, creates only what is shown absent, and never
 creates on a lookup that cannot decide. Each adapter's real lookup runs here against its platform's answers
 as the references show them (a Quipu JSON-API client stand-in, tuimprenta's listing over a fake HTTP
-session, a FacturaDirecta order API stand-in).
+session, a FacturaDirecta order API stand-in). The same rules played by each whole worker against its sandbox
+peer (what the platform holds, the ledger, the dead letters) are in tests/integration/test_sync_rules_every_adapter.py.
 """
 
 from __future__ import annotations
