@@ -76,5 +76,4 @@ def invalid(exc: InvalidPayload) -> Response[str]:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Entry point for the HTTP API's two webhook routes."""
-    receiver().register_lambda_context(context)
     return app.resolve(event, context)
