@@ -273,8 +273,6 @@ class WebhookReceiver:
         check_age(event, received_at)
         if not record_tuimprenta_event(self._state, TuimprentaEventItem.from_event(event, received_at)):
             logger.info("tuimprenta event already recorded")
-            count("TuimprentaEventDuplicate")
             return Receipt("duplicate", event.id)
         logger.info("tuimprenta event recorded for the poller")
-        count("TuimprentaEventRecorded")
         return Receipt("recorded", event.id)

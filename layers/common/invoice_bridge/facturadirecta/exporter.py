@@ -184,7 +184,6 @@ class FacturaDirectaExporter:
 
     def _skip(self, action: str, entry: LedgerEntry) -> Outcome:
         logger.info("event skipped", extra={"action": action, "remote_id": entry.remote_id})
-        count("EventSkipped", {"destination": DESTINATION, "reason": action})
         return Outcome(action, entry.remote_id)
 
     def _apply(self, order: PurchaseOrder, entry: LedgerEntry, event: WebhookEvent, deadline: Deadline) -> Outcome:
@@ -251,7 +250,6 @@ class FacturaDirectaExporter:
         def create() -> str:
             created = api.create_provider(to_provider(provider), deadline)
             logger.info("provider created", extra={"provider_id": created.id})
-            count("ProviderCreated", {"destination": DESTINATION})
             return created.id
 
         remote_id, _ = ensure_reference(
