@@ -334,3 +334,27 @@ def test_the_receivers_dedupe_costs_one_write_and_half_a_read_a_delivery_priced_
     assert lines["dynamodb:read"] == D("0.0955125")
     assert lines["dynamodb:write"] + lines["dynamodb:read"] == D("1.0472625")
     assert 2 * deliveries * D("0.705") == D("1.9035")
+
+
+def test_the_full_runs_eight_series_cost_2_40_a_month_at_a_million_documents() -> None:
+    # The last full run's series (200 documents): how often each was published, from its printed rates.
+    published: dict[tuple[str, ...], int] = {
+        ("InvoiceBridge", "DocumentSynced", "facturadirecta"): 86,  # 0.43 a document
+        ("InvoiceBridge", "DocumentSynced", "quipu"): 84,  # 0.42
+        ("InvoiceBridge", "DocumentSynced", "tuimprenta"): 70,  # 0.35
+        ("InvoiceBridge", "PlatformRateLimited", "quipu"): 2,  # 0.01
+        ("InvoiceBridge", "RateLimitWaitMs", "quipu"): 64,  # 0.32
+        ("InvoiceBridge", "WebhookAccepted", "facturadirecta"): 86,  # 0.43
+        ("InvoiceBridge", "WebhookAccepted", "quipu"): 88,  # 0.44
+        ("InvoiceBridge", "WebhookAccepted", "tuimprenta"): 90,  # 0.45
+    }
+    run = DocumentUnits(documents=200, series=published)
+    # At a million documents a month the rarest, 2 in 200, is 10,000 a month = 13.7 an hour: published in
+    # 1 - e^-13.7 of the hours, so every series is billed (nearly) the whole month: 8 x $0.30 = $2.40.
+    rarest = D(2) / 200 * 1_000_000 / 730
+    assert round(rarest, 1) == D("13.7")
+    assert round(costmodel.series_dollars(run, 1_000_000, idle=set()), 2) == D("2.40")
+    # At 1,000 documents a month, DocumentSynced for quipu (84 in 200) is 420 a month = 0.575 an hour:
+    # 0.30 x (1 - e^-0.575) = 0.1312 for that series alone.
+    quipu = DocumentUnits(documents=200, series={("InvoiceBridge", "DocumentSynced", "quipu"): 84})
+    assert round(costmodel.series_dollars(quipu, 1_000, idle=set()), 4) == D("0.1312")
