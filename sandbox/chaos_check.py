@@ -11,7 +11,9 @@ these records. Four kinds of finding, each of which must be zero:
 
 A document a peer refused for good (an injected permanent error: `FaultPlan.refused`) is expected on its
 destination's dead-letter queue with a reason, whatever the destination then holds of it (nothing, or an
-earlier version); it is counted apart as "refused", and lost when no letter carries it.
+earlier version); it is counted apart as "refused", and lost when no letter carries it, unless the destination
+holds it once as BuildNexion's latest (the refusal was one attempt's, unseen by the product, and a later
+attempt was taken).
 """
 
 from __future__ import annotations
@@ -127,10 +129,15 @@ def check(expected: Sequence[Expected], snapshot: Snapshot) -> Findings:
         for destination, reasons in snapshot.refused.items()
         for source_id, reason in reasons.items()
     }
+    by_key = {(e.destination, e.source_id): e for e in expected}
     for (destination, source_id), reason in sorted(refused.items()):
         name = f"{destination} {source_id}"
         mine = letters.pop((destination, source_id), [])
-        if not mine:
+        if not mine and _held_as_expected(by_key.get((destination, source_id)), held.get((destination, source_id), [])):
+            # The refusal was one attempt's: the product never learnt of it (e.g. the result file that carried it
+            # was unreadable), found the document absent and sent it again, and the platform took it.
+            findings.refused.append(f"{name}: refused once ({reason}); sent again and held as BuildNexion's latest")
+        elif not mine:
             findings.lost.append(f"{name}: refused for good ({reason}) but not on the dead-letter queue")
         elif not all(letter.reason.strip() for letter in mine):
             findings.wrong.append(f"{name}: refused for good ({reason}); dead-lettered without a reason")
@@ -170,6 +177,13 @@ def check(expected: Sequence[Expected], snapshot: Snapshot) -> Findings:
         for letter in letters[key]
     )
     return findings
+
+
+def _held_as_expected(want: Expected | None, found: Sequence[Held]) -> bool:
+    """Held exactly once, with BuildNexion's latest content and status."""
+    if want is None or want.presence == ABSENT or len(found) != 1:
+        return False
+    return found[0].status == want.status and found[0].content == want.content
 
 
 def count_parties(keys: Sequence[str] | Mapping[str, str]) -> Counter[str]:

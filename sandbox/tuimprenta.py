@@ -190,11 +190,17 @@ def _object(value: Any, where: str, allowed: frozenset[str]) -> dict[str, Any]:
     return value
 
 
-def _text(document: Mapping[str, Any], name: str, where: str, *, required: bool) -> str | None:
+def _present(document: Mapping[str, Any], name: str, where: str, *, required: bool) -> Any:
+    """The field's value; None when it may be left out; a JSON null counts as missing."""
     value = document.get(name)
+    if value is None and (required or name in document):
+        raise Invalid(_at(where, name), f"El campo {name} es requerido", E_REQUIRED)
+    return value
+
+
+def _text(document: Mapping[str, Any], name: str, where: str, *, required: bool) -> str | None:
+    value = _present(document, name, where, required=required)
     if value is None:
-        if required or name in document:
-            raise Invalid(_at(where, name), f"El campo {name} es requerido", E_REQUIRED)
         return None
     if not isinstance(value, str):
         raise Invalid(_at(where, name), f"El campo {name} debe ser texto", E_TYPE)
@@ -204,10 +210,8 @@ def _text(document: Mapping[str, Any], name: str, where: str, *, required: bool)
 
 
 def _number(document: Mapping[str, Any], name: str, where: str, *, required: bool) -> Decimal | None:
-    value = document.get(name)
+    value = _present(document, name, where, required=required)
     if value is None:
-        if required or name in document:
-            raise Invalid(_at(where, name), f"El campo {name} es requerido", E_REQUIRED)
         return None
     # bool is an int in Python; JSON true is not a number. A string of digits is not a number either.
     if isinstance(value, bool) or not isinstance(value, int | Decimal):

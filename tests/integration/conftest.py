@@ -129,3 +129,27 @@ def invoke(handler: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, A
     """Call the real lambda_handler; (status, JSON body)."""
     response = handler.lambda_handler(event, context())
     return int(response["statusCode"]), json.loads(response["body"])
+
+
+def poller_environment(aws: Aws, tuimprenta_url: str, **overrides: str) -> dict[str, str]:
+    """The tuimprenta poller's environment as the template sets it, on moto, with quick test timings."""
+    from sandbox.stack import localize_api_urls
+
+    template = Template.load(ROOT / "template.yaml")
+    parameters = {**template.parameter_defaults(), "TuimprentaApiUrl": tuimprenta_url}
+    intrinsics = intrinsics_for(template, parameters, aws.provisioned)
+    (spec,) = [f for f in template.functions if f.logical_id == "TuimprentaPollerFunction"]
+    environment = {
+        k: str(v)
+        for k, v in intrinsics.resolve(
+            localize_api_urls(spec.environment, {"WebhookApi"}, "http://127.0.0.1:9")
+        ).items()
+    }
+    quick = {
+        "RUN_SECONDS": "20",
+        "POLL_BASE_SECONDS": "0.1",
+        "POLL_MAX_SECONDS": "0.5",
+        "BATCH_WINDOW_SECONDS": "0",
+        "HINT_CHECK_SECONDS": "0.05",
+    }
+    return {**environment, **quick, **overrides}

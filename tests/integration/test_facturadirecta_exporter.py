@@ -145,6 +145,22 @@ def test_cancel_sets_document_status_canceled(world: World) -> None:
     assert world.ledger("po_56").closed is True
 
 
+def test_an_order_reopened_after_its_cancel_is_open_again(world: World) -> None:
+    # Given a canceled order (its ledger entry closed)
+    world.exporter().sync(world.event("10_purchase_order_created.json"), Deadline.unlimited())
+    world.exporter().sync(world.event("11_purchase_order_canceled.json"), Deadline.unlimited())
+    # When BuildNexion reopens it: a newer version, sent again
+    reopened = world.event("11_purchase_order_canceled.json", status="sent", updated_at="2026-11-05T09:00:00Z")
+    outcome = world.exporter().sync(
+        reopened.model_copy(update={"type": "purchase_order.updated"}), Deadline.unlimited()
+    )
+    # Then FacturaDirecta's order is open again, and the ledger no longer closed
+    (order,) = world.fd.orders_tagged("bn:po_56")
+    assert outcome.action == "updated"
+    assert order.document_status == "pendingToReceive"  # the reference's status of an order not yet received
+    assert world.ledger("po_56").closed is False
+
+
 def test_duplicate_delivery_changes_nothing(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     event = world.event("08_purchase_order_created.json")
     world.exporter().sync(event, Deadline.unlimited())
@@ -493,6 +509,54 @@ def test_a_provider_facturadirecta_already_holds_is_used_not_created_again(
     (order,) = world.fd.orders_tagged("bn:po_55")
     assert order.provider_id == "900"
     assert "provider created" not in logged_messages(log_stream)
+
+
+@pytest.mark.parametrize(
+    ("held", "buildnexion_nif"),
+    [
+        ("ESB12345678", "B12345678"),  # stored with the ES VAT prefix, as Quipu's own examples store it
+        ("B12345678", "ESB12345678"),
+        ("B12345678", "\uff22\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18"),  # typed in fullwidth
+    ],
+)
+def test_a_provider_held_in_another_form_of_its_tax_code_is_used_not_created_again(
+    world: World, held: str, buildnexion_nif: str
+) -> None:
+    # Given FacturaDirecta holds the supplier in one form of its NIF and BuildNexion another
+    world.fd.state.providers["900"] = {"name": "Hormigones Muñoz, S.L.", "taxCode": held}
+    world.bn.put_objects(
+        [
+            {
+                "object": "provider",
+                "id": "prv_123",
+                "name": "Hormigones Muñoz, S.L.",
+                "nif": buildnexion_nif,
+                "country_code": "ES",
+            }
+        ]
+    )
+    # When its first purchase order is synced
+    world.exporter().sync(world.event("08_purchase_order_created.json"), Deadline.unlimited())
+    # Then the order names the provider FacturaDirecta holds and no second one is created
+    assert list(world.fd.state.providers) == ["900"]
+    (order,) = world.fd.orders_tagged("bn:po_55")
+    assert order.provider_id == "900"
+
+
+def test_a_new_provider_typed_in_fullwidth_is_created_with_its_ascii_tax_code(world: World) -> None:
+    world.bn.put_objects(
+        [
+            {
+                "object": "provider",
+                "id": "prv_123",
+                "name": "Hormigones Muñoz, S.L.",
+                "nif": "\uff22\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18",
+                "country_code": "ES",
+            }
+        ]
+    )
+    world.exporter().sync(world.event("08_purchase_order_created.json"), Deadline.unlimited())
+    assert [p["taxCode"] for p in world.fd.state.providers.values()] == ["B12345678"]
 
 
 def test_a_new_provider_is_logged_once(world: World, log_stream: io.StringIO) -> None:

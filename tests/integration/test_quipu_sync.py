@@ -22,6 +22,7 @@ from invoice_bridge.http import Deadline
 from invoice_bridge.ledger import Leases, Ledger, References, StateTable, SyncStatus
 from invoice_bridge.limiter import DynamoRateLimiter, limiter_key
 from invoice_bridge.quipu.client import AccessToken, QuipuClient, RemoteInvoice, TokenStore
+from invoice_bridge.quipu.mapping import credit_note_request
 from invoice_bridge.quipu.settings import VoidMode
 from invoice_bridge.quipu.sync import Outcome, QuipuSync
 from sandbox.aws_local import intrinsics_for
@@ -185,6 +186,21 @@ def test_removed_lines_remove_items(rig: Rig) -> None:
     assert invoice.total_cents == 127806
 
 
+def test_an_update_keeps_the_tags_a_user_added_in_quipu(rig: Rig) -> None:
+    # Given our invoice, which a user tagged "revisada" in Quipu
+    worker = rig.worker()
+    worker.apply(rig.publish(envelope("01_invoice_created.json")), Deadline(30))
+    (invoice,) = rig.quipu.expense_invoices("F-2026-0042")
+    invoice.tags = "bn:inv_8f3k2,revisada"
+    # When BuildNexion's update is synced
+    updated = envelope("02_invoice_updated.json")
+    updated["data"]["object"]["lines"][0]["quantity"] = "2"
+    assert worker.apply(rig.publish(updated), Deadline(30)).action == "updated"
+    # Then both tags are still there, ours and the user's
+    (invoice,) = rig.quipu.expense_invoices("F-2026-0042")
+    assert invoice.tags == "bn:inv_8f3k2,revisada"
+
+
 def test_void_becomes_one_full_credit_note(rig: Rig) -> None:
     worker = rig.worker()
     worker.apply(rig.publish(envelope("03_invoice_created.json")), Deadline(30))
@@ -223,6 +239,53 @@ def test_a_void_whose_credit_note_failed_is_credited_on_the_retry(rig: Rig, monk
     (note,) = rig.quipu.credit_notes(invoice.id)
     assert note.total_cents == -158480
     assert rig.entry("inv_91c7d").closed
+
+
+def test_a_credit_note_whose_answer_was_lost_is_never_made_twice_even_if_a_read_answers_404(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by `make chaos` (seed 1): the credit note was made but its answer lost; on the retry the read of
+    # the invoice answered 404 once, the worker took the credit note as absent and Quipu refused a second one.
+    worker = rig.worker()
+    worker.apply(rig.publish(envelope("03_invoice_created.json")), Deadline(30))
+    voided = rig.publish(envelope("04_invoice_voided.json"))
+    real_create = worker.quipu.create_invoice
+
+    def create_then_lose_the_answer(request: Any, deadline: Deadline) -> RemoteInvoice:
+        real_create(request, deadline)
+        raise PlatformError("quipu", "read timed out", retryable=True, code="timeout")
+
+    monkeypatch.setattr(worker.quipu, "create_invoice", create_then_lose_the_answer)
+    with pytest.raises(PlatformError):
+        worker.apply(voided, Deadline(30))
+    monkeypatch.setattr(worker.quipu, "create_invoice", real_create)
+    rig.quipu.faults.force("status_404")  # the next read of an invoice answers 404 once
+    # When the queue delivers the void again (and again)
+    with pytest.raises(RetryLater):
+        worker.apply(voided, Deadline(30))
+    outcome = apply_until_done(worker, voided)
+    # Then the one credit note is adopted, never a second asked for
+    (invoice,) = rig.quipu.expense_invoices("FL-2026/1187")
+    (note,) = rig.quipu.credit_notes(invoice.id)
+    assert outcome == Outcome("credited", note.id)
+    assert rig.quipu.calls["POST /invoices"] == 2  # the invoice, its one credit note
+    assert rig.entry("inv_91c7d").closed
+
+
+def test_an_invoice_credited_by_hand_in_quipu_is_closed_with_that_credit_note(rig: Rig) -> None:
+    # Given our invoice, credited by hand in Quipu before BuildNexion's void arrives
+    worker = rig.worker()
+    worker.apply(rig.publish(envelope("03_invoice_created.json")), Deadline(30))
+    (invoice,) = rig.quipu.expense_invoices("FL-2026/1187")
+    by_hand = worker.quipu.create_invoice(credit_note_request(invoice.id), Deadline(30))
+    # When the void is synced (Quipu refuses a second credit note: 422, already fully amended)
+    outcome = worker.apply(rig.publish(envelope("04_invoice_voided.json")), Deadline(30))
+    # Then that credit note is the void's, and the invoice is closed, not dead-lettered
+    assert outcome == Outcome("credited", by_hand.id)
+    assert [n.id for n in rig.quipu.credit_notes(invoice.id)] == [by_hand.id]
+    entry = rig.entry("inv_91c7d")
+    assert entry.closed
+    assert entry.details["credit_note_id"] == by_hand.id
 
 
 def test_void_by_delete_never_also_credits(rig: Rig) -> None:

@@ -22,14 +22,11 @@ from invoice_bridge.ledger import Ledger, StateTable, SyncStatus
 from invoice_bridge.tuimprenta import mapping
 from invoice_bridge.tuimprenta.poller import RunReport, TuimprentaPoller
 from invoice_bridge.tuimprenta.settings import TuimprentaPollerSettings
-from sandbox.aws_local import intrinsics_for
-from sandbox.cfn import Template
 from sandbox.httpserver import Reply, Request
 from sandbox.settings import LocalSettings
-from sandbox.stack import localize_api_urls
 from sandbox.tuimprenta import TuimprentaPeer
-from tests.conftest import ROOT, load_event
-from tests.integration.conftest import TUIMPRENTA_SECRET, Aws
+from tests.conftest import load_event
+from tests.integration.conftest import TUIMPRENTA_SECRET, Aws, poller_environment
 
 API_KEY = LocalSettings.from_env({}).tuimprenta_api_key
 HEADER = b"index,invoice_id,status,series,number,error_code,error_message\r\n"
@@ -108,25 +105,7 @@ def harness(aws: Aws) -> Iterator[Harness]:
     peer.poisoned = set()
     peer.bad_body = UNREADABLE["not_utf8"][0]
     peer.start()
-    template = Template.load(ROOT / "template.yaml")
-    parameters = {**template.parameter_defaults(), "TuimprentaApiUrl": peer.base_url}
-    intrinsics = intrinsics_for(template, parameters, aws.provisioned)
-    (spec,) = [f for f in template.functions if f.logical_id == "TuimprentaPollerFunction"]
-    environment = {
-        k: str(v)
-        for k, v in intrinsics.resolve(
-            localize_api_urls(spec.environment, {"WebhookApi"}, "http://127.0.0.1:9")
-        ).items()
-    }
-    environment.update(
-        {
-            "RUN_SECONDS": "20",
-            "POLL_BASE_SECONDS": "0.1",
-            "POLL_MAX_SECONDS": "0.3",
-            "BATCH_WINDOW_SECONDS": "0",
-            "HINT_CHECK_SECONDS": "0.05",
-        }
-    )
+    environment = poller_environment(aws, peer.base_url, POLL_MAX_SECONDS="0.3")
     try:
         yield Harness(aws, peer, environment)
     finally:

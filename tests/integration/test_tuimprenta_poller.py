@@ -26,14 +26,11 @@ from invoice_bridge.tuimprenta.poller import LEASE_NAME, RunReport, TuimprentaPo
 from invoice_bridge.tuimprenta.settings import TuimprentaPollerSettings
 from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
 from invoice_bridge.worker import DeadLetters
-from sandbox.aws_local import intrinsics_for
-from sandbox.cfn import Template
 from sandbox.settings import LocalSettings
-from sandbox.stack import localize_api_urls
 from sandbox.tuimprenta import TuimprentaPeer
-from tests.conftest import ROOT, FakeClock, load_event
+from tests.conftest import FakeClock, load_event
 from tests.e2e.conftest import wait_for
-from tests.integration.conftest import TUIMPRENTA_SECRET, Aws
+from tests.integration.conftest import TUIMPRENTA_SECRET, Aws, poller_environment
 
 API_KEY = LocalSettings.from_env({}).tuimprenta_api_key
 CALLBACK = "http://127.0.0.1:9/webhooks/tuimprenta"
@@ -41,6 +38,7 @@ MINIMAL_SETTINGS = {
     "STATE_TABLE_NAME": "t",
     "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q",
     "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/d",
+    "MAX_RECEIVE_COUNT": "5",
     "BUILDNEXION_API_URL": "https://api.buildnexion.com/v1",
     "BUILDNEXION_SECRET_ARN": "arn:bn",
     "TUIMPRENTA_API_URL": "https://api.tuimprenta.digital/v1",
@@ -100,25 +98,7 @@ class Harness:
 def harness(aws: Aws) -> Iterator[Harness]:
     peer = TuimprentaPeer(API_KEY, TUIMPRENTA_SECRET, processing_seconds=0.3, send_callbacks=False)
     peer.start()
-    template = Template.load(ROOT / "template.yaml")
-    parameters = {**template.parameter_defaults(), "TuimprentaApiUrl": peer.base_url}
-    intrinsics = intrinsics_for(template, parameters, aws.provisioned)
-    (spec,) = [f for f in template.functions if f.logical_id == "TuimprentaPollerFunction"]
-    environment = {
-        k: str(v)
-        for k, v in intrinsics.resolve(
-            localize_api_urls(spec.environment, {"WebhookApi"}, "http://127.0.0.1:9")
-        ).items()
-    }
-    environment.update(
-        {
-            "RUN_SECONDS": "20",
-            "POLL_BASE_SECONDS": "0.1",
-            "POLL_MAX_SECONDS": "0.5",
-            "BATCH_WINDOW_SECONDS": "0",
-            "HINT_CHECK_SECONDS": "0.05",
-        }
-    )
+    environment = poller_environment(aws, peer.base_url)
     try:
         yield Harness(aws, peer, environment)
     finally:
@@ -640,7 +620,7 @@ def test_messages_that_are_not_sales_invoice_events_are_dead_lettered_with_the_r
         for body, m in dead.items()
     }
     assert reasons[json.dumps(broken)]["error_code"] == "malformed_message"
-    assert reasons[json.dumps(broken)]["error_message"].startswith("data.object.id:")
+    assert reasons[json.dumps(broken)]["error_message"].startswith("message body: data.object.id:")
     assert reasons[json.dumps(wrong_type)]["error_code"] == "unexpected_event"
     assert "purchase_order.created" in reasons[json.dumps(wrong_type)]["error_message"]
     garbled = reasons["{not json"]
@@ -704,6 +684,52 @@ def test_a_cancel_tuimprenta_refuses_is_dead_lettered_once(harness: Harness) -> 
     assert harness.run().canceled == 0
     assert harness.peer.calls["POST /invoices/{id}/cancel"] == 1
     assert harness.issued("sin_c9") == ["issued"]
+
+
+def test_a_cancel_answered_409_is_sent_again_with_its_key_until_the_invoice_is_canceled(harness: Harness) -> None:
+    # Given an issued invoice whose cancel tuimprenta answers 409 once (its key still held), without effect
+    harness.send(envelope("sin_c10"))
+    assert harness.run().issued == 1
+    harness.peer.faults.force("status_409")
+    harness.send(envelope("sin_c10", "sales_invoice.canceled"))
+    # When the poller runs twice
+    first, second = harness.run(), harness.run()
+    # Then the second run cancels it with the same key, and nothing is dead-lettered
+    assert (first.canceled, second.canceled) == (0, 1)
+    assert harness.peer.calls["POST /invoices/{id}/cancel"] == 2
+    assert harness.peer.calls["GET /invoices/{id}"] == 1
+    assert harness.issued("sin_c10") == ["canceled"]
+    assert harness.aws.queue_messages("TuimprentaDeadLetterQueue") == []
+
+
+def test_a_cancel_answered_409_for_an_invoice_canceled_already_is_done(harness: Harness) -> None:
+    # Given an issued invoice someone canceled at tuimprenta by hand before BuildNexion's cancel arrived
+    harness.send(envelope("sin_c11"))
+    assert harness.run().issued == 1
+    (remote,) = harness.peer.issued_for("sin_c11")
+    remote.status = "canceled"
+    harness.send(envelope("sin_c11", "sales_invoice.canceled"))
+    # When the poller sends the cancel and tuimprenta answers 409 (not in a state to cancel)
+    report = harness.run()
+    # Then the invoice is recorded canceled, nothing is dead-lettered, and no cancel is sent again
+    assert report.canceled == 1
+    assert harness.aws.queue_messages("TuimprentaDeadLetterQueue") == []
+    assert harness.run().canceled == 0
+    assert harness.peer.calls["POST /invoices/{id}/cancel"] == 1
+
+
+def test_a_cancel_answered_409_every_time_is_dead_lettered_after_three_tries(harness: Harness) -> None:
+    harness.send(envelope("sin_c12"))
+    assert harness.run().issued == 1
+    harness.peer.faults.force("status_409", 5)
+    harness.send(envelope("sin_c12", "sales_invoice.canceled"))
+    reports = [harness.run() for _ in range(4)]
+    assert [r.canceled for r in reports] == [0, 0, 0, 0]
+    assert harness.peer.calls["POST /invoices/{id}/cancel"] == 3
+    (message,) = harness.aws.queue_messages("TuimprentaDeadLetterQueue")
+    assert json.loads(message["Body"])["object_id"] == "sin_c12"
+    assert message["MessageAttributes"]["error_code"]["StringValue"] == "E4090"
+    assert harness.issued("sin_c12") == ["issued"]
 
 
 class ReadUnits:

@@ -17,10 +17,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from invoice_bridge.errors import DependencyUnavailable, PermanentSyncError, PlatformError, RetryLater
 from invoice_bridge.http import Deadline
 from invoice_bridge.worker import BatchEdge, DeadLetters, Failure, backoff_seconds, parse_event
+from sandbox.cfn import Template
 from sandbox.lambda_host import LocalLambdaContext
 from sandbox.runner import lambda_sqs_event
-from tests.conftest import emitted_metrics, load_event
+from tests.conftest import ROOT, emitted_metrics, load_event
 from tests.integration.conftest import Aws
+
+MAX_RECEIVE_COUNT = 5  # the queues' maxReceiveCount in template.yaml
 
 
 def context(seconds: float = 60) -> LambdaContext:
@@ -65,6 +68,7 @@ def edge(aws: Aws) -> BatchEdge:
         dead_letters=DeadLetters(sqs, aws.provisioned.queues["QuipuDeadLetterQueue"].url, "quipu"),
         destination="quipu",
         fifo=True,
+        max_receive_count=MAX_RECEIVE_COUNT,
     )
 
 
@@ -192,6 +196,44 @@ def test_a_malformed_message_is_dead_lettered_not_retried(aws: Aws) -> None:
     (dead,) = aws.queue_messages("QuipuDeadLetterQueue")
     assert dead["MessageAttributes"]["error_code"]["StringValue"] == "malformed_message"
     assert dead["MessageAttributes"]["error_message"]["StringValue"] == "message body: created: Field required"
+
+
+@pytest.mark.parametrize(("receive", "dead_lettered"), [(MAX_RECEIVE_COUNT - 1, False), (MAX_RECEIVE_COUNT, True)])
+def test_a_record_still_failing_on_its_last_receive_is_dead_lettered_with_its_reason(
+    aws: Aws, receive: int, dead_lettered: bool
+) -> None:
+    # Given a record received for the n-th time, whose platform still answers 503
+    event = enqueue_and_receive(aws, [("A", envelope("evt_a1", "A"))])
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = str(receive)
+
+    def handler(record: SQSRecord, deadline: Deadline) -> None:
+        raise PlatformError("quipu", "Service unavailable", status=503, retryable=True, code="http_503")
+
+    response = edge(aws).handle(event, context(), handler)
+    # Then before its last receive it is retried; on its last one (SQS would move it with no reason) it is
+    # dead-lettered by the worker, with the reason and the receives it took, and not retried
+    assert (response["batchItemFailures"] == []) is dead_lettered
+    letters = aws.queue_messages("QuipuDeadLetterQueue")
+    if not dead_lettered:
+        assert letters == []
+        return
+    (dead,) = letters
+    attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
+    assert attributes["error_code"] == "http_503"
+    assert attributes["error_message"] == f"Service unavailable (still failing after {MAX_RECEIVE_COUNT} receives)"
+    assert attributes["attempts"] == str(MAX_RECEIVE_COUNT)
+
+
+def test_the_workers_give_up_on_the_receive_their_queue_would() -> None:
+    # The worker's last receive is its queue's maxReceiveCount, as template.yaml sets both
+    template = Template.load(ROOT / "template.yaml")
+    for spec in template.functions:
+        queue_ref = spec.environment.get("QUEUE_URL")
+        if not isinstance(queue_ref, dict):
+            continue
+        queue = template.resources[queue_ref["Ref"]]
+        redrive = queue["Properties"]["RedrivePolicy"]
+        assert int(spec.environment["MAX_RECEIVE_COUNT"]) == int(redrive["maxReceiveCount"]), spec.logical_id
 
 
 def test_an_unexpected_error_fails_the_record_for_the_redrive_policy(aws: Aws) -> None:
@@ -366,7 +408,14 @@ def test_a_fifo_group_waits_out_the_backoff_of_its_failed_record(aws: Aws, monke
     sqs = VisibilitySpy(aws.session.client("sqs"))
     url = aws.provisioned.queues["QuipuQueue"].url
     dead_letters = DeadLetters(sqs, aws.provisioned.queues["QuipuDeadLetterQueue"].url, "quipu")  # type: ignore[arg-type]
-    fifo = BatchEdge(sqs=sqs, queue_url=url, dead_letters=dead_letters, destination="quipu", fifo=True)  # type: ignore[arg-type]
+    fifo = BatchEdge(
+        sqs=sqs,  # type: ignore[arg-type]
+        queue_url=url,
+        dead_letters=dead_letters,
+        destination="quipu",
+        fifo=True,
+        max_receive_count=MAX_RECEIVE_COUNT,
+    )
     fifo.handle(event, context(), handler)
 
     # Then A's skipped event waits as long as A's failed one, D waits its exponential backoff, and B (a
@@ -392,7 +441,14 @@ def test_more_than_ten_retried_records_all_get_their_backoff(aws: Aws) -> None:
         messages += sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
     event = lambda_sqs_event(queue, messages)
     dead_letters = DeadLetters(sqs, aws.provisioned.queues["TuimprentaDeadLetterQueue"].url, "tuimprenta")  # type: ignore[arg-type]
-    standard = BatchEdge(sqs=sqs, queue_url=queue.url, dead_letters=dead_letters, destination="tuimprenta", fifo=False)  # type: ignore[arg-type]
+    standard = BatchEdge(
+        sqs=sqs,  # type: ignore[arg-type]
+        queue_url=queue.url,
+        dead_letters=dead_letters,
+        destination="tuimprenta",
+        fifo=False,
+        max_receive_count=MAX_RECEIVE_COUNT,
+    )
 
     def handler(record: SQSRecord, deadline: Deadline) -> None:
         raise RetryLater("later", retry_after=100 + int(parse_event(record).id.removeprefix("evt_")) * 10)
@@ -422,7 +478,14 @@ def test_standard_queues_use_the_plain_batch_processor(aws: Aws, fifo: bool) -> 
     messages = sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
     event = lambda_sqs_event(queue, messages)
     dead_letters = DeadLetters(sqs, aws.provisioned.queues["TuimprentaDeadLetterQueue"].url, "tuimprenta")
-    standard = BatchEdge(sqs=sqs, queue_url=queue.url, dead_letters=dead_letters, destination="tuimprenta", fifo=fifo)
+    standard = BatchEdge(
+        sqs=sqs,
+        queue_url=queue.url,
+        dead_letters=dead_letters,
+        destination="tuimprenta",
+        fifo=fifo,
+        max_receive_count=5,
+    )
     failing = json.loads(messages[0]["Body"])["id"]
 
     def handler(record: SQSRecord, deadline: Deadline) -> None:

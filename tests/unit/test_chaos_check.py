@@ -110,6 +110,34 @@ def test_a_refused_document_missing_from_the_dead_letter_queue_is_lost() -> None
     assert not findings.ok
 
 
+def test_a_document_refused_once_then_taken_as_buildnexions_latest_is_not_lost() -> None:
+    # Given tuimprenta refused a row of a batch whose result file was unreadable, and the product, finding the
+    # invoice absent, sent it again and it was issued
+    snapshot = _clean()
+    snapshot.refused = {"tuimprenta": {"sin_2": "status_422 on a batch row"}}
+    findings = check(EXPECTED, snapshot)
+    assert findings.ok
+    assert findings.refused == [
+        "tuimprenta sin_2: refused once (status_422 on a batch row); sent again and held as BuildNexion's latest"
+    ]
+
+
+def test_a_refused_document_held_twice_or_stale_without_a_letter_is_still_a_finding() -> None:
+    snapshot = _clean()
+    (issued,) = [h for h in snapshot.held if h.source_id == "sin_2"]
+    snapshot.held.append(issued)
+    snapshot.refused = {"tuimprenta": {"sin_2": "status_422 on a batch row"}}
+    findings = check(EXPECTED, snapshot)
+    assert findings.counts()["lost"] == 1
+    assert findings.counts()["duplicated"] == 1
+    stale = _clean()
+    stale.held[0] = Held("quipu", "inv_1", (10000, ("v1",)), "open")
+    stale.refused = {"quipu": {"inv_1": "status_422 on the update"}}
+    assert check(EXPECTED, stale).lost == [
+        "quipu inv_1: refused for good (status_422 on the update) but not on the dead-letter queue"
+    ]
+
+
 def test_a_refused_document_dead_lettered_without_a_reason_is_wrong() -> None:
     snapshot = _clean()
     snapshot.refused = {"facturadirecta": {"po_1": "status_422 INVALID_INPUT_DATA"}}

@@ -22,6 +22,7 @@ SERVICES_BY_PACKAGE = {
     "quipu": {"quipu-sync"},
     "tuimprenta": {"tuimprenta-poller"},
     "facturadirecta": {"facturadirecta-exporter"},
+    "sync": {"quipu-sync", "tuimprenta-poller", "facturadirecta-exporter"},  # the engine every worker runs
 }
 WORKERS = {"quipu-sync", "tuimprenta-poller", "facturadirecta-exporter"}
 SHARED_BY_WORKERS = {"worker.py", "ledger.py", "limiter.py", "http.py"}

@@ -226,6 +226,7 @@ BASE: Mapping[str, str] = {
     "STATE_TABLE_NAME": "t",
     "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q.fifo",
     "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/d.fifo",
+    "MAX_RECEIVE_COUNT": "5",
     "BUILDNEXION_API_URL": "https://api.buildnexion.com/v1",
     "BUILDNEXION_SECRET_ARN": "bn",
     "FACTURADIRECTA_SECRET_ARN": "fd",
@@ -245,6 +246,15 @@ def test_settings_errors_name_the_variable() -> None:
         FacturaDirectaSettings.from_env({k: v for k, v in BASE.items() if k != "FACTURADIRECTA_SECRET_ARN"})
     with pytest.raises(ConfigurationError, match="FACTURADIRECTA_API_URL"):
         FacturaDirectaSettings.from_env({**BASE, "FACTURADIRECTA_API_URL": "not a url"})
+
+
+@pytest.mark.parametrize("value", [None, "0", "five"])
+def test_the_last_receive_must_be_set_and_be_a_positive_count(value: str | None) -> None:
+    environ = {k: v for k, v in BASE.items() if k != "MAX_RECEIVE_COUNT"}
+    if value is not None:
+        environ["MAX_RECEIVE_COUNT"] = value
+    with pytest.raises(ConfigurationError, match="MAX_RECEIVE_COUNT"):
+        FacturaDirectaSettings.from_env(environ)
 
 
 def orders_tagged(*orders: tuple[str, str]) -> bytes:

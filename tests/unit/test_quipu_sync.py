@@ -649,10 +649,10 @@ def test_a_credit_note_with_a_different_total_is_recorded_and_logged(
     world.sync().apply(event("03_invoice_created.json"), DEADLINE)  # Quipu's total: 1278.06
     world.sync().apply(voided(), DEADLINE)
     assert world.entry("inv_91c7d").details["credit_note_total_cents"] == "-127806"
-    mismatches = [json.loads(line) for line in log_stream.getvalue().splitlines() if "differs" in line]
-    assert [(m["document"], m["buildnexion_total_cents"]) for m in mismatches] == [
-        ("invoice", 158480),
-        ("credit_note", -158480),
+    mismatches = [json.loads(line) for line in log_stream.getvalue().splitlines() if "totals differ" in line]
+    assert [(m["document"], m["expected_total_cents"], m["remote_total_cents"]) for m in mismatches] == [
+        ("invoice", "158480", "127806"),
+        ("credit_note", "-158480", "-127806"),
     ]
 
 

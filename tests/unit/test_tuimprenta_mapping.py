@@ -70,6 +70,15 @@ def test_payload_carries_the_customer_items_and_buildnexion_id() -> None:
     assert '"tax_rate":0.16' in payload_text(invoice)
 
 
+def test_a_tax_id_typed_in_fullwidth_goes_out_in_ascii_with_its_dashes() -> None:
+    # Given a customer RIF typed on a phone keyboard in fullwidth characters, with a trailing space
+    base = sales_invoice()
+    typed = "\uff2a\uff0d\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff0d\uff19 "
+    invoice = sales_invoice(customer={**base.customer.model_dump(mode="json"), "tax_id": typed})
+    # Then tuimprenta receives the id as written in ASCII, its dashes kept (RIFs carry them)
+    assert payload_invoice(invoice)["customer"]["tax_id"] == "J-12345678-9"
+
+
 def test_quantity_and_tax_rate_keep_their_decimals() -> None:
     line = {"description": "x", "quantity": "2.50", "unit_amount": 100, "tax_rate": "0.080"}
     text = payload_text(sales_invoice(lines=[line]))

@@ -117,6 +117,9 @@ class WorkerSettings(EnvSettings):
     state_table_name: Name = Field(alias="STATE_TABLE_NAME")
     queue_url: QueueUrl = Field(alias="QUEUE_URL")
     dead_letter_queue_url: QueueUrl = Field(alias="DEAD_LETTER_QUEUE_URL")
+    # The source queue's maxReceiveCount: a record still failing on its last receive is dead-lettered by the
+    # worker with its reason, rather than moved by SQS's redrive policy with none.
+    max_receive_count: int = Field(ge=1, le=1000, alias="MAX_RECEIVE_COUNT")
     buildnexion_api_url: HttpUrl = Field(alias="BUILDNEXION_API_URL")
     buildnexion_secret_id: Name = Field(alias="BUILDNEXION_SECRET_ARN")
     secrets_max_age_seconds: int = Field(default=60, ge=0, le=3600, alias="SECRETS_MAX_AGE_SECONDS")

@@ -15,6 +15,11 @@ SPANISH_PREFIX = "ES"
 NIF_LENGTH = 9
 
 
+def folded(tax_id: str) -> str:
+    """The id as written, NFKC-folded (fullwidth characters become ASCII) and trimmed: for platforms that store it."""
+    return unicodedata.normalize("NFKC", tax_id).strip()
+
+
 def normalise(tax_id: str) -> str:
     """The canonical form: NFKC (fullwidth digits and letters become ASCII), upper case, no separators, no `ES`."""
     folded = unicodedata.normalize("NFKC", tax_id).upper()

@@ -6,7 +6,9 @@
   the rest of its group goes back with it so nothing overtakes it;
 - a permanent error (the platform's validation, a fiscal rejection): the record is sent to the
   dead-letter queue at once with the reason as attributes, counted, and deleted from the source queue.
-Anything else (a bug) fails the record; SQS's redrive policy dead-letters it after maxReceiveCount.
+A retryable failure on the record's last receive (MAX_RECEIVE_COUNT, its queue's maxReceiveCount) is
+dead-lettered with its reason. Anything else (a bug) fails the record; SQS's redrive policy dead-letters it
+after maxReceiveCount.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.batch.sqs_fifo_partial_processor import SqsFifoPartialProcessor
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from invoice_bridge.buildnexion.models import WebhookEvent
 from invoice_bridge.config import describe_validation_error
@@ -56,11 +58,31 @@ def backoff_seconds(receive_count: int, retry_after: float | None) -> int:
 
 def parse_event(record: SQSRecord) -> WebhookEvent:
     """The BuildNexion envelope a record carries (the receiver enqueued it verified); permanent if broken."""
+    return parse_body(record.body)
+
+
+def parse_body(body: str) -> WebhookEvent:
+    """The BuildNexion envelope of a queue message's body; `malformed_message` (permanent) if broken.
+
+    Every destination reads its queue through this one function: the SQS workers via `parse_event`, the
+    tuimprenta poller, which receives its messages itself, directly.
+    """
     try:
-        return WebhookEvent.model_validate_json(record.body)
+        return WebhookEvent.model_validate_json(body)
     except ValidationError as exc:
         field, message = describe_validation_error(exc)
         raise PermanentSyncError(f"message body: {field}: {message}", code="malformed_message") from None
+
+
+def parse_object[M: BaseModel](event: WebhookEvent, model: type[M], event_types: frozenset[str]) -> M:
+    """The event's object as a destination's model; `unexpected_event` or `malformed_message` (permanent)."""
+    if event.type not in event_types:
+        raise PermanentSyncError(f"event type {event.type} is not for this destination", code="unexpected_event")
+    try:
+        return model.model_validate(event.data.object.model_dump())
+    except ValidationError as exc:
+        field, message = describe_validation_error(exc)
+        raise PermanentSyncError(f"message body: data.object.{field}: {message}", code="malformed_message") from None
 
 
 @dataclass(frozen=True)
@@ -119,13 +141,21 @@ class BatchEdge:
     """Runs a record handler over an SQS batch and answers with Lambda's partial batch response."""
 
     def __init__(
-        self, *, sqs: SQSClient, queue_url: str, dead_letters: DeadLetters, destination: str, fifo: bool
+        self,
+        *,
+        sqs: SQSClient,
+        queue_url: str,
+        dead_letters: DeadLetters,
+        destination: str,
+        fifo: bool,
+        max_receive_count: int,
     ) -> None:
         self._sqs = sqs
         self._queue_url = queue_url
         self._dead_letters = dead_letters
         self._destination = destination
         self._fifo = fifo
+        self._max_receive_count = max_receive_count
 
     def handle(self, event: dict[str, Any], context: LambdaContext, handler: RecordHandler) -> dict[str, Any]:
         """Process the batch; retried records get their backoff, permanent failures the dead-letter queue."""
@@ -143,6 +173,11 @@ class BatchEdge:
             try:
                 handler(record, deadline)
             except SyncError as exc:
+                if exc.retryable and receive_count >= self._max_receive_count:
+                    # SQS would move it to the dead-letter queue with no reason: it goes there now, with one.
+                    detail = f"{exc.message} (still failing after {receive_count} receives)"
+                    self._dead_letter(record, Failure(exc.code or type(exc).__name__, detail), receive_count)
+                    return
                 if exc.retryable:
                     delays[record.message_id] = backoff_seconds(receive_count, exc.retry_after)
                     logger.warning(

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Protocol
 import requests
 from pydantic import SecretStr
 
+from invoice_bridge import taxid
 from invoice_bridge.errors import PlatformError
 from invoice_bridge.facturadirecta import xml
 from invoice_bridge.facturadirecta.models import (
@@ -64,8 +65,8 @@ class PurchaseOrderApi(Protocol):
 
 
 def normalize_tax_code(tax_code: str) -> str:
-    """A tax code compared the way people write it: no spaces or dashes, upper case."""
-    return "".join(ch for ch in tax_code.upper() if ch.isalnum())
+    """A tax code compared the way people write it (taxid.normalise): NFKC, no separators, upper case, no `ES`."""
+    return taxid.normalise(tax_code)
 
 
 class FacturaDirectaXmlClient(ApiClient):
@@ -160,11 +161,13 @@ class FacturaDirectaXmlClient(ApiClient):
             start += len(page)
 
     def find_provider(self, tax_code: str, deadline: Deadline) -> ProviderRecord | None:
-        """`GET /api/providers.xml?taxCode=` paged with `start` to an exact (normalized) match; else None."""
+        """`GET /api/providers.xml?taxCode=` paged with `start` to an exact (normalized) match; else None.
+
+        The search asks for the bare form (`B12345678`): the platform's search finds every code containing it, so
+        one stored `ESB12345678` is listed too and compares equal once normalised.
+        """
         wanted = normalize_tax_code(tax_code)
-        for page in self._pages(
-            "/api/providers.xml", {"taxCode": tax_code}, xml.parse_providers, "providers", deadline
-        ):
+        for page in self._pages("/api/providers.xml", {"taxCode": wanted}, xml.parse_providers, "providers", deadline):
             found = [p for p in page if p.tax_code is not None and normalize_tax_code(p.tax_code) == wanted]
             if found:
                 return min(found, key=_id_order)

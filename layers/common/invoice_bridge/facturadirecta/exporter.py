@@ -49,7 +49,7 @@ from invoice_bridge.facturadirecta.models import PurchaseOrderRecord
 from invoice_bridge.facturadirecta.settings import FacturaDirectaSettings
 from invoice_bridge.http import DEFAULT_TIMEOUT, Deadline
 from invoice_bridge.ledger import Leases, Ledger, LedgerEntry, References, StateTable, ensure_reference
-from invoice_bridge.observability import count, logger
+from invoice_bridge.observability import logger
 from invoice_bridge.secrets import BuildNexionSecret, FacturaDirectaSecret, SecretReader
 from invoice_bridge.sync.contract import Absent, Found, Lookup, Undecided
 from invoice_bridge.sync.engine import SyncEngine
@@ -154,6 +154,7 @@ class FacturaDirectaExporter:
             dead_letters=DeadLetters(sqs, settings.dead_letter_queue_url, DESTINATION),
             destination=DESTINATION,
             fifo=settings.queue_url.endswith(".fifo"),
+            max_receive_count=settings.max_receive_count,
         )
         return ExporterFunction(exporter, edge)
 
@@ -171,13 +172,13 @@ class FacturaDirectaExporter:
         logger.append_keys(purchase_order_id=order_id, event_id=event.id)
         try:
             entry = self.ledger.get_or_new(DESTINATION, order_id)
-            if entry.is_stale(event.data.object.updated_at):
-                return self._skip("stale", entry)
-            if entry.is_current(event.data.object.updated_at):
-                return self._skip("current", entry)
+            # A canceled order stays updatable (FacturaDirecta keeps it, and BuildNexion may reopen it).
+            skipped = SyncEngine.skip_reason(entry, event.data.object.updated_at, closing_is_final=False)
+            if skipped:
+                return self._skip(skipped, entry)
             order = self._buildnexion().latest(PurchaseOrder, event, deadline)
-            if entry.is_current(order.updated_at) or entry.is_stale(order.updated_at):
-                return self._skip("current", entry)
+            if SyncEngine.skip_reason(entry, order.updated_at, closing_is_final=False):
+                return self._skip("current", entry)  # BuildNexion holds nothing newer than what was applied
             return self._apply(order, entry, event, deadline)
         finally:
             logger.remove_keys(["purchase_order_id", "event_id"])
@@ -274,13 +275,7 @@ class FacturaDirectaExporter:
     ) -> Outcome:
         expected = expected_totals(order)
         remote = remote_totals(record)
-        match = expected == remote
-        if not match:
-            logger.warning(
-                "totals differ from BuildNexion's",
-                extra={"remote_id": record.id, **expected.as_details("expected"), **remote.as_details("remote")},
-            )
-            count("TotalsMismatch", {"destination": DESTINATION})
+        match = self.engine.totals_match(record.id, expected.figures(), remote.figures())
         self.ledger.save(
             entry.synced(
                 record.id,

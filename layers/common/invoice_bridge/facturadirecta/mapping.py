@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
+from invoice_bridge import taxid
 from invoice_bridge.buildnexion.models import Provider, PurchaseOrder
 from invoice_bridge.errors import PermanentSyncError
 from invoice_bridge.facturadirecta.models import (
@@ -112,7 +113,7 @@ def to_provider(provider: Provider) -> ProviderDocument:
     """The provider to create, named exactly as in BuildNexion."""
     return ProviderDocument(
         name=provider.name,
-        tax_code=provider.nif,
+        tax_code=taxid.folded(provider.nif),
         address1=provider.address,
         city=provider.town,
         zipcode=provider.zip_code,
@@ -135,6 +136,10 @@ class Totals:
             f"{prefix}_tax": f"{self.tax:f}",
             f"{prefix}_gross": f"{self.gross:f}",
         }
+
+    def figures(self) -> dict[str, Decimal]:
+        """Net, tax and gross by name (compared and logged by the engine's totals check)."""
+        return {"net": self.net, "tax": self.tax, "gross": self.gross}
 
     @property
     def gross_cents(self) -> int:

@@ -177,12 +177,18 @@ def create_request(invoice: ExpenseInvoice, contact_id: str) -> dict[str, Any]:
 
 
 def update_request(invoice: ExpenseInvoice, remote_id: str, contact_id: str, item_ids: list[str]) -> dict[str, Any]:
-    """`PATCH /invoices/{id}` body: every attribute and the full item list (existing items by id, in order)."""
+    """`PATCH /invoices/{id}` body: every attribute but `tags`, and the full item list (existing items by id).
+
+    A PATCH changes only the attributes it sends (the reference's example sends `issue_date` alone). The
+    invoice carries our marker since its create (an invoice without it is never adopted), so `tags` is left
+    out: the tags a user added in Quipu stay.
+    """
+    attributes = {k: v for k, v in _attributes(invoice).items() if k != "tags"}
     return {
         "data": {
             "type": "invoices",
             "id": remote_id,
-            "attributes": _attributes(invoice),
+            "attributes": attributes,
             "relationships": {
                 "contact": {"data": {"id": contact_id, "type": "contacts"}},
                 "items": {"data": _items(invoice, item_ids)},

@@ -292,22 +292,14 @@ class QuipuSync:
         )
 
     def _check_total(self, invoice: Invoice, remote: RemoteInvoice, expected: int, document: str) -> int | None:
-        if remote.total_amount is None:
-            logger.warning("quipu answered without a total", extra={"invoice_id": invoice.id, "quipu_id": remote.id})
-            return None
-        remote_total = to_cents(remote.total_amount)
-        if remote_total != expected:
-            logger.warning(
-                "quipu total differs from BuildNexion's",
-                extra={
-                    "invoice_id": invoice.id,
-                    "quipu_id": remote.id,
-                    "document": document,
-                    "buildnexion_total_cents": expected,
-                    "quipu_total_cents": remote_total,
-                },
-            )
-            count("TotalsMismatch", {"destination": "quipu"})
+        remote_total = None if remote.total_amount is None else to_cents(remote.total_amount)
+        self.engine.totals_match(
+            remote.id,
+            {"total_cents": expected},
+            None if remote_total is None else {"total_cents": remote_total},
+            invoice_id=invoice.id,
+            document=document,
+        )
         return remote_total
 
     def _fail_if_permanent(self, entry: LedgerEntry, exc: PlatformError) -> None:
@@ -364,14 +356,24 @@ class QuipuSync:
             return Outcome("deleted", remote_id)
         note: RemoteInvoice | None = None
         if entry.details.get("credit_note_intent"):
-            original = self.quipu.get_invoice(remote_id, deadline)
-            if original is not None and original.amending_invoice_ids:
-                note = self.quipu.get_invoice(original.amending_invoice_ids[0], deadline)
+            found = self.engine.recover(entry, lambda: self._credit_note_lookup(remote_id, deadline))
+            note = found.remote if found else None
         if note is None:
             entry = self.ledger.save(
                 entry.model_copy(update={"details": {**entry.details, "credit_note_intent": uuid.uuid4().hex}})
             )
-            note = self.quipu.create_invoice(credit_note_request(remote_id), deadline)
+            try:
+                note = self.quipu.create_invoice(credit_note_request(remote_id), deadline)
+            except PlatformError as exc:
+                if exc.retryable or exc.status != 422:
+                    raise
+                # A 422 may be Quipu refusing a second credit note of an invoice already fully amended (the
+                # first one's answer lost): only the lookup tells that from a real refusal.
+                found = self.engine.recover(entry, lambda: self._credit_note_lookup(remote_id, deadline))
+                if found is None:
+                    self._fail_if_permanent(entry, exc)
+                    raise
+                note = found.remote
         note_total = self._check_total(invoice, note, -invoice.total_amount, "credit_note")
         details = {"void": "credit_note", "credit_note_id": note.id}
         if note_total is not None:
@@ -379,6 +381,28 @@ class QuipuSync:
         self.ledger.save(self._closed(entry, invoice, event, details))
         logger.info("quipu credit note created", extra={"invoice_id": invoice.id, "quipu_id": note.id})
         return Outcome("credited", note.id)
+
+    def _credit_note_lookup(self, remote_id: str, deadline: Deadline) -> Lookup[RemoteInvoice]:
+        """Quipu's answer to "does our invoice have its credit note?": the invoice's `amending_invoices`.
+
+        The invoice is ours (found by its tag), so a credit note amending it is ours too. An invoice that cannot
+        be read (a 404, an error) decides nothing: a credit note is never created on that evidence.
+        """
+        tried = [f"GET /invoices/{remote_id}"]
+        try:
+            original = self.quipu.get_invoice(remote_id, deadline)
+            if original is None:
+                return Undecided((*tried, "answered 404: its credit notes cannot be read"), retryable=True)
+            if not original.amending_invoice_ids:
+                return Absent(tuple(tried))
+            note_id = original.amending_invoice_ids[0]
+            tried.append(f"GET /invoices/{note_id}")
+            note = self.quipu.get_invoice(note_id, deadline)
+        except PlatformError as exc:
+            return Undecided((*tried, exc.message), retryable=exc.retryable, retry_after=exc.retry_after)
+        if note is None:
+            return Undecided((*tried, "answered 404"), retryable=True)
+        return Found(note.id, note, f"amends invoice {remote_id}")
 
     @staticmethod
     def _closed(entry: LedgerEntry, invoice: Invoice, event: WebhookEvent, details: dict[str, Any]) -> LedgerEntry:

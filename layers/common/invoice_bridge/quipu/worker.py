@@ -42,6 +42,7 @@ class QuipuWorker:
             dead_letters=DeadLetters(sqs, settings.dead_letter_queue_url, DESTINATION),
             destination=DESTINATION,
             fifo=settings.queue_url.endswith(".fifo"),
+            max_receive_count=settings.max_receive_count,
         )
         self._sync: QuipuSync | None = None
         self._credentials: tuple[str, str, str] | None = None

@@ -8,7 +8,7 @@ The platform's own calls stay in its adapter; the decisions are made here, once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from invoice_bridge.errors import PermanentSyncError, SyncError
@@ -25,12 +25,15 @@ class SyncEngine:
         self.destination = destination
 
     @staticmethod
-    def skip_reason(entry: LedgerEntry, updated_at: datetime, *, unfinished: bool = False) -> str | None:
+    def skip_reason(
+        entry: LedgerEntry, updated_at: datetime, *, unfinished: bool = False, closing_is_final: bool = True
+    ) -> str | None:
         """Why an event at `updated_at` changes nothing (closed, stale, already applied), or None.
 
-        `unfinished` keeps an applied version going when something of it is still to do (a void, a PDF).
+        `unfinished` keeps an applied version going when something of it is still to do (a void, a PDF);
+        `closing_is_final` is False where a closed document may be reopened by a later version (a canceled order).
         """
-        if entry.closed:
+        if entry.closed and closing_is_final:
             return "closed"
         if entry.is_stale(updated_at):
             return "stale"
@@ -53,6 +56,31 @@ class SyncEngine:
         except PermanentSyncError as exc:
             self.fail(entry, exc.code, exc.message)
             raise
+
+    def totals_match(
+        self, remote_id: str, expected: Mapping[str, object], remote: Mapping[str, object] | None, **detail: str
+    ) -> bool:
+        """Compare the platform's computed totals with BuildNexion's; a difference is logged and counted.
+
+        The document stays synced either way (the platform holds what BuildNexion sent; its rounding may differ):
+        the ledger keeps both and the TotalsMismatch alarm tells an operator.
+        """
+        if remote is None:
+            logger.warning("the platform answered without a total", extra={"remote_id": remote_id, **detail})
+            return False
+        if dict(remote) == dict(expected):
+            return True
+        logger.warning(
+            "totals differ from BuildNexion's",
+            extra={
+                "remote_id": remote_id,
+                **{f"expected_{k}": str(v) for k, v in expected.items()},
+                **{f"remote_{k}": str(v) for k, v in remote.items()},
+                **detail,
+            },
+        )
+        count("TotalsMismatch", {"destination": self.destination})
+        return False
 
     def fail(self, entry: LedgerEntry, code: str | None, message: str) -> None:
         """Record a permanent failure (the batch edge dead-letters the message with the same reason)."""

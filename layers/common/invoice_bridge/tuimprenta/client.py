@@ -185,6 +185,10 @@ class TuimprentaClient(BearerKeyClient):
         """`GET /batches/{id}`."""
         return self._parse(Batch, self.request("GET", f"/batches/{segment(batch_id)}", deadline=deadline))
 
+    def invoice(self, invoice_id: str, deadline: Deadline) -> Invoice:
+        """`GET /invoices/{id}`."""
+        return self._parse(Invoice, self.request("GET", f"/invoices/{segment(invoice_id)}", deadline=deadline))
+
     def batch_result(self, batch: Batch, deadline: Deadline) -> str:
         """The result CSV of a finished batch (`result_url`, else `/batches/{id}/result.csv`).
 

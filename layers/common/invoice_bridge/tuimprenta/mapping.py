@@ -9,6 +9,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from invoice_bridge import taxid
 from invoice_bridge.buildnexion.models import SalesInvoice, SalesInvoiceLine
 from invoice_bridge.money import dumps, json_number, normalize, unit_price
 
@@ -30,7 +31,8 @@ def item(line: SalesInvoiceLine) -> dict[str, Any]:
 
 def payload_invoice(invoice: SalesInvoice) -> dict[str, Any]:
     """The payload invoice of a sales invoice, `metadata.buildnexion_id` naming it."""
-    customer: dict[str, Any] = {"name": invoice.customer.name, "tax_id": invoice.customer.tax_id}
+    # NFKC: a fiscal id typed in fullwidth characters is the same id in ASCII, as the platform must store it.
+    customer: dict[str, Any] = {"name": invoice.customer.name, "tax_id": taxid.folded(invoice.customer.tax_id)}
     if invoice.customer.email:
         customer["email"] = invoice.customer.email
     return {

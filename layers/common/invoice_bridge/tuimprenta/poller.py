@@ -30,12 +30,10 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import requests
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
-from pydantic import ValidationError
 
 from invoice_bridge.aws import AwsClients
 from invoice_bridge.buildnexion.models import SalesInvoice, WebhookEvent
-from invoice_bridge.config import describe_validation_error
-from invoice_bridge.errors import SyncError
+from invoice_bridge.errors import PermanentSyncError, SyncError
 from invoice_bridge.http import Deadline, backoff
 from invoice_bridge.ledger import Leases, Ledger, LedgerEntry, StateTable, SyncStatus
 from invoice_bridge.limiter import DynamoRateLimiter, limiter_key
@@ -50,7 +48,7 @@ from invoice_bridge.tuimprenta.lookup import find_ours
 from invoice_bridge.tuimprenta.mapping import batch_body, cancel_key, payload_text, submission_key
 from invoice_bridge.tuimprenta.results import ResultFormatError, ResultRow, parse_results
 from invoice_bridge.tuimprenta.settings import TuimprentaPollerSettings
-from invoice_bridge.worker import DeadLetters, Failure
+from invoice_bridge.worker import DeadLetters, Failure, parse_body, parse_object
 
 if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
@@ -60,10 +58,14 @@ DESTINATION = "tuimprenta"
 LEASE_NAME = "tuimprenta-poller"
 CREATED = "sales_invoice.created"
 CANCELED = "sales_invoice.canceled"
+EVENT_TYPES = frozenset({CREATED, CANCELED})
 # A row failed with one of these codes is a platform hiccup, not a verdict on the invoice: submitted again.
 RETRYABLE_ROW_CODES = frozenset({"internal_error", "server_error", "timeout", "rate_limited", "E5000"})
 # A batch that 404s this many polls in a row is taken as gone: its invoices are looked up.
 BATCH_MISSING_POLLS = 3
+# A cancel answered 409 while the invoice is still issued is sent again (same key) on later runs this many times.
+MAX_CANCEL_CONFLICTS = 3
+CANCELED_STATUS = "canceled"  # the reference's invoice status
 
 # Ledger `details["state"]` of a tuimprenta entry.
 BATCHED = "batched"  # claimed into a batch item (posted or about to be)
@@ -494,7 +496,15 @@ class TuimprentaPoller:
             if state != ISSUED or not entry.remote_id:
                 continue  # its batch is still open: the cancel waits for the outcome
             try:
-                client.cancel_invoice(entry.remote_id, self.settings.cancel_reason, cancel_key(entry.remote_id), calls)
+                try:
+                    client.cancel_invoice(
+                        entry.remote_id, self.settings.cancel_reason, cancel_key(entry.remote_id), calls
+                    )
+                except IdempotencyConflict as conflict:
+                    # 409: the invoice is canceled already, or its key is held by a request still in flight. The
+                    # invoice decides; while it is not canceled the same key and body are sent again later.
+                    if not self._canceled_meanwhile(client, entry, conflict, calls):
+                        return
             except SyncError as exc:
                 if exc.retryable:
                     logger.warning("cancel failed; tried again later", extra={"reason": exc.code})
@@ -513,6 +523,21 @@ class TuimprentaPoller:
             self.ledger.save(entry.model_copy(update={"closed": True, "details": details}))
             self.cancels.done(object_id)
             report.canceled += 1
+
+    def _canceled_meanwhile(
+        self, client: TuimprentaClient, entry: LedgerEntry, conflict: IdempotencyConflict, calls: Deadline
+    ) -> bool:
+        """After a 409 on a cancel: True when the invoice is canceled; else the conflict is counted and, after
+        MAX_CANCEL_CONFLICTS, raised (the caller dead-letters it with the platform's reason)."""
+        assert entry.remote_id is not None
+        if client.invoice(entry.remote_id, calls).status == CANCELED_STATUS:
+            return True
+        conflicts = int(entry.details.get("cancel_conflicts", "0")) + 1
+        if conflicts >= MAX_CANCEL_CONFLICTS:
+            raise conflict
+        self.ledger.save(entry.model_copy(update={"details": {**entry.details, "cancel_conflicts": str(conflicts)}}))
+        logger.warning("cancel answered 409; tried again later", extra={"reason": conflict.code})
+        return False
 
     def _request_cancel(self, entry: LedgerEntry | None, drained: Drained, report: RunReport) -> None:
         object_id = drained.invoice.id
@@ -558,18 +583,11 @@ class TuimprentaPoller:
         return messages
 
     def _parse(self, message: MessageTypeDef) -> Drained | None:
-        body = message.get("Body", "")
         try:
-            event = WebhookEvent.model_validate_json(body)
-            if event.type not in {CREATED, CANCELED}:
-                raise ValueError(f"event type {event.type} is not for tuimprenta")
-            invoice = SalesInvoice.model_validate(event.data.object.model_dump())
-        except ValidationError as exc:
-            field_name, problem = describe_validation_error(exc)
-            self._dead_letter_message(message, Failure("malformed_message", f"{field_name}: {problem}"))
-            return None
-        except ValueError as exc:
-            self._dead_letter_message(message, Failure("unexpected_event", str(exc)))
+            event = parse_body(message.get("Body", ""))
+            invoice = parse_object(event, SalesInvoice, EVENT_TYPES)
+        except PermanentSyncError as exc:
+            self._dead_letter_message(message, Failure(exc.code or "malformed_message", exc.message))
             return None
         return Drained(message, event, invoice)
 
