@@ -1,8 +1,9 @@
 """The receiver's BuildNexion route in plain boto3, without Powertools or pydantic: the receiver bench's baseline."""
 
 # The same AWS calls as the real handler, read from the same environment variables, with the same client
-# timeouts: GetSecretValue (cached for SECRETS_MAX_AGE_SECONDS), a conditional PutItem and an UpdateItem on
-# the idempotency table, SendMessage to the destination queue.
+# timeouts: GetSecretValue (cached for SECRETS_MAX_AGE_SECONDS), an eventually consistent GetItem of the
+# event's dedupe record in the state table, SendMessage to the destination queue, then a conditional PutItem
+# of the record.
 
 from __future__ import annotations
 
@@ -100,11 +101,10 @@ class MinimalReceiver:
             "tuimprenta": os.environ["TUIMPRENTA_QUEUE_URL"],
             "facturadirecta": os.environ["FACTURADIRECTA_QUEUE_URL"],
         }
-        self.idempotency_table = os.environ["IDEMPOTENCY_TABLE_NAME"]
+        self.state_table = os.environ["STATE_TABLE_NAME"]
         self.secret_id = os.environ["BUILDNEXION_SECRET_ARN"]
         self.secret_max_age = int(os.environ.get("SECRETS_MAX_AGE_SECONDS", "60"))
         self.ttl_seconds = int(os.environ.get("IDEMPOTENCY_TTL_SECONDS", str(7 * 24 * 3600)))
-        self.key_prefix = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "minimal-receiver")
         self._secrets: list[str] = []
         self._secrets_read_at = -math.inf
 
@@ -148,56 +148,28 @@ class MinimalReceiver:
         return {"status": outcome, "event_id": event_id, "destination": destination}
 
     def enqueue_once(self, event_id: str, request: SendMessageRequestTypeDef, context: Context) -> bool:
-        """Claim the event in the idempotency table, send it, mark it done; False when it was claimed before."""
-        now = time.time()
-        key: dict[str, AttributeValueTypeDef] = {"id": {"S": f"{self.key_prefix}#{event_id}"}}
-        in_progress_until = int(now * 1000) + context.get_remaining_time_in_millis()
+        """Send the event unless its record says it was sent, then record it; False when it was sent before."""
+        now = int(time.time())
+        key: dict[str, AttributeValueTypeDef] = {
+            "pk": {"S": "buildnexion#webhook-events"},
+            "sk": {"S": f"event#{event_id}"},
+        }
+        item = self.dynamodb.get_item(TableName=self.state_table, Key=key, ConsistentRead=False).get("Item")
+        if item and int(item["ttl"]["N"]) > now:
+            return False
+        message_id = self.sqs.send_message(**request)["MessageId"]
         try:
-            # The same condition Powertools uses: new, expired, or in progress past its invocation's deadline.
             self.dynamodb.put_item(
-                TableName=self.idempotency_table,
-                Item={
-                    **key,
-                    "expiration": {"N": str(int(now) + self.ttl_seconds)},
-                    "status": {"S": "INPROGRESS"},
-                    "in_progress_expiration": {"N": str(in_progress_until)},
-                },
-                ConditionExpression=(
-                    "attribute_not_exists(#id) OR #expiry < :now OR "
-                    "(#status = :inprogress AND attribute_exists(#ipe) AND #ipe < :now_ms)"
-                ),
-                ExpressionAttributeNames={
-                    "#id": "id",
-                    "#expiry": "expiration",
-                    "#status": "status",
-                    "#ipe": "in_progress_expiration",
-                },
-                ExpressionAttributeValues={
-                    ":now": {"N": str(int(now))},
-                    ":now_ms": {"N": str(int(now * 1000))},
-                    ":inprogress": {"S": "INPROGRESS"},
-                },
+                TableName=self.state_table,
+                Item={**key, "message_id": {"S": message_id}, "ttl": {"N": str(now + self.ttl_seconds)}},
+                ConditionExpression="attribute_not_exists(pk) OR #ttl <= :now",
+                ExpressionAttributeNames={"#ttl": "ttl"},
+                ExpressionAttributeValues={":now": {"N": str(now)}},
             )
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 return False
             raise
-        try:
-            message_id = self.sqs.send_message(**request)["MessageId"]
-        except BaseException:
-            # Release the claim so BuildNexion's retry can enqueue the event.
-            self.dynamodb.delete_item(TableName=self.idempotency_table, Key=key)
-            raise
-        self.dynamodb.update_item(
-            TableName=self.idempotency_table,
-            Key=key,
-            UpdateExpression="SET #data = :data, #status = :completed",
-            ExpressionAttributeNames={"#data": "data", "#status": "status"},
-            ExpressionAttributeValues={
-                ":data": {"S": json.dumps({"message_id": message_id})},
-                ":completed": {"S": "COMPLETED"},
-            },
-        )
         return True
 
 

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from invoice_bridge.facturadirecta.exporter import ExporterFunction, FacturaDirectaExporter
 from invoice_bridge.facturadirecta.settings import FacturaDirectaSettings
-from invoice_bridge.observability import logger, metrics, tracer
+from invoice_bridge.observability import logged_invocation, metrics, tracer
 
 
 @cache
@@ -18,7 +18,7 @@ def exporter() -> ExporterFunction:
     return FacturaDirectaExporter.from_settings(FacturaDirectaSettings.from_env())
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logged_invocation
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from invoice_bridge.observability import logger, metrics, tracer
+from invoice_bridge.observability import logged_invocation, metrics, tracer
 from invoice_bridge.quipu.settings import QuipuSyncSettings
 from invoice_bridge.quipu.worker import QuipuWorker
 
@@ -18,7 +18,7 @@ def worker() -> QuipuWorker:
     return QuipuWorker.from_settings(QuipuSyncSettings.from_env())
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logged_invocation
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

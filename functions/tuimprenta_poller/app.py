@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from invoice_bridge.http import Deadline
-from invoice_bridge.observability import logger, metrics, tracer
+from invoice_bridge.observability import logged_invocation, metrics, tracer
 from invoice_bridge.tuimprenta.poller import TuimprentaPoller
 from invoice_bridge.tuimprenta.settings import TuimprentaPollerSettings
 
@@ -19,7 +19,7 @@ def poller() -> TuimprentaPoller:
     return TuimprentaPoller.from_settings(TuimprentaPollerSettings.from_env())
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logged_invocation
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from invoice_bridge.buildnexion.signature import SIGNATURE_HEADER as BUILDNEXION_SIGNATURE
 from invoice_bridge.config import ReceiverSettings
 from invoice_bridge.errors import InvalidPayload, PayloadTooLarge, SignatureError, WebhookRejected
-from invoice_bridge.observability import count, logger, metrics, tracer
+from invoice_bridge.observability import count, logged_invocation, logger, metrics, tracer
 from invoice_bridge.receiver import Receipt, WebhookReceiver, raw_body
 from invoice_bridge.snapstart import register_after_restore_hooks
 from invoice_bridge.tuimprenta.signature import SIGNATURE_HEADER as TUIMPRENTA_SIGNATURE
@@ -71,10 +71,9 @@ def invalid(exc: InvalidPayload) -> Response[str]:
     return _rejected(exc, 400, {"message": exc.message, "field": exc.field})
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logged_invocation
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Entry point for the HTTP API's two webhook routes."""
-    receiver().register_lambda_context(context)
     return app.resolve(event, context)

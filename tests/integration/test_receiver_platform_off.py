@@ -14,14 +14,12 @@ from invoice_bridge.config import ReceiverSettings
 from invoice_bridge.errors import InvalidPayload
 from invoice_bridge.receiver import WebhookReceiver
 from tests.conftest import load_event
-from tests.integration.conftest import WEBHOOK_SECRETS, Aws, context
+from tests.integration.conftest import WEBHOOK_SECRETS, Aws
 
 
 def receiver_without(aws: Aws, **empty: str) -> WebhookReceiver:
     settings = ReceiverSettings.from_env({**aws.environment, **empty})
-    receiver = WebhookReceiver.from_settings(settings, AwsClients(aws.session))
-    receiver.register_lambda_context(context())
-    return receiver
+    return WebhookReceiver.from_settings(settings, AwsClients(aws.session))
 
 
 def test_an_event_for_a_platform_not_deployed_is_ignored_and_enqueues_nothing(aws: Aws) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from decimal import Decimal
+from typing import Any, cast
 
 import pytest
 
@@ -25,8 +26,9 @@ from bench.cost import (
     write_lines,
 )
 from bench.costmodel import Deployment, DocumentUnits
+from invoice_bridge.store import StateStore
 from sandbox.cfn import Template
-from sandbox.usage import PLATFORM_LOG_BYTES_PER_INVOCATION, FunctionUsage, InvocationUsage
+from sandbox.usage import PLATFORM_LOG_BYTES_PER_INVOCATION, FunctionUsage, InvocationUsage, request_units
 from tests.conftest import ROOT
 
 D = Decimal
@@ -285,3 +287,74 @@ def test_one_cold_start_costs_its_init_and_the_secrets_a_new_container_reads() -
     assert cold_start_units(usage) == {"lambda:init-gb-s": D("0.25"), "secretsmanager:calls": D(2)}
     # and a document is not charged for them
     assert "secretsmanager:calls" not in function_units(usage, 0)
+
+
+class RecordingDynamoDB:
+    """Stands for the DynamoDB client: keeps each call's parameters, answers a get with the last item put."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.item: dict[str, Any] | None = None
+
+    def get_item(self, **params: Any) -> dict[str, Any]:
+        self.calls.append(("GetItem", params))
+        return {"Item": self.item} if self.item else {}
+
+    def put_item(self, **params: Any) -> dict[str, Any]:
+        self.calls.append(("PutItem", params))
+        self.item = params["Item"]
+        return {}
+
+
+def test_the_receivers_dedupe_costs_one_write_and_half_a_read_a_delivery_priced_by_hand() -> None:
+    # Given the receiver's dedupe calls for one delivery, as the bench's meter bills them
+    client = RecordingDynamoDB()
+    store = StateStore(cast(Any, client), "state")
+    now = 1_800_000_000.0
+    assert not store.enqueued("evt_01JDEMO0000000000000000001", now)
+    assert store.remember_enqueued("evt_01JDEMO0000000000000000001", "quipu", "a" * 36, now, 604_800)
+    units = Counter[str]()
+    for operation, params in client.calls:
+        units.update(request_units("dynamodb", operation, params, {}))
+    # an eventually consistent GetItem: half a read unit; a put of an item under 1 KB: one write unit
+    assert units == {"dynamodb:read": 0.5, "dynamodb:write": 1.0}
+    # and a redelivery is answered by the read alone
+    assert store.enqueued("evt_01JDEMO0000000000000000001", now + 5)
+    # When the bench's 1.35 BuildNexion deliveries a document are priced (27 events for 20 documents) ...
+    deliveries = D("1.35")
+    run = DocumentUnits(
+        documents=20,
+        units={"dynamodb:write": 20 * deliveries * D(1), "dynamodb:read": 20 * deliveries * D("0.5")},
+    )
+    lines = priced(costmodel.document_lines(run, NO_TRACING))
+    # Then 1.35 M writes x $0.705 / M = $0.95175 and 0.675 M read units x $0.1415 / M = $0.0955125 a million
+    # documents: $1.0472625, where Powertools' in-progress put and completed update cost 2 x 1.35 M x $0.705 / M
+    # = $1.9035.
+    assert lines["dynamodb:write"] == D("0.95175")
+    assert lines["dynamodb:read"] == D("0.0955125")
+    assert lines["dynamodb:write"] + lines["dynamodb:read"] == D("1.0472625")
+    assert 2 * deliveries * D("0.705") == D("1.9035")
+
+
+def test_the_full_runs_eight_series_cost_2_40_a_month_at_a_million_documents() -> None:
+    # The last full run's series (200 documents): how often each was published, from its printed rates.
+    published: dict[tuple[str, ...], int] = {
+        ("InvoiceBridge", "DocumentSynced", "facturadirecta"): 86,  # 0.43 a document
+        ("InvoiceBridge", "DocumentSynced", "quipu"): 84,  # 0.42
+        ("InvoiceBridge", "DocumentSynced", "tuimprenta"): 70,  # 0.35
+        ("InvoiceBridge", "PlatformRateLimited", "quipu"): 2,  # 0.01
+        ("InvoiceBridge", "RateLimitWaitMs", "quipu"): 64,  # 0.32
+        ("InvoiceBridge", "WebhookAccepted", "facturadirecta"): 86,  # 0.43
+        ("InvoiceBridge", "WebhookAccepted", "quipu"): 88,  # 0.44
+        ("InvoiceBridge", "WebhookAccepted", "tuimprenta"): 90,  # 0.45
+    }
+    run = DocumentUnits(documents=200, series=published)
+    # At a million documents a month the rarest, 2 in 200, is 10,000 a month = 13.7 an hour: published in
+    # 1 - e^-13.7 of the hours, so every series is billed (nearly) the whole month: 8 x $0.30 = $2.40.
+    rarest = D(2) / 200 * 1_000_000 / 730
+    assert round(rarest, 1) == D("13.7")
+    assert round(costmodel.series_dollars(run, 1_000_000, idle=set()), 2) == D("2.40")
+    # At 1,000 documents a month, DocumentSynced for quipu (84 in 200) is 420 a month = 0.575 an hour:
+    # 0.30 x (1 - e^-0.575) = 0.1312 for that series alone.
+    quipu = DocumentUnits(documents=200, series={("InvoiceBridge", "DocumentSynced", "quipu"): 84})
+    assert round(costmodel.series_dollars(quipu, 1_000, idle=set()), 4) == D("0.1312")

@@ -31,6 +31,7 @@ from invoice_bridge.http import (
     jitter,
     retry_after_seconds,
 )
+from invoice_bridge.observability import logger
 from tests.conftest import emitted_metrics
 
 NOW = 1_800_000_000.0
@@ -496,21 +497,27 @@ def test_a_429_pauses_the_limiter_once_from_its_own_wait() -> None:
     assert limiter.paused == [NOW + 4]  # not also the success path's rounded-down pause
 
 
+@pytest.mark.parametrize(("level", "logged"), [("DEBUG", [429, 200]), ("INFO", [429])])
 def test_each_answer_is_logged_by_path_and_status_and_counted_without_query_or_credentials(
-    log_stream: io.StringIO, capsys: pytest.CaptureFixture[str]
+    log_stream: io.StringIO, capsys: pytest.CaptureFixture[str], level: str, logged: list[int]
 ) -> None:
-    # Given a read that meets a 429 and then succeeds
+    # Given a read that meets a 429 and then succeeds, at a log level
     client, _, _ = make_client([(429, {"Retry-After": "1"}, b'{"error": {"message": "slow down"}}'), ok()])
+    previous = logger.log_level
+    logger.setLevel(level)
 
     # When it is sent with a query string
-    client.request("get", "/things/7?email=ana@example.com", deadline=Deadline.unlimited())
+    try:
+        client.request("get", "/things/7?email=ana@example.com", deadline=Deadline.unlimited())
+    finally:
+        logger.setLevel(previous)
 
-    # Then each answer is one log line naming the platform, method, path without its query, status and time
+    # Then each answer is one log line naming the platform, method, path without its query, status and time;
+    # a success only at DEBUG (every byte at INFO is billed), a refusal also at INFO
     lines = [json.loads(line) for line in log_stream.getvalue().splitlines()]
     calls = [line for line in lines if line["message"] == "platform call"]
     assert [(c["platform"], c["method"], c["path"], c["status"]) for c in calls] == [
-        ("sample", "GET", "/things/7", 429),
-        ("sample", "GET", "/things/7", 200),
+        ("sample", "GET", "/things/7", status) for status in logged
     ]
     assert all(isinstance(c["ms"], int) and c["ms"] >= 0 for c in calls)
     assert "tok-secret-1" not in log_stream.getvalue()
@@ -542,8 +549,13 @@ def test_the_logged_time_is_the_answer_s_wait_in_milliseconds(
     readings = iter([100.0, 101.5])
     monkeypatch.setattr(http_module, "time", SimpleNamespace(perf_counter=lambda: next(readings)))
     client, _, _ = make_client([ok()])
-    # When the request is sent, Then its log line says 1500 ms
-    client.request("GET", "/things/8", deadline=Deadline.unlimited())
+    previous = logger.log_level
+    logger.setLevel("DEBUG")
+    # When the request is sent, Then its log line (DEBUG, as every success) says 1500 ms
+    try:
+        client.request("GET", "/things/8", deadline=Deadline.unlimited())
+    finally:
+        logger.setLevel(previous)
     (call,) = [json.loads(line) for line in log_stream.getvalue().splitlines() if "platform call" in line]
     assert call["ms"] == 1500
 

@@ -17,6 +17,7 @@ from aws_lambda_powertools import Tracer
 
 from invoice_bridge import observability
 from invoice_bridge.observability import count, gauge, logger, metrics, observe, quiet_for_command_line
+from sandbox.lambda_host import LocalLambdaContext
 
 
 @pytest.fixture
@@ -125,3 +126,22 @@ def test_the_command_line_records_no_gauge(quiet: None) -> None:
     metrics.clear_metrics()
     gauge("TuimprentaOpenBatches", 3)
     assert "TuimprentaOpenBatches" not in metrics.metric_set
+
+
+def test_a_handlers_lines_carry_the_request_id_and_not_the_keys_other_sources_give(log_stream: io.StringIO) -> None:
+    # Given a handler wrapped as the four functions' are, invoked twice (two requests of one container)
+    @observability.logged_invocation
+    def handler(event: dict[str, str], context: object) -> None:
+        logger.append_keys(object_id=event["object_id"])
+        logger.info("document synced")
+
+    handler({"object_id": "inv_1"}, LocalLambdaContext("QuipuSyncFunction", 256, "req-1", 0))
+    handler({"object_id": "inv_2"}, LocalLambdaContext("QuipuSyncFunction", 256, "req-2", 0))
+    first, second = (json.loads(line) for line in log_stream.getvalue().splitlines())
+    # Then each line names its request and object, the second none of the first's keys
+    assert (first["function_request_id"], first["object_id"]) == ("req-1", "inv_1")
+    assert (second["function_request_id"], second["object_id"]) == ("req-2", "inv_2")
+    assert {"level", "message", "timestamp", "service", "cold_start"} <= first.keys()
+    # and none of the keys the log group, the REPORT line or the code already tell (about 190 bytes a line)
+    for line in (first, second):
+        assert not set(observability.DROPPED_LOG_KEYS) & line.keys()

@@ -15,7 +15,6 @@ VALID = {
     "QUIPU_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/q.fifo",
     "TUIMPRENTA_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/t",
     "FACTURADIRECTA_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/f.fifo",
-    "IDEMPOTENCY_TABLE_NAME": "idem",
     "STATE_TABLE_NAME": "state",
     "BUILDNEXION_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:bn",
     "TUIMPRENTA_SECRET_ARN": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:tui",

@@ -116,7 +116,7 @@ def test_every_dead_letter_queue_has_an_alarm_and_so_do_receiver_errors() -> Non
 
 def test_tables_on_demand_with_ttl_and_point_in_time_recovery() -> None:
     tables = resources("AWS::DynamoDB::Table")
-    assert set(tables) == {"IdempotencyTable", "StateTable"}
+    assert set(tables) == {"StateTable"}
     for table in tables.values():
         props = table["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
@@ -162,7 +162,7 @@ def test_policies_name_their_resources(spec: FunctionSpec) -> None:
 def test_outputs() -> None:
     outputs = set(TEMPLATE.document["Outputs"])
     assert {"WebhookUrl", "QuipuQueueUrl", "TuimprentaQueueUrl", "FacturaDirectaQueueUrl"} <= outputs
-    assert {"IdempotencyTableName", "StateTableName"} <= outputs
+    assert "StateTableName" in outputs
 
 
 def test_samconfig_exists_for_deploys() -> None:

@@ -19,6 +19,7 @@ from samtranslator.translator.translator import Translator
 from invoice_bridge.facturadirecta.exporter import DESTINATION as FACTURADIRECTA
 from invoice_bridge.facturadirecta.exporter import PROVIDER_KIND
 from invoice_bridge.keys import (
+    BUILDNEXION_EVENTS_PK,
     TUIMPRENTA_BATCHES_PK,
     TUIMPRENTA_EVENTS_PK,
     TUIMPRENTA_OPEN_BATCHES_PK,
@@ -176,7 +177,7 @@ QUIPU_TOKEN = TokenStore(cast(StateTable, None), "app-id").lease_name
 QUIPU_CONTACTS = reference_pk(QUIPU, "contact")
 FACTURADIRECTA_PROVIDERS = reference_pk(FACTURADIRECTA, PROVIDER_KIND)
 CODE_KEYS: dict[str, set[str]] = {
-    "WebhookReceiverFunction": {TUIMPRENTA_EVENTS_PK},
+    "WebhookReceiverFunction": {TUIMPRENTA_EVENTS_PK, BUILDNEXION_EVENTS_PK},
     "QuipuSyncFunction": {
         ledger_pk(QUIPU),
         QUIPU_CONTACTS,

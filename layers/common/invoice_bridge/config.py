@@ -72,7 +72,6 @@ class ReceiverSettings(EnvSettings):
     quipu_queue_url: OptionalQueueUrl = Field(alias="QUIPU_QUEUE_URL")
     tuimprenta_queue_url: OptionalQueueUrl = Field(alias="TUIMPRENTA_QUEUE_URL")
     facturadirecta_queue_url: OptionalQueueUrl = Field(alias="FACTURADIRECTA_QUEUE_URL")
-    idempotency_table_name: Name = Field(alias="IDEMPOTENCY_TABLE_NAME")
     state_table_name: Name = Field(alias="STATE_TABLE_NAME")
     buildnexion_secret_id: Name = Field(alias="BUILDNEXION_SECRET_ARN")
     tuimprenta_secret_id: str = Field(alias="TUIMPRENTA_SECRET_ARN")  # empty: tuimprenta not deployed

@@ -400,9 +400,12 @@ class ApiClient:
             self.limiter.pause_until(until)
 
     def _log(self, method: str, path: str, response: requests.Response, started: float) -> None:
-        # Paths and statuses only: bodies carry personal data, headers carry credentials.
+        # Paths and statuses only: bodies carry personal data, headers carry credentials. A success is a DEBUG
+        # line (LogLevel=DEBUG shows every request and its time): at INFO it was two to five lines of each
+        # document's four, and CloudWatch bills every byte. A refusal or failure stays at INFO.
         elapsed_ms = round((time.perf_counter() - started) * 1000)
-        logger.info(
+        log = logger.debug if response.status_code < 300 else logger.info
+        log(
             "platform call",
             extra={
                 "platform": self.platform,

@@ -62,6 +62,10 @@ def token_pk(platform: str, credential_digest: str) -> str:
     return f"token#{platform}#{credential_digest}"
 
 
+# -- BuildNexion events the receiver has enqueued (its dedupe), one item per event id ---------------------------
+BUILDNEXION_EVENTS_PK = "buildnexion#webhook-events"
+
+
 # -- tuimprenta's own items -----------------------------------------------------------------------------------
 # Closed batches stay under TUIMPRENTA_BATCHES_PK for their retention; open ones live in a partition of their
 # own, so reading the open batches reads only them (a Query bills every item it reads, filtered or not).

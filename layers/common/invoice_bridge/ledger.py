@@ -156,18 +156,18 @@ class LedgerEntry(BaseModel):
 class StateTable:
     """Every read and write of the state table: the one place that calls the DynamoDB client's item methods.
 
-    Reads are consistent (a worker acts on what it reads); conditional writes answer False instead of raising
-    when their condition fails; queries read every page.
+    Reads are consistent unless asked otherwise (a worker acts on what it reads); conditional writes answer
+    False instead of raising when their condition fails; queries read every page.
     """
 
     def __init__(self, client: DynamoDBClient, table_name: str) -> None:
         self.client = client
         self.table_name = table_name
 
-    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
-        """An item, read consistently."""
+    def get(self, pk: str, sk: str, *, consistent: bool = True) -> dict[str, Any] | None:
+        """An item, read consistently unless a reader that tolerates a stale answer asks for half the price."""
         item = self.client.get_item(
-            TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=True
+            TableName=self.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}}, ConsistentRead=consistent
         ).get("Item")
         return dict(item) if item else None
 

@@ -1,4 +1,8 @@
-"""The webhook receiver: verify, dedupe, route, enqueue. No invoicing platform is called here."""
+"""The webhook receiver: verify, dedupe, route, enqueue. No invoicing platform is called here.
+
+Dedupe: a BuildNexion event id is recorded in the state table once its message is on the queue (one
+conditional write), and a delivery whose id is recorded is answered `duplicate` without enqueueing.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +10,20 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
-from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
-from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ValidationError
 
 from invoice_bridge.aws import AwsClients
 from invoice_bridge.buildnexion import signature as buildnexion_signature
 from invoice_bridge.buildnexion.models import EventHead, WebhookEvent
-from invoice_bridge.config import Destination, ReceiverSettings, describe_validation_error
+from invoice_bridge.config import ReceiverSettings, describe_validation_error
 from invoice_bridge.errors import InvalidPayload, PayloadTooLarge, SignatureError
 from invoice_bridge.observability import count, logger
 from invoice_bridge.queues import QueuePublisher
@@ -177,12 +172,6 @@ def parse_tuimprenta_event(body: bytes) -> TuimprentaEvent:
     return _validated(TuimprentaEvent, parse_json_object(decode_body(body)))
 
 
-def _mark_duplicate(response: dict[str, Any], idempotent_data: DataRecord) -> dict[str, Any]:
-    # Called by Powertools only when it answers from a completed record: the event was enqueued before
-    # (what `_enqueue` returned, always a dict).
-    return {**response, "duplicate": True}
-
-
 class WebhookReceiver:
     """Turns verified webhook deliveries into queue messages (BuildNexion) or poller hints (tuimprenta)."""
 
@@ -193,7 +182,6 @@ class WebhookReceiver:
         secrets: SecretReader,
         publisher: QueuePublisher,
         state: StateStore,
-        persistence_store: BasePersistenceLayer,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._settings = settings
@@ -201,41 +189,19 @@ class WebhookReceiver:
         self._publisher = publisher
         self._state = state
         self._clock = clock
-        self._idempotency = IdempotencyConfig(
-            event_key_jmespath="id",
-            raise_on_no_idempotency_key=True,
-            expires_after_seconds=settings.idempotency_ttl_seconds,
-            response_hook=_mark_duplicate,
-        )
-        self._enqueue_once = idempotent_function(
-            self._enqueue,
-            data_keyword_argument="delivery",
-            persistence_store=persistence_store,
-            config=self._idempotency,
-            # Fixed, so renaming code never changes the keys of events already seen.
-            key_prefix="buildnexion-event",
-        )
 
     @classmethod
     def from_settings(cls, settings: ReceiverSettings, clients: AwsClients | None = None) -> WebhookReceiver:
         """The receiver wired to real AWS clients."""
         clients = clients or AwsClients(boto3.session.Session())
-        dynamodb = clients.dynamodb()
         return cls(
             settings=settings,
             secrets=SecretReader(
                 SecretsProvider(boto3_client=clients.secretsmanager()), settings.secrets_max_age_seconds
             ),
             publisher=QueuePublisher(clients.sqs(), settings.queue_urls()),
-            state=StateStore(dynamodb, settings.state_table_name),
-            persistence_store=DynamoDBPersistenceLayer(
-                table_name=settings.idempotency_table_name, boto3_client=dynamodb
-            ),
+            state=StateStore(clients.dynamodb(), settings.state_table_name),
         )
-
-    def register_lambda_context(self, context: LambdaContext) -> None:
-        """Bound an in-progress dedupe record to this invocation, so a crashed one does not block retries."""
-        self._idempotency.register_lambda_context(context)
 
     def receive_buildnexion(self, signature: str | None, body: bytes) -> Receipt:
         """Verify a BuildNexion delivery and enqueue its event once; unknown types are ignored."""
@@ -266,27 +232,22 @@ class WebhookReceiver:
             return Receipt("ignored", head.id)
         event = parse_buildnexion_event(document)
         logger.append_keys(object_id=event.data.object.id)
-        try:
-            result = self._enqueue_once(delivery={"id": event.id}, destination=destination, event=event, body=text)
-        except IdempotencyAlreadyInProgressError:
-            # A concurrent delivery of the same event holds the record; it enqueues, or fails and is retried.
-            logger.info("event is being enqueued by a concurrent delivery")
+        if self._state.enqueued(event.id, self._clock()):
+            logger.info("event already enqueued")
             count("WebhookDuplicate")
             return Receipt("duplicate", event.id, destination.value)
-        if result.get("duplicate"):
-            logger.info("event already enqueued")
+        message_id = self._publisher.publish(destination, event, text)
+        if not self._state.remember_enqueued(
+            event.id, destination.value, message_id, self._clock(), self._settings.idempotency_ttl_seconds
+        ):
+            # A concurrent delivery enqueued it too and recorded it first; on a FIFO queue its deduplication id
+            # (the event id) made both one message, on a standard one the worker's ledger skips the second.
+            logger.info("event enqueued by a concurrent delivery too")
             count("WebhookDuplicate")
             return Receipt("duplicate", event.id, destination.value)
         logger.info("event enqueued", extra={"destination": destination.value})
         count("WebhookAccepted", {"destination": destination.value})
         return Receipt("accepted", event.id, destination.value)
-
-    def _enqueue(
-        self, *, delivery: Mapping[str, str], destination: Destination, event: WebhookEvent, body: str
-    ) -> dict[str, str]:
-        # `delivery` carries the idempotency key ({"id": event id}); Powertools reads it, the body does not.
-        message_id = self._publisher.publish(destination, event, body)
-        return {"destination": destination.value, "message_id": message_id}
 
     def receive_tuimprenta(self, signature: str | None, body: bytes) -> Receipt:
         """Verify a tuimprenta delivery and record it for the batch poller."""
@@ -312,8 +273,6 @@ class WebhookReceiver:
         check_age(event, received_at)
         if not record_tuimprenta_event(self._state, TuimprentaEventItem.from_event(event, received_at)):
             logger.info("tuimprenta event already recorded")
-            count("TuimprentaEventDuplicate")
             return Receipt("duplicate", event.id)
         logger.info("tuimprenta event recorded for the poller")
-        count("TuimprentaEventRecorded")
         return Receipt("recorded", event.id)

@@ -49,7 +49,7 @@ from invoice_bridge.facturadirecta.models import PurchaseOrderRecord
 from invoice_bridge.facturadirecta.settings import FacturaDirectaSettings
 from invoice_bridge.http import DEFAULT_TIMEOUT, Deadline
 from invoice_bridge.ledger import Leases, Ledger, LedgerEntry, References, StateTable, ensure_reference
-from invoice_bridge.observability import count, logger
+from invoice_bridge.observability import logger
 from invoice_bridge.secrets import BuildNexionSecret, FacturaDirectaSecret, SecretReader
 from invoice_bridge.sync.contract import Absent, Found, Lookup, Undecided
 from invoice_bridge.sync.engine import SyncEngine
@@ -185,7 +185,6 @@ class FacturaDirectaExporter:
 
     def _skip(self, action: str, entry: LedgerEntry) -> Outcome:
         logger.info("event skipped", extra={"action": action, "remote_id": entry.remote_id})
-        count("EventSkipped", {"destination": DESTINATION, "reason": action})
         return Outcome(action, entry.remote_id)
 
     def _apply(self, order: PurchaseOrder, entry: LedgerEntry, event: WebhookEvent, deadline: Deadline) -> Outcome:
@@ -252,7 +251,6 @@ class FacturaDirectaExporter:
         def create() -> str:
             created = api.create_provider(to_provider(provider), deadline)
             logger.info("provider created", extra={"provider_id": created.id})
-            count("ProviderCreated", {"destination": DESTINATION})
             return created.id
 
         remote_id, _ = ensure_reference(

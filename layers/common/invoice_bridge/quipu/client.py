@@ -414,7 +414,7 @@ class QuipuClient(ApiClient):
                 "quipu", "token response is not JSON", status=response.status_code, retryable=True
             ) from None
         token = token_from_response(document if isinstance(document, dict) else {}, requested_at)
-        count("QuipuTokenIssued")
+        logger.info("quipu access token issued", extra={"expires_in_s": round(token.lifetime)})
         return token
 
     # -- resources -----------------------------------------------------------------------------------

@@ -159,7 +159,6 @@ class QuipuSync:
     @staticmethod
     def _skipped(object_id: str, reason: str, entry: LedgerEntry) -> Outcome:
         logger.info("event skipped", extra={"invoice_id": object_id, "reason": reason})
-        count("QuipuEventSkipped", {"reason": reason.replace(" ", "_")})
         return Outcome("skipped", entry.remote_id, reason)
 
     # -- the supplier --------------------------------------------------------------------------------
@@ -181,7 +180,6 @@ class QuipuSync:
         )
         if created:
             logger.info("quipu contact created", extra={"provider_id": provider.id, "contact_id": contact_id})
-            count("QuipuContactCreated")
         return contact_id
 
     # -- the invoice ---------------------------------------------------------------------------------
@@ -214,11 +212,9 @@ class QuipuSync:
             else:
                 entry = self._record(entry, created, invoice, desired, contact_id, event)
                 logger.info("quipu invoice created", extra={"invoice_id": invoice.id, "quipu_id": created.id})
-                count("QuipuInvoiceCreated")
                 return entry, Outcome("created", created.id)
         assert adopted is not None
         logger.info("quipu invoice adopted", extra={"invoice_id": invoice.id, "quipu_id": adopted.id})
-        count("QuipuInvoiceAdopted")
         # Whatever it holds (an older version, another upload), it now takes this invoice's latest state.
         updated = self.quipu.update_invoice(
             adopted.id, update_request(desired, adopted.id, contact_id, [i.id for i in adopted.items]), deadline
@@ -264,7 +260,6 @@ class QuipuSync:
             self._fail_if_permanent(entry, exc)
             raise
         logger.info("quipu invoice updated", extra={"invoice_id": invoice.id, "quipu_id": remote_id})
-        count("QuipuInvoiceUpdated")
         return self._record(entry, updated, invoice, desired, contact_id, event), Outcome("updated", remote_id)
 
     def _record(
@@ -358,7 +353,6 @@ class QuipuSync:
             self.quipu.delete_invoice(remote_id, deadline)
             self.ledger.save(self._closed(entry, invoice, event, {"void": "deleted"}))
             logger.info("quipu invoice deleted", extra={"invoice_id": invoice.id, "quipu_id": remote_id})
-            count("QuipuInvoiceDeleted")
             return Outcome("deleted", remote_id)
         note: RemoteInvoice | None = None
         if entry.details.get("credit_note_intent"):
@@ -386,7 +380,6 @@ class QuipuSync:
             details["credit_note_total_cents"] = str(note_total)
         self.ledger.save(self._closed(entry, invoice, event, details))
         logger.info("quipu credit note created", extra={"invoice_id": invoice.id, "quipu_id": note.id})
-        count("QuipuCreditNoteCreated")
         return Outcome("credited", note.id)
 
     def _credit_note_lookup(self, remote_id: str, deadline: Deadline) -> Lookup[RemoteInvoice]:

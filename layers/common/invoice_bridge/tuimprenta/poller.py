@@ -38,7 +38,7 @@ from invoice_bridge.http import Deadline, backoff
 from invoice_bridge.ledger import Leases, Ledger, LedgerEntry, StateTable, SyncStatus
 from invoice_bridge.limiter import DynamoRateLimiter, limiter_key
 from invoice_bridge.money import decimal_to_cents
-from invoice_bridge.observability import count, gauge, logger
+from invoice_bridge.observability import gauge, logger
 from invoice_bridge.secrets import SecretReader, TuimprentaSecret
 from invoice_bridge.sync.contract import OUTCOME_UNKNOWN, Absent, Found, Undecided
 from invoice_bridge.tuimprenta.batches import BATCH_CLOSED, BatchItem, BatchStore, CancelStore
@@ -372,7 +372,6 @@ class TuimprentaPoller:
             changes["remote_total_cents"] = total_cents
         self.ledger.save(entry.synced(invoice_id, updated_at, **changes))
         report.issued += 1
-        count("TuimprentaInvoiceIssued")
 
     def _settle_unknown(
         self,
@@ -524,7 +523,6 @@ class TuimprentaPoller:
             self.ledger.save(entry.model_copy(update={"closed": True, "details": details}))
             self.cancels.done(object_id)
             report.canceled += 1
-            count("TuimprentaInvoiceCanceled")
 
     def _canceled_meanwhile(
         self, client: TuimprentaClient, entry: LedgerEntry, conflict: IdempotencyConflict, calls: Deadline
@@ -730,7 +728,6 @@ class TuimprentaPoller:
         self.batches.put(item.model_copy(update={"batch_id": batch.id, "polls": 0, "next_poll_at": first_poll}))
         report.batches_submitted += 1
         report.invoices_submitted += len(item.members)
-        count("TuimprentaBatchCreated")
         logger.info("batch created", extra={"batch": batch.id, "invoices": len(item.members), "attempt": item.attempt})
 
 
