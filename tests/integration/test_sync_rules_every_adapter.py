@@ -647,9 +647,26 @@ def test_an_unknown_outcome_the_lookup_cannot_decide_is_dead_lettered_as_outcome
     assert dead.error_code == "outcome_unknown"
     entry = driver.entry()
     assert entry is not None
-    assert (entry.status, entry.error_code, entry.intent_id) == (SyncStatus.FAILED, "outcome_unknown", None)
+    assert (entry.status, entry.error_code) == (SyncStatus.FAILED, "outcome_unknown")
     assert entry.error_message
     assert dead.error_message.startswith(entry.error_message[:40])
+
+
+def test_after_an_outcome_unknown_no_version_is_created_without_a_lookup(driver: Driver) -> None:
+    # Given a document dead-lettered as "outcome unknown" (the platform may hold it; the lookup could not tell)
+    driver.refuse_lookup()
+    driver.crash_after_create(0)
+    (held,) = driver.held()
+    driver.later()
+    driver.deliver(0)
+    # When BuildNexion sends a newer version of it, and the old one again
+    driver.later()
+    driver.deliver(1)
+    driver.deliver(0, publish=False)
+    # Then nothing is created beside what the platform may hold: each is dead-lettered as "outcome unknown"
+    assert driver.held() == [held]
+    assert {d.error_code for d in driver.dead_letters()} == {"outcome_unknown"}
+    assert len(driver.dead_letters()) >= 2
 
 
 def test_a_document_the_platform_refuses_is_recorded_failed_and_dead_lettered_with_the_reason(

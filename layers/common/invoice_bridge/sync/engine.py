@@ -14,7 +14,7 @@ from datetime import datetime
 from invoice_bridge.errors import PermanentSyncError, SyncError
 from invoice_bridge.ledger import Ledger, LedgerEntry
 from invoice_bridge.observability import count, logger
-from invoice_bridge.sync.contract import Found, Lookup, resolve
+from invoice_bridge.sync.contract import Found, Lookup, OutcomeUnknown, resolve
 
 
 class SyncEngine:
@@ -54,7 +54,9 @@ class SyncEngine:
         try:
             return resolve(lookup)
         except PermanentSyncError as exc:
-            self.fail(entry, exc.code, exc.message)
+            # An unknown outcome keeps its intent: whatever comes next for this document (a redelivery, a newer
+            # version, an operator's replay) looks it up again before anything is created.
+            self.fail(entry, exc.code, exc.message, keep_intent=isinstance(exc, OutcomeUnknown))
             raise
 
     def totals_match(
@@ -82,9 +84,14 @@ class SyncEngine:
         count("TotalsMismatch", {"destination": self.destination})
         return False
 
-    def fail(self, entry: LedgerEntry, code: str | None, message: str) -> None:
-        """Record a permanent failure (the batch edge dead-letters the message with the same reason)."""
+    def fail(self, entry: LedgerEntry, code: str | None, message: str, *, keep_intent: bool = False) -> None:
+        """Record a permanent failure (the batch edge dead-letters the message with the same reason).
+
+        `keep_intent` when the platform may hold the document: the intent stays, so no later attempt creates
+        it without a lookup.
+        """
+        kept = {"intent_id": entry.intent_id, "intent_at": entry.intent_at} if keep_intent else {}
         try:
-            self.ledger.save(entry.failed(code, message))
+            self.ledger.save(entry.failed(code, message, **kept))
         except SyncError:
             logger.warning("could not record the failure in the ledger (changed meanwhile)")

@@ -623,6 +623,16 @@ class TuimprentaPoller:
                 self._request_cancel(entry, cancels[-1], report)
                 continue
             latest = max(group, key=lambda d: d.invoice.updated_at)
+            if entry is not None and _outcome_unknown(entry) and _repaired(entry, latest):
+                # An earlier version may be a fiscal invoice already: a newer one is not submitted on its own but
+                # dead-lettered beside it, for the operator who settles the first (the same version again is a
+                # duplicate: its letter is there).
+                for drained in group:
+                    self._dead_letter_message(
+                        drained.message,
+                        Failure(OUTCOME_UNKNOWN, f"an earlier version's outcome is unknown: {entry.error_message}"),
+                    )
+                continue
             if entry is not None and (entry.closed or not (self._claimable(entry) or _repaired(entry, latest))):
                 settled.extend(d.message for d in group)
                 report.duplicates += len(group)
@@ -729,6 +739,11 @@ class TuimprentaPoller:
         report.batches_submitted += 1
         report.invoices_submitted += len(item.members)
         logger.info("batch created", extra={"batch": batch.id, "invoices": len(item.members), "attempt": item.attempt})
+
+
+def _outcome_unknown(entry: LedgerEntry) -> bool:
+    """tuimprenta may hold this invoice and no lookup could tell: only an operator may send it again."""
+    return entry.status == SyncStatus.FAILED and entry.error_code == OUTCOME_UNKNOWN
 
 
 def _repaired(entry: LedgerEntry, drained: Drained) -> bool:
