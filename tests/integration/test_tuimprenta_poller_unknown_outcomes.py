@@ -20,8 +20,8 @@ from invoice_bridge.ledger import SyncStatus
 from invoice_bridge.store import StateStore
 from invoice_bridge.tuimprenta.events import TuimprentaEventItem, record_tuimprenta_event
 from invoice_bridge.tuimprenta.webhook import TuimprentaEvent
-from tests.integration.test_tuimprenta_poller import API_KEY, Harness, harness  # noqa: F401 - a fixture
-from tests.integration.test_tuimprenta_poller_scripted import HEADER, KEY, Scripted, batch_answer
+from tests.integration.test_tuimprenta_poller import API_KEY, Harness, envelope, harness  # noqa: F401 - a fixture
+from tests.integration.test_tuimprenta_poller_scripted import HEADER, KEY, T0, Scripted, batch_answer
 from tests.unit.test_tuimprenta_client import response
 
 SERIES = "TD-2025"
@@ -215,6 +215,64 @@ def test_a_lookup_that_cannot_decide_dead_letters_the_invoice_as_outcome_unknown
     assert "created_from inválido" in dead["error_message"]
     assert rig.entry("sin_q").status == SyncStatus.FAILED
     assert rig.batches.open() == []
+
+
+def _left_unknown(harness: Harness, object_id: str) -> Scripted:
+    """An invoice dead-lettered as "outcome unknown": its result row missing, the listing refused."""
+    rig = Scripted(harness, completed(""))
+    rig.answers.append(response(400, {"error": {"type": "validation_error", "message": "created_from inválido"}}))
+    claim(rig, object_id)
+    rig.submitted(object_id, created_at=rig.clock())
+    rig.run()
+    (dead,) = harness.dead_letters()
+    assert dead["error_code"] == "outcome_unknown"
+    return rig
+
+
+def test_a_replay_after_an_unknown_outcome_is_looked_up_and_an_invoice_found_is_recorded_not_issued_again(
+    harness: Harness,
+) -> None:
+    # Given an invoice whose outcome was left unknown, and tuimprenta does hold it
+    rig = _left_unknown(harness, "sin_r")
+    rig.answers.append(page(listed("sin_r", "inv_r")))
+    # When an operator replays it (or BuildNexion sends a newer version)
+    harness.send(envelope("sin_r", updated_at="2026-11-08T09:00:00Z"))
+    report = _run_once(rig, later=True)
+    # Then the listing is read again, the invoice recorded issued, and no batch is posted
+    assert report.found == 1
+    entry = rig.entry("sin_r")
+    assert (entry.status, entry.remote_id) == (SyncStatus.SYNCED, "inv_r")
+    assert sent_to(rig, "/batches") == []
+    assert harness.dead_letters() == []
+
+
+def test_a_replay_after_an_unknown_outcome_is_submitted_once_the_listing_shows_it_absent(harness: Harness) -> None:
+    # Given an invoice whose outcome was left unknown, and tuimprenta does not hold it
+    rig = _left_unknown(harness, "sin_s")
+    rig.answers.append(page())
+    rig.answers.append(batch_answer("batch_2", "queued"))
+    # When an operator replays it: the same version (BuildNexion's object has not changed)
+    harness.send(envelope("sin_s", updated_at=T0.isoformat()))
+    _run_once(rig, later=True)
+    # Then, shown absent by a listing read to its end, it is submitted again: once
+    (posted,) = [r for r in sent_to(rig, "/batches") if r["method"] == "POST"]
+    body = json.dumps(json.loads(posted["data"]))
+    assert body.count('"buildnexion_id": "sin_s"') == 1
+
+
+def test_a_replay_after_an_unknown_outcome_the_lookup_still_cannot_decide_is_dead_lettered_again(
+    harness: Harness,
+) -> None:
+    rig = _left_unknown(harness, "sin_t")
+    rig.answers.append(response(400, {"error": {"type": "validation_error", "message": "created_from inválido"}}))
+    harness.send(envelope("sin_t", updated_at="2026-11-08T09:00:00Z"))
+    _run_once(rig, later=True)
+    assert sent_to(rig, "/batches") == []
+    (dead,) = harness.aws.queue_messages("TuimprentaDeadLetterQueue")
+    assert json.loads(dead["Body"])["data"]["object"]["id"] == "sin_t"  # the replayed event itself
+    attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
+    assert attributes["error_code"] == "outcome_unknown"
+    assert attributes["error_message"].startswith("an earlier version's outcome is unknown; GET /invoices")
 
 
 def test_a_lookup_failing_for_now_is_tried_again_and_dead_lettered_only_after_the_last_try(

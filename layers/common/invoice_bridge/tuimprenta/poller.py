@@ -40,7 +40,7 @@ from invoice_bridge.limiter import DynamoRateLimiter, limiter_key
 from invoice_bridge.money import decimal_to_cents
 from invoice_bridge.observability import gauge, logger
 from invoice_bridge.secrets import SecretReader, TuimprentaSecret
-from invoice_bridge.sync.contract import OUTCOME_UNKNOWN, Absent, Found, Undecided
+from invoice_bridge.sync.contract import OUTCOME_UNKNOWN, Absent, Found, Lookup, Undecided
 from invoice_bridge.tuimprenta.batches import BATCH_CLOSED, BatchItem, BatchStore, CancelStore
 from invoice_bridge.tuimprenta.client import Batch, IdempotencyConflict, Invoice, NotFound, TuimprentaClient
 from invoice_bridge.tuimprenta.events import Hints, consume_hints, read_hints
@@ -623,17 +623,25 @@ class TuimprentaPoller:
                 self._request_cancel(entry, cancels[-1], report)
                 continue
             latest = max(group, key=lambda d: d.invoice.updated_at)
-            if entry is not None and _outcome_unknown(entry) and _repaired(entry, latest):
-                # An earlier version may be a fiscal invoice already: a newer one is not submitted on its own but
-                # dead-lettered beside it, for the operator who settles the first (the same version again is a
-                # duplicate: its letter is there).
-                for drained in group:
-                    self._dead_letter_message(
-                        drained.message,
-                        Failure(OUTCOME_UNKNOWN, f"an earlier version's outcome is unknown: {entry.error_message}"),
-                    )
-                continue
-            if entry is not None and (entry.closed or not (self._claimable(entry) or _repaired(entry, latest))):
+            shown_absent = False
+            if entry is not None and not entry.closed and _outcome_unknown(entry):
+                # tuimprenta may hold an earlier version as a fiscal invoice: whatever comes for it (a newer
+                # version, an operator's replay) is looked up again, and submitted only if shown absent.
+                verdict = self._look_up_again(client, entry, latest, calls, report)
+                if isinstance(verdict, Undecided):
+                    for drained in group:
+                        why = "; ".join(["an earlier version's outcome is unknown", *verdict.tried])
+                        self._dead_letter_message(drained.message, Failure(OUTCOME_UNKNOWN, why[:1000]))
+                    continue
+                if isinstance(verdict, Found):
+                    settled.extend(d.message for d in group)
+                    continue
+                shown_absent = True
+            if (
+                entry is not None
+                and not shown_absent
+                and (entry.closed or not (self._claimable(entry) or _repaired(entry, latest)))
+            ):
                 settled.extend(d.message for d in group)
                 report.duplicates += len(group)
                 continue
@@ -656,6 +664,20 @@ class TuimprentaPoller:
         else:
             self._delete(settled)
         return True
+
+    def _look_up_again(
+        self, client: TuimprentaClient, entry: LedgerEntry, drained: Drained, calls: Deadline, report: RunReport
+    ) -> Lookup[Invoice]:
+        """An invoice whose outcome was left unknown, looked up once more; found → recorded issued."""
+        since = (entry.source_updated_at or datetime.fromtimestamp(self._clock(), UTC)) - timedelta(days=1)
+        listing = find_ours(client, {entry.object_id: drained.invoice.series}, since.date(), calls)
+        report.lookups += listing.calls
+        verdict = listing.verdicts()[entry.object_id]
+        if isinstance(verdict, Found):
+            invoice = verdict.remote
+            self._issued(entry, invoice.id, invoice.series, invoice.number, _cents(invoice), None, report)
+            report.found += 1
+        return verdict
 
     def _claimable(self, entry: LedgerEntry) -> bool:
         """A create for an entry is claimed again only if an earlier claim never became a batch item."""
