@@ -386,6 +386,28 @@ def crash_after_create(world: World, event: WebhookEvent, monkeypatch: pytest.Mo
         crashing.sync(event, Deadline.unlimited())
 
 
+def test_an_order_found_after_a_lost_answer_whose_update_is_refused_is_never_created_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by `make chaos` (seed 1): the create's answer was lost; the retry found the order by its tag, but
+    # FacturaDirecta refused the update (400) and the ledger forgot the order: the next version created another.
+    event = world.event("08_purchase_order_created.json")
+    crash_after_create(world, event, monkeypatch)
+    monkeypatch.undo()
+    (order,) = world.fd.orders_tagged("bn:po_55")
+    world.fd.inject_failures(400, code="INVALID_INPUT_DATA", method="PUT")
+    later = world.exporter(clock=lambda: time.time() + 400)
+    with pytest.raises(PlatformError):
+        later.sync(event, Deadline.unlimited())
+    assert world.ledger("po_55").remote_id == order.id
+    # When BuildNexion sends the next version
+    updated = world.event("09_purchase_order_updated.json")
+    outcome = later.sync(updated, Deadline.unlimited())
+    # Then that order is updated; no second one is made
+    assert outcome == Outcome("updated", order.id, True)
+    assert [o.id for o in world.fd.orders_tagged("bn:po_55")] == [order.id]
+
+
 def test_an_unfinished_intent_is_waited_on_for_the_guard_and_no_longer(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -197,6 +197,10 @@ class FacturaDirectaExporter:
             found = self.engine.recover(entry, lambda: look_up(api, order, provider_id, deadline))
             logger.info("unfinished intent resolved", extra={"found": found is not None})
             remote_id = found.remote_id if found else None
+            if remote_id is not None:
+                # Ours, kept at once: should the update below be refused, the ledger still knows the order,
+                # and the next version updates it instead of creating a second one.
+                entry = self.ledger.save(entry.model_copy(update={"remote_id": remote_id}))
         creating = remote_id is None
         status = document_status(order, creating=creating, was_closed=entry.closed)
         try:
