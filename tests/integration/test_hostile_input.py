@@ -414,7 +414,7 @@ def test_the_worker_edge_dead_letters_an_unbuildable_document_at_once_and_proces
         dead_letters=DeadLetters(sqs, aws.provisioned.queues["QuipuDeadLetterQueue"].url, "quipu"),
         destination="quipu",
         fifo=True,
-        max_receive_count=5,
+        max_receive_count=10,
     )
     local = LocalLambdaContext("QuipuSyncFunction", 256, "req", int((time.time() + 60) * 1000))
     response = edge.handle(lambda_sqs_event(queue, received), cast(LambdaContext, local), handler)

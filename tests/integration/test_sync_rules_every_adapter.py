@@ -146,7 +146,7 @@ class EdgeRun:
             dead_letters=DeadLetters(sqs, self.aws.provisioned.queues[self.dead_letter_queue].url, self.destination),
             destination=self.destination,
             fifo=info.url.endswith(".fifo"),
-            max_receive_count=5,  # the queues' maxReceiveCount
+            max_receive_count=10,  # the queues' maxReceiveCount
         )
         context = LocalLambdaContext("Worker", 512, "req", int((time.time() + 60) * 1000))
         edge.handle(lambda_sqs_event(info, list(messages)), cast(LambdaContext, context), handler)

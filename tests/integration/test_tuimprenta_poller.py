@@ -39,7 +39,7 @@ MINIMAL_SETTINGS = {
     "STATE_TABLE_NAME": "t",
     "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q",
     "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/d",
-    "MAX_RECEIVE_COUNT": "5",
+    "MAX_RECEIVE_COUNT": "10",
     "BUILDNEXION_API_URL": "https://api.buildnexion.com/v1",
     "BUILDNEXION_SECRET_ARN": "arn:bn",
     "TUIMPRENTA_API_URL": "https://api.tuimprenta.digital/v1",

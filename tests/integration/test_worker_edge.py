@@ -23,7 +23,7 @@ from sandbox.runner import lambda_sqs_event
 from tests.conftest import ROOT, emitted_metrics, load_event
 from tests.integration.conftest import Aws
 
-MAX_RECEIVE_COUNT = 5  # the queues' maxReceiveCount in template.yaml
+MAX_RECEIVE_COUNT = 10  # the queues' maxReceiveCount in template.yaml
 
 
 def context(seconds: float = 60) -> LambdaContext:
@@ -484,7 +484,7 @@ def test_standard_queues_use_the_plain_batch_processor(aws: Aws, fifo: bool) -> 
         dead_letters=dead_letters,
         destination="tuimprenta",
         fifo=fifo,
-        max_receive_count=5,
+        max_receive_count=MAX_RECEIVE_COUNT,
     )
     failing = json.loads(messages[0]["Body"])["id"]
 

@@ -226,7 +226,7 @@ BASE: Mapping[str, str] = {
     "STATE_TABLE_NAME": "t",
     "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/q.fifo",
     "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/d.fifo",
-    "MAX_RECEIVE_COUNT": "5",
+    "MAX_RECEIVE_COUNT": "10",
     "BUILDNEXION_API_URL": "https://api.buildnexion.com/v1",
     "BUILDNEXION_SECRET_ARN": "bn",
     "FACTURADIRECTA_SECRET_ARN": "fd",

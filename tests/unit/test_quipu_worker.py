@@ -47,7 +47,7 @@ def settings() -> QuipuSyncSettings:
             "STATE_TABLE_NAME": "state",
             "QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/quipu.fifo",
             "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/quipu-dlq.fifo",
-            "MAX_RECEIVE_COUNT": "5",
+            "MAX_RECEIVE_COUNT": "10",
             "BUILDNEXION_API_URL": "https://api.buildnexion.test/v1",
             "BUILDNEXION_SECRET_ARN": "bn-secret",
             "QUIPU_API_URL": "https://getquipu.test",

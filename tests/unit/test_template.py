@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from invoice_bridge.config import EnvSettings
+from invoice_bridge.worker import BASE_BACKOFF_SECONDS, MAX_BACKOFF_SECONDS
 from sandbox.cfn import FunctionSpec, Template
 from tests.conftest import ROOT, load_handler_module
 
@@ -89,7 +90,11 @@ def test_queues_fifo_where_order_matters_and_each_with_a_dead_letter_queue() -> 
     for name in ("QuipuQueue", "TuimprentaQueue", "FacturaDirectaQueue"):
         props = queues[name]["Properties"]
         dlq = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
-        assert props["RedrivePolicy"]["maxReceiveCount"] == 5
+        # The retries before the dead-letter queue span a platform outage of half an hour: the backoffs
+        # between receives, at their shortest (jitter 0.8), add up to at least 30 minutes.
+        receives = props["RedrivePolicy"]["maxReceiveCount"]
+        budget = sum(min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2 ** (n - 1) * 0.8) for n in range(1, receives))
+        assert budget >= 30 * 60, (name, receives, budget)
         assert bool(queues[dlq]["Properties"].get("FifoQueue")) == (name in fifo)
         assert props["VisibilityTimeout"] >= 60
         # A 256 KiB webhook body plus its message attributes must fit, on the queue and in its DLQ.
