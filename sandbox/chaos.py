@@ -644,19 +644,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if result.findings.ok else 1
 
 
-def force_each_kind(peers: Mapping[str, Any]) -> list[str]:
+def force_each_kind(peers: Mapping[str, Any]) -> None:
     """Make every named kind that is on happen at its first occasion in each peer that plays it.
 
     A run has few occasions for some kinds (a tuimprenta result download happens once a batch): at a 5 % share
     they would rarely be drawn, and a run that never played a kind proves nothing about it.
     """
-    forced: list[str] = []
     for name, peer in peers.items():
         for kind, (players, _description) in KINDS.items():
             if name in players and peer.faults.settings.share(kind) > 0:
                 peer.faults.force(kind)
-                forced.append(f"{name}:{kind}")
-    return forced
 
 
 def undrawn_kinds(settings: FaultSettings, injected: Mapping[str, Counter[str]]) -> list[str]:

@@ -260,6 +260,37 @@ def test_a_replay_after_an_unknown_outcome_is_submitted_once_the_listing_shows_i
     assert body.count('"buildnexion_id": "sin_s"') == 1
 
 
+def test_a_replay_whose_lookup_fails_for_now_waits_on_the_queue_and_is_looked_up_again(harness: Harness) -> None:
+    # Given an invoice whose outcome was left unknown, replayed while tuimprenta's listing answers 503
+    rig = _left_unknown(harness, "sin_u")
+    received: list[Any] = []
+    receive = rig.sqs.receive_message
+
+    def recording(**kwargs: Any) -> Any:
+        answer = receive(**kwargs)
+        received.extend(answer.get("Messages", []))
+        return answer
+
+    rig.sqs.receive_message = recording
+    rig.answers.extend(response(503, {"error": {"message": "unavailable"}}) for _ in range(3))
+    harness.send(envelope("sin_u"))
+    _run_once(rig, later=True)
+    # Then nothing is posted or dead-lettered: the replay stays on the queue, not deleted
+    assert sent_to(rig, "/batches") == []
+    assert harness.dead_letters() == []
+    assert rig.entry("sin_u").status == SyncStatus.FAILED
+    (replay,) = received
+    # and when its visibility lapses and the listing answers, it is found and recorded issued
+    url = harness.aws.provisioned.queues["TuimprentaQueue"].url
+    rig.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=replay["ReceiptHandle"], VisibilityTimeout=0)
+    rig.answers.append(page(listed("sin_u", "inv_u")))
+    report = _run_once(rig, later=True)
+    assert report.found == 1
+    assert rig.entry("sin_u").remote_id == "inv_u"
+    assert sent_to(rig, "/batches") == []
+    assert harness.aws.depth("TuimprentaQueue") == 0
+
+
 def test_a_replay_after_an_unknown_outcome_the_lookup_still_cannot_decide_is_dead_lettered_again(
     harness: Harness,
 ) -> None:

@@ -22,8 +22,7 @@ def folded(tax_id: str) -> str:
 
 def normalise(tax_id: str) -> str:
     """The canonical form: NFKC (fullwidth digits and letters become ASCII), upper case, no separators, no `ES`."""
-    folded = unicodedata.normalize("NFKC", tax_id).upper()
-    cleaned = "".join(ch for ch in folded if ch.isalnum())
+    cleaned = "".join(ch for ch in folded(tax_id).upper() if ch.isalnum())
     if cleaned.startswith(SPANISH_PREFIX) and len(cleaned) > NIF_LENGTH:
         return cleaned[len(SPANISH_PREFIX) :]
     return cleaned

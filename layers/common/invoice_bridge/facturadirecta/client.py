@@ -64,11 +64,6 @@ class PurchaseOrderApi(Protocol):
         """Replace a purchase order's fields and lines; the answer with its totals."""
 
 
-def normalize_tax_code(tax_code: str) -> str:
-    """A tax code compared the way people write it (taxid.normalise): NFKC, no separators, upper case, no `ES`."""
-    return taxid.normalise(tax_code)
-
-
 class FacturaDirectaXmlClient(ApiClient):
     """The XML API: Basic `{token}:x`, `application/xml` in and out, the XML error document typed."""
 
@@ -166,9 +161,9 @@ class FacturaDirectaXmlClient(ApiClient):
         The search asks for the bare form (`B12345678`): the platform's search finds every code containing it, so
         one stored `ESB12345678` is listed too and compares equal once normalised.
         """
-        wanted = normalize_tax_code(tax_code)
+        wanted = taxid.normalise(tax_code)
         for page in self._pages("/api/providers.xml", {"taxCode": wanted}, xml.parse_providers, "providers", deadline):
-            found = [p for p in page if p.tax_code is not None and normalize_tax_code(p.tax_code) == wanted]
+            found = [p for p in page if p.tax_code is not None and taxid.normalise(p.tax_code) == wanted]
             if found:
                 return min(found, key=_id_order)
         return None

@@ -25,6 +25,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from invoice_bridge import taxid
 from invoice_bridge.aws import AwsClients
 from invoice_bridge.buildnexion.client import BuildNexionClient
 from invoice_bridge.buildnexion.models import PurchaseOrder, WebhookEvent
@@ -33,7 +34,6 @@ from invoice_bridge.facturadirecta.client import (
     FacturaDirectaXmlClient,
     PurchaseOrderApi,
     default_base_url,
-    normalize_tax_code,
 )
 from invoice_bridge.facturadirecta.mapping import (
     document_status,
@@ -245,7 +245,7 @@ class FacturaDirectaExporter:
 
     def _provider_id(self, order: PurchaseOrder, api: PurchaseOrderApi, deadline: Deadline) -> str:
         provider = self._buildnexion().provider(order.provider_id, deadline)
-        if not normalize_tax_code(provider.nif):
+        if not taxid.normalise(provider.nif):
             raise PermanentSyncError(f"provider {provider.id} has no usable tax code", code="invalid_source")
 
         def find() -> str | None:
@@ -262,7 +262,7 @@ class FacturaDirectaExporter:
             self.leases,
             destination=DESTINATION,
             kind=PROVIDER_KIND,
-            key=normalize_tax_code(provider.nif),
+            key=taxid.normalise(provider.nif),
             find=find,
             create=create,
         )

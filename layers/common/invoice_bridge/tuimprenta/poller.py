@@ -623,11 +623,12 @@ class TuimprentaPoller:
                 self._request_cancel(entry, cancels[-1], report)
                 continue
             latest = max(group, key=lambda d: d.invoice.updated_at)
-            shown_absent = False
             if entry is not None and not entry.closed and _outcome_unknown(entry):
                 # tuimprenta may hold an earlier version as a fiscal invoice: whatever comes for it (a newer
                 # version, an operator's replay) is looked up again, and submitted only if shown absent.
                 verdict = self._look_up_again(client, entry, latest, calls, report)
+                if isinstance(verdict, Undecided) and verdict.retryable:
+                    continue  # left on the queue: received and looked up again once the error has passed
                 if isinstance(verdict, Undecided):
                     for drained in group:
                         why = "; ".join(["an earlier version's outcome is unknown", *verdict.tried])
@@ -636,12 +637,7 @@ class TuimprentaPoller:
                 if isinstance(verdict, Found):
                     settled.extend(d.message for d in group)
                     continue
-                shown_absent = True
-            if (
-                entry is not None
-                and not shown_absent
-                and (entry.closed or not (self._claimable(entry) or _repaired(entry, latest)))
-            ):
+            elif entry is not None and (entry.closed or not (self._claimable(entry) or _repaired(entry, latest))):
                 settled.extend(d.message for d in group)
                 report.duplicates += len(group)
                 continue
