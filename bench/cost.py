@@ -28,6 +28,7 @@ import re
 import statistics
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -261,6 +262,20 @@ def deployment_of(template: Template) -> costmodel.Deployment:
     )
 
 
+def queue_deliveries(template: Template, event_types: Sequence[str]) -> dict[str, int]:
+    """Events per queue price key ("sqs:fifo", "sqs:standard"), routed as the template's defaults route them."""
+    routing: dict[str, str] = json.loads(template.parameter_defaults()["RoutingTable"])
+    resources = template.document["Resources"]
+    receiver = resources["WebhookReceiverFunction"]["Properties"]["Environment"]["Variables"]
+    delivered: Counter[str] = Counter()
+    for kind in event_types:
+        url = receiver[f"{routing[kind].upper()}_QUEUE_URL"]
+        # !If [Use<Platform>, !Ref <Queue>, ""]: the queue the receiver sends to when the platform is deployed
+        queue = url["Fn::If"][1]["Ref"] if "Fn::If" in url else url["Ref"]
+        delivered["sqs:fifo" if resources[queue]["Properties"].get("FifoQueue") else "sqs:standard"] += 1
+    return dict(delivered)
+
+
 def seed_history(stack: LocalStack, history: History) -> None:
     """Write 30 days of closed batches, ledger entries and limiter windows to the state table."""
     from invoice_bridge.keys import ledger_pk, ledger_sk
@@ -321,6 +336,7 @@ class RunFigures:
     history: History
     deployment: costmodel.Deployment
     events: int
+    deliveries: dict[str, int]  # events per queue price key
     seconds: float
     ticks: int
     functions: dict[str, FunctionUsage]  # during the documents' run, idle runs included
@@ -451,6 +467,7 @@ def run_mix(mix: Mix, history: History) -> RunFigures:
             history=history,
             deployment=deployment_of(stack.template),
             events=len(events),
+            deliveries=queue_deliveries(stack.template, [e["type"] for e in events]),
             seconds=seconds,
             ticks=ticks,
             functions={name: usage_delta(end_usage[name], start_usage[name]) for name in end_usage},
@@ -490,6 +507,31 @@ def document_table(run: costmodel.DocumentUnits, deployment: costmodel.Deploymen
             f"  {price.source} ({price.as_of})"
         )
     lines.append(f"  {'total':42}{'':>20}{'':>18}{_money(total):>15}  target <= {TARGET_PER_MILLION:.2f}")
+    return lines, total
+
+
+def floor_table(deliveries: Mapping[str, int], documents: int, measured: Decimal) -> tuple[list[str], Decimal]:
+    """What DESIGN.md's contracts cost at the least per million documents, and what that leaves under the target."""
+    lines = [f"  {'item (eu-west-1)':42}{'units per 1M docs':>20}{'price':>18}{'$ per 1M docs':>15}  what fixes it"]
+    why = {
+        "apigw:requests": "one webhook request per event",
+        "lambda:requests": "one receiver invocation per event",
+        "dynamodb:write": "dedupe record per event; ledger intent + result per document",
+        "sqs:fifo": "send per event; receive + delete in batches of 10",
+        "sqs:standard": "send per event; receive + delete in batches of 10",
+    }
+    total = Decimal(0)
+    for line in costmodel.floor_lines(deliveries, documents):
+        total += line.usd
+        lines.append(
+            f"  {costmodel.PRICES[line.key].unit:42}{line.units:>20,.1f}{_price(line.key):>18}{_money(line.usd):>15}"
+            f"  {why[line.key]}"
+        )
+    lines.append(f"  {'total':42}{'':>20}{'':>18}{_money(total):>15}")
+    lines.append(
+        f"  left under the ${TARGET_PER_MILLION:.2f} target for Lambda time, logs, reads, data out and any other"
+        f" write: ${TARGET_PER_MILLION - total:.2f}; this run spent ${measured - total:.2f} above the floor"
+    )
     return lines, total
 
 
@@ -622,6 +664,8 @@ def run(quick: bool) -> None:
         f"  total ${total:.2f} per million documents (target <= ${TARGET_PER_MILLION:.2f}: "
         f"{'met' if total <= TARGET_PER_MILLION else 'NOT met'})"
     )
+    print("\nThe floor: what the design's fixed contracts cost per million documents, whatever the code does")
+    print(*floor_table(figures.deliveries, mix.documents, total)[0], sep="\n")
     fixed = costmodel.fixed_lines(deployment, figures.idle_run, len(figures.idle_series))
     print(f"\nFixed dollars per month (no traffic; one idle scheduled run reads {figures.idle_reads_per_run} RRU)")
     lines, fixed_total = fixed_table(fixed)

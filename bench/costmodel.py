@@ -254,6 +254,33 @@ def fixed_lines(deployment: Deployment, idle_run: Mapping[str, Decimal], idle_se
     return [Line(line.key, line.units, dollars(line.key, line.units), line.note) for line in lines]
 
 
+# What DESIGN.md fixes for every event, whatever the code does: BuildNexion POSTs it to the webhook (an API
+# Gateway request, a receiver invocation), the receiver dedupes it in DynamoDB (one write) and sends it to its
+# queue, and a worker receives and deletes it in batches of at most 10. For every document a worker writes its
+# intent to the ledger before the effect and the result after it (two writes).
+FLOOR_BATCH = 10
+FLOOR_LEDGER_WRITES_PER_DOCUMENT = 2
+
+
+def floor_lines(deliveries: Mapping[str, int], documents: int) -> list[Line]:
+    """The least DESIGN.md's contracts cost per million documents; `deliveries`: events per queue price key."""
+    events = sum(deliveries.values())
+    units: dict[str, Decimal] = {
+        "apigw:requests": Decimal(events),
+        "lambda:requests": Decimal(events),
+        "dynamodb:write": Decimal(events + FLOOR_LEDGER_WRITES_PER_DOCUMENT * documents),
+    }
+    for kind, sent in deliveries.items():
+        # a send, and its share of a batched receive and a batched delete
+        units[kind] = Decimal(sent) * (1 + Decimal(2) / FLOOR_BATCH)
+    lines = []
+    for key in PRICES:
+        if key in units:
+            million = per_million(units[key], documents)
+            lines.append(Line(key, million, dollars(key, million)))
+    return lines
+
+
 def series_dollars(run: DocumentUnits, monthly_documents: int, idle: set[tuple[str, ...]]) -> Decimal:
     """The metric series documents publish (not the idle runs' own), at `monthly_documents` a month."""
     price = PRICES["cloudwatch:metric-month"].usd

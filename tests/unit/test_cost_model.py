@@ -20,8 +20,11 @@ from bench.cost import (
     deployment_of,
     document_table,
     fixed_table,
+    floor_table,
     function_units,
     log_lines,
+    mixed_events,
+    queue_deliveries,
     usage_delta,
     write_lines,
 )
@@ -213,6 +216,7 @@ def test_measured_usage_becomes_units_and_the_idle_runs_are_not_charged_to_docum
         history=QUICK_HISTORY,
         deployment=NO_TRACING,
         events=0,
+        deliveries={},
         seconds=0.0,
         ticks=2,
         functions={"TuimprentaPollerFunction": delta},
@@ -358,3 +362,31 @@ def test_the_full_runs_eight_series_cost_2_40_a_month_at_a_million_documents() -
     # 0.30 x (1 - e^-0.575) = 0.1312 for that series alone.
     quipu = DocumentUnits(documents=200, series={("InvoiceBridge", "DocumentSynced", "quipu"): 84})
     assert round(costmodel.series_dollars(quipu, 1_000, idle=set()), 4) == D("0.1312")
+
+
+def test_the_full_mix_routes_175_events_to_fifo_queues_and_90_to_the_standard_one() -> None:
+    events = mixed_events(FULL, "t")
+    template = Template.load(ROOT / "template.yaml")
+    # Quipu: 60 created + 20 updated (i % 3 == 1) + 8 voided (i % 8 == 2) = 88; FacturaDirecta: 60 + 20 + 7
+    # canceled (i % 8 == 4, i < 60) = 87; tuimprenta: 80 created + 10 canceled (i % 8 == 3) = 90
+    assert queue_deliveries(template, [e["type"] for e in events]) == {"sqs:fifo": 88 + 87, "sqs:standard": 90}
+
+
+def test_the_floor_of_designs_contracts_is_4_82_per_million_for_the_full_mix() -> None:
+    lines = {line.key: line for line in costmodel.floor_lines({"sqs:fifo": 175, "sqs:standard": 90}, 200)}
+    # 265 events for 200 documents: 1.325 per document
+    assert lines["apigw:requests"].units == 1_325_000
+    assert lines["apigw:requests"].usd == D("1.325") * D("1.11")  # 1.47075
+    assert lines["lambda:requests"].usd == D("1.325") * D("0.20")  # 0.265
+    # a dedupe record per event and the ledger's intent and result per document: (265 + 2 x 200) / 200 = 3.325
+    assert lines["dynamodb:write"].units == 3_325_000
+    assert lines["dynamodb:write"].usd == D("3.325") * D("0.705")  # 2.344125
+    # a send and a tenth each of a receive and a delete: 175 x 1.2 / 200 = 1.05 FIFO, 90 x 1.2 / 200 = 0.54 standard
+    assert lines["sqs:fifo"].usd == D("1.05") * D("0.50")  # 0.525
+    assert lines["sqs:standard"].usd == D("0.54") * D("0.40")  # 0.216
+    printed, total = floor_table({"sqs:fifo": 175, "sqs:standard": 90}, 200, measured=D("11.37"))
+    assert total == D("1.47075") + D("0.265") + D("2.344125") + D("0.525") + D("0.216")  # 4.820875
+    assert "4.82" in printed[-2]
+    # 5.00 - 4.82 = 0.18 left for everything else; the run measured 11.37 - 4.82 = 6.55 above the floor
+    assert "$0.18;" in printed[-1]
+    assert "$6.55 above the floor" in printed[-1]

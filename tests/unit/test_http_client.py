@@ -32,7 +32,8 @@ from invoice_bridge.http import (
     retry_after_seconds,
 )
 from invoice_bridge.observability import logger
-from tests.conftest import emitted_metrics
+from sandbox.cfn import Template
+from tests.conftest import ROOT, emitted_metrics
 
 NOW = 1_800_000_000.0
 Scripted = tuple[int, dict[str, str], bytes] | Exception
@@ -540,6 +541,42 @@ def test_a_refused_credential_is_counted_per_platform_for_its_alarm(
     answers = len(adapter.requests)
     assert answers >= 1
     assert counted == [("PlatformAuthRefused", "sample")] * answers
+
+
+def _credential_alarms() -> dict[str, dict[str, str]]:
+    """The template's alarms on refused credentials: name -> the dimensions they watch."""
+    alarms = Template.load(ROOT / "template.yaml").resources_of_type("AWS::CloudWatch::Alarm")
+    return {
+        name: {d["Name"]: d["Value"] for d in alarm["Properties"]["Dimensions"]}
+        for name, alarm in alarms.items()
+        if alarm["Properties"].get("MetricName") == "PlatformAuthRefused"
+    }
+
+
+@pytest.mark.parametrize(
+    ("service", "own_platform"),
+    [("quipu-sync", "quipu"), ("tuimprenta-poller", "tuimprenta"), ("facturadirecta-exporter", "facturadirecta")],
+)
+def test_a_refused_credential_reaches_its_one_alarm_whichever_worker_it_refused(
+    service: str, own_platform: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # One alarm per credential (each secret), not per worker: a revoked BuildNexion key is one page.
+    alarms = _credential_alarms()
+    assert sorted(d["platform"] for d in alarms.values()) == ["buildnexion", "facturadirecta", "quipu", "tuimprenta"]
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", service)
+    for platform in ("buildnexion", own_platform):
+        named = type("NamedClient", (SampleClient,), {"platform": platform})
+        session = requests.Session()
+        session.mount("https://", ScriptedAdapter([(401, {}, b'{"error": "invalid api key"}')] * 5))
+        client = named("https://api.sample.test/v1/", session=session, clock=lambda: NOW, sleep=lambda _: None)
+        with pytest.raises(PlatformError):
+            client.request("GET", "/things/1", deadline=Deadline.unlimited())
+        emitted = [dims for name, dims in emitted_metrics(capsys.readouterr().out) if name == "PlatformAuthRefused"]
+        assert emitted
+        # every refusal is in the one series the credential's alarm watches
+        watching = [name for name, dims in alarms.items() if all(e == dims for e in emitted)]
+        assert len(watching) == 1, (platform, emitted)
+        assert alarms[watching[0]]["platform"] == platform
 
 
 def test_the_logged_time_is_the_answer_s_wait_in_milliseconds(

@@ -21,7 +21,7 @@ import requests
 from pydantic import SecretStr
 
 from invoice_bridge.errors import PermanentSyncError, PlatformError
-from invoice_bridge.observability import count, logger
+from invoice_bridge.observability import count, count_for_bundle, logger
 
 # (connect, read) in seconds: far under the shortest worker timeout, so a hung platform fails the call,
 # not the invocation. Platforms may pass longer reads (PDF downloads) per call.
@@ -420,8 +420,9 @@ class ApiClient:
         if response.status_code == 429:
             count("PlatformRateLimited", {"platform": self.platform})
         elif response.status_code in (401, 403):
-            # A revoked or wrong credential fails every call after the message left the queue: alarmed per platform.
-            count("PlatformAuthRefused", {"platform": self.platform})
+            # A revoked or wrong credential fails every call after the message left the queue: alarmed per
+            # credential, not per function (every worker holds the one BuildNexion key).
+            count_for_bundle("PlatformAuthRefused", {"platform": self.platform})
 
 
 class BearerKeyClient(ApiClient):
