@@ -234,14 +234,22 @@ def test_a_replay_after_an_unknown_outcome_is_looked_up_and_an_invoice_found_is_
 ) -> None:
     # Given an invoice whose outcome was left unknown, and tuimprenta does hold it
     rig = _left_unknown(harness, "sin_r")
+    claimed_version = rig.entry("sin_r").source_updated_at
+    assert claimed_version is not None
     rig.answers.append(page(listed("sin_r", "inv_r")))
     # When an operator replays it (or BuildNexion sends a newer version)
     harness.send(envelope("sin_r", updated_at="2026-11-08T09:00:00Z"))
+    listings_before = len(sent_to(rig, "/invoices"))
     report = _run_once(rig, later=True)
-    # Then the listing is read again, the invoice recorded issued, and no batch is posted
+    # Then the listing is read again, from a day before the claimed version (the filter's time zone is unsaid)
+    (listing,) = sent_to(rig, "/invoices")[listings_before:]
+    assert query(listing)["created_from"] == (claimed_version - timedelta(days=1)).date().isoformat()
+    assert query(listing)["series"] == SERIES
+    # the invoice recorded issued with what tuimprenta holds, and no batch is posted
     assert report.found == 1
     entry = rig.entry("sin_r")
-    assert (entry.status, entry.remote_id) == (SyncStatus.SYNCED, "inv_r")
+    assert (entry.status, entry.remote_id, entry.remote_total_cents) == (SyncStatus.SYNCED, "inv_r", 1392)
+    assert (entry.details["state"], entry.details["series"], entry.details["number"]) == ("issued", SERIES, "7")
     assert sent_to(rig, "/batches") == []
     assert harness.dead_letters() == []
 

@@ -14,9 +14,10 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from invoice_bridge.buildnexion.models import Invoice
 from invoice_bridge.errors import DependencyUnavailable, PermanentSyncError, PlatformError, RetryLater
 from invoice_bridge.http import Deadline
-from invoice_bridge.worker import BatchEdge, DeadLetters, Failure, backoff_seconds, parse_event
+from invoice_bridge.worker import BatchEdge, DeadLetters, Failure, backoff_seconds, parse_event, parse_object
 from sandbox.cfn import Template
 from sandbox.lambda_host import LocalLambdaContext
 from sandbox.runner import lambda_sqs_event
@@ -185,6 +186,25 @@ def test_a_retried_message_comes_back_after_its_backoff(aws: Aws) -> None:
     assert json.loads(again[0]["Body"])["id"] == "evt_a1"
 
 
+def test_an_object_its_destination_cannot_read_is_dead_lettered_as_a_malformed_message(aws: Aws) -> None:
+    # Given a well-formed envelope whose invoice has no number
+    event = load_event("buildnexion/01_invoice_created.json")
+    del event["data"]["object"]["invoice_number"]
+    received = enqueue_and_receive(aws, [("A", json.dumps(event))])
+
+    def handler(record: SQSRecord, deadline: Deadline) -> None:
+        parse_object(parse_event(record), Invoice, frozenset({"invoice.created"}))
+
+    response = edge(aws).handle(received, context(), handler)
+    # Then it is dead-lettered at once with the same reason code as a broken envelope, naming the field
+    assert response["batchItemFailures"] == []
+    (dead,) = aws.queue_messages("QuipuDeadLetterQueue")
+    assert dead["MessageAttributes"]["error_code"]["StringValue"] == "malformed_message"
+    assert dead["MessageAttributes"]["error_message"]["StringValue"].startswith(
+        "message body: data.object.invoice_number:"
+    )
+
+
 def test_a_malformed_message_is_dead_lettered_not_retried(aws: Aws) -> None:
     event = enqueue_and_receive(aws, [("A", '{"id": "evt_y", "type": "invoice.created"}')])
 
@@ -222,6 +242,20 @@ def test_a_record_still_failing_on_its_last_receive_is_dead_lettered_with_its_re
     assert attributes["error_code"] == "http_503"
     assert attributes["error_message"] == f"Service unavailable (still failing after {MAX_RECEIVE_COUNT} receives)"
     assert attributes["attempts"] == str(MAX_RECEIVE_COUNT)
+
+
+def test_a_reason_without_a_code_is_named_by_its_kind_on_the_last_receive(aws: Aws) -> None:
+    # Given a record on its last receive whose work still has to wait, the error carrying no code of its own
+    event = enqueue_and_receive(aws, [("A", envelope("evt_a1", "A"))])
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = str(MAX_RECEIVE_COUNT)
+
+    def handler(record: SQSRecord, deadline: Deadline) -> None:
+        raise RetryLater("the supplier's lease is held by another worker")
+
+    edge(aws).handle(event, context(), handler)
+    # Then the letter's code says what kind of failure it was
+    (dead,) = aws.queue_messages("QuipuDeadLetterQueue")
+    assert dead["MessageAttributes"]["error_code"]["StringValue"] == "RetryLater"
 
 
 def test_the_workers_give_up_on_the_receive_their_queue_would() -> None:

@@ -26,6 +26,7 @@ from invoice_bridge.observability import metrics
 from invoice_bridge.quipu.client import DUPLICATE_NUMBER, QuipuClient, RemoteInvoice, RemoteItem
 from invoice_bridge.quipu.settings import VoidMode
 from invoice_bridge.quipu.sync import Outcome, QuipuSync
+from invoice_bridge.sync.contract import Undecided
 from tests.conftest import emitted_metrics, load_event
 
 DEADLINE = Deadline.unlimited()
@@ -676,6 +677,29 @@ def test_a_credit_note_created_before_a_crash_is_found_not_created_again(world: 
     assert outcome == Outcome("credited", "n5")
     assert [i.id for i in world.quipu.invoices.values() if i.id.startswith("n")] == ["n5"]
     assert world.entry("inv_91c7d").details["credit_note_id"] == "n5"
+
+
+def test_a_credit_note_lookup_that_cannot_read_an_invoice_decides_nothing_and_is_tried_again(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given our invoice q2 in Quipu, amended by a credit note Quipu no longer shows (n9)
+    world.sync().apply(event("03_invoice_created.json"), DEADLINE)
+    world.quipu.invoices["q2"] = replace(world.quipu.invoices["q2"], amending_invoice_ids=("n9",))
+    sync = world.sync()
+    # A 404 on the invoice or on its credit note decides nothing: retried later (never a create, never a letter)
+    for remote_id, said in (("q404", "answered 404: its credit notes cannot be read"), ("q2", "answered 404")):
+        lookup = sync._credit_note_lookup(remote_id, DEADLINE)
+        assert isinstance(lookup, Undecided)
+        assert (lookup.retryable, lookup.tried[-1]) == (True, said)
+
+    # and a refusal for now keeps the platform's own retryability and pause
+    def refused(invoice_id: str, deadline: Deadline) -> RemoteInvoice | None:
+        raise PlatformError("quipu", "slow down", status=429, retryable=True, retry_after=7.0)
+
+    monkeypatch.setattr(world.quipu, "get_invoice", refused)
+    lookup = sync._credit_note_lookup("q2", DEADLINE)
+    assert isinstance(lookup, Undecided)
+    assert (lookup.retryable, lookup.retry_after, lookup.tried) == (True, 7.0, ("GET /invoices/q2", "slow down"))
 
 
 def test_a_credit_note_intent_without_a_note_in_quipu_creates_it(world: World) -> None:

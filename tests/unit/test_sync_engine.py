@@ -230,6 +230,29 @@ def test_the_engine_records_why_a_document_was_not_created_in_its_ledger_entry(a
         "outcome_unknown",
         entry.intent_id,
     )
+    # with its time: the lookup that comes next lists from when the effect may have happened
+    assert failed.intent_at == entry.intent_at is not None
+
+
+def test_a_refusal_for_good_clears_the_intent_so_the_next_version_is_not_looked_up_for_nothing() -> None:
+    # Given an entry whose create the platform refused for good (a 422: nothing was made)
+    table = MemoryTable()
+    ledger = Ledger(cast(StateTable, table))
+    engine = SyncEngine(ledger, "quipu")
+    entry = engine.begin(
+        LedgerEntry(destination="quipu", object_id="obj_1"), datetime(2026, 11, 7, tzinfo=UTC), "evt_1", "x.created"
+    )
+    assert entry.intent_id is not None
+    engine.fail(entry, "invalid", "Quipu answered 422")
+    failed = ledger.get("quipu", "obj_1")
+    assert failed is not None
+    # Then the entry is failed with no intent: the platform holds nothing, and the fixed document is created at once
+    assert (failed.status, failed.error_code, failed.intent_id, failed.intent_at) == (
+        SyncStatus.FAILED,
+        "invalid",
+        None,
+        None,
+    )
 
 
 @pytest.mark.parametrize(
