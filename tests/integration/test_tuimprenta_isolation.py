@@ -147,7 +147,8 @@ def test_any_error_building_one_payload_dead_letters_that_invoice_with_its_reaso
         return real(invoice)
 
     monkeypatch.setattr("invoice_bridge.tuimprenta.poller.payload_text", payload_text)
-    harness.send(envelope("sin_fine"), envelope("sin_unbuildable"))
+    # the unbuildable one first: the invoices received after it in the same drain still go
+    harness.send(envelope("sin_unbuildable"), envelope("sin_fine"))
 
     report = harness.run()
 

@@ -237,8 +237,9 @@ def test_a_replay_after_an_unknown_outcome_is_looked_up_and_an_invoice_found_is_
     claimed_version = rig.entry("sin_r").source_updated_at
     assert claimed_version is not None
     rig.answers.append(page(listed("sin_r", "inv_r")))
-    # When an operator replays it (or BuildNexion sends a newer version)
-    harness.send(envelope("sin_r", updated_at="2026-11-08T09:00:00Z"))
+    rig.answers.append(batch_answer("batch_2", "queued"))
+    # When an operator replays it (or BuildNexion sends a newer version), with a new invoice received after it
+    harness.send(envelope("sin_r", updated_at="2026-11-08T09:00:00Z"), envelope("sin_new"))
     listings_before = len(sent_to(rig, "/invoices"))
     report = _run_once(rig, later=True)
     # Then the listing is read again, from a day before the claimed version (the filter's time zone is unsaid)
@@ -250,7 +251,11 @@ def test_a_replay_after_an_unknown_outcome_is_looked_up_and_an_invoice_found_is_
     entry = rig.entry("sin_r")
     assert (entry.status, entry.remote_id, entry.remote_total_cents) == (SyncStatus.SYNCED, "inv_r", 1392)
     assert (entry.details["state"], entry.details["series"], entry.details["number"]) == ("issued", SERIES, "7")
-    assert sent_to(rig, "/batches") == []
+    # and only the new invoice is posted, in the same run
+    (posted,) = [r for r in sent_to(rig, "/batches") if r["method"] == "POST"]
+    body = json.dumps(json.loads(posted["data"]))
+    assert '"buildnexion_id": "sin_new"' in body
+    assert "sin_r" not in body
     assert harness.dead_letters() == []
 
 
@@ -281,21 +286,27 @@ def test_a_replay_whose_lookup_fails_for_now_waits_on_the_queue_and_is_looked_up
 
     rig.sqs.receive_message = recording
     rig.answers.extend(response(503, {"error": {"message": "unavailable"}}) for _ in range(3))
-    harness.send(envelope("sin_u"))
+    rig.answers.append(batch_answer("batch_2", "queued"))
+    # (with a new invoice received after it)
+    harness.send(envelope("sin_u"), envelope("sin_new"))
     _run_once(rig, later=True)
-    # Then nothing is posted or dead-lettered: the replay stays on the queue, not deleted
-    assert sent_to(rig, "/batches") == []
+    # Then the replay is neither posted nor dead-lettered: it stays on the queue, not deleted; the new invoice
+    # received with it is posted in the same run
+    (posted,) = [r for r in sent_to(rig, "/batches") if r["method"] == "POST"]
+    assert "sin_u" not in json.dumps(json.loads(posted["data"]))
+    assert '"buildnexion_id": "sin_new"' in json.dumps(json.loads(posted["data"]))
     assert harness.dead_letters() == []
     assert rig.entry("sin_u").status == SyncStatus.FAILED
-    (replay,) = received
+    (replay,) = [m for m in received if json.loads(m["Body"])["data"]["object"]["id"] == "sin_u"]
     # and when its visibility lapses and the listing answers, it is found and recorded issued
     url = harness.aws.provisioned.queues["TuimprentaQueue"].url
     rig.sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=replay["ReceiptHandle"], VisibilityTimeout=0)
+    rig.answers.append(batch_answer("batch_2", "queued"))  # the new invoice's batch, polled first
     rig.answers.append(page(listed("sin_u", "inv_u")))
     report = _run_once(rig, later=True)
     assert report.found == 1
     assert rig.entry("sin_u").remote_id == "inv_u"
-    assert sent_to(rig, "/batches") == []
+    assert [r for r in sent_to(rig, "/batches") if r["method"] == "POST"] == [posted]
     assert harness.aws.depth("TuimprentaQueue") == 0
 
 
