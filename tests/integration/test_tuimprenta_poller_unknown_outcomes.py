@@ -315,9 +315,13 @@ def test_a_replay_after_an_unknown_outcome_the_lookup_still_cannot_decide_is_dea
 ) -> None:
     rig = _left_unknown(harness, "sin_t")
     rig.answers.append(response(400, {"error": {"type": "validation_error", "message": "created_from inválido"}}))
-    harness.send(envelope("sin_t", updated_at="2026-11-08T09:00:00Z"))
+    rig.answers.append(batch_answer("batch_2", "queued"))
+    # (a new invoice received after the replay goes on as usual, in the same run)
+    harness.send(envelope("sin_t", updated_at="2026-11-08T09:00:00Z"), envelope("sin_new"))
     _run_once(rig, later=True)
-    assert sent_to(rig, "/batches") == []
+    (posted,) = [r for r in sent_to(rig, "/batches") if r["method"] == "POST"]
+    assert '"buildnexion_id": "sin_new"' in json.dumps(json.loads(posted["data"]))
+    assert "sin_t" not in json.dumps(json.loads(posted["data"]))
     (dead,) = harness.aws.queue_messages("TuimprentaDeadLetterQueue")
     assert json.loads(dead["Body"])["data"]["object"]["id"] == "sin_t"  # the replayed event itself
     attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
