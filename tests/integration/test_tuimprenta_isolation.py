@@ -156,7 +156,9 @@ def test_any_error_building_one_payload_dead_letters_that_invoice_with_its_reaso
     (dead,) = harness.dead_letters()
     assert json.loads(dead["Body"])["data"]["object"]["id"] == "sin_unbuildable"
     assert dead["MessageAttributes"]["error_code"]["StringValue"] == "unmappable_invoice"
-    assert any("sin_unbuildable" in p for p in report.problems)
+    # (an empty message is "-": SQS refuses an empty attribute)
+    assert dead["MessageAttributes"]["error_message"]["StringValue"] == (str(error) or "-")
+    assert f"sin_unbuildable: not submitted: {error}" in report.problems
     assert harness.ledger().get("tuimprenta", "sin_unbuildable") is None  # never claimed
     assert harness.aws.depth("TuimprentaQueue") == 0
 
