@@ -187,19 +187,7 @@ def test_crash_between_create_and_ledger_write_is_resolved_by_the_tag(
     world: World, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     event = world.event("08_purchase_order_created.json")
-    crashing = world.exporter()
-    saves = {"n": 0}
-    real_save = crashing.ledger.save
-
-    def save_then_crash(entry: Any) -> Any:
-        saves["n"] += 1
-        if entry.status == SyncStatus.SYNCED:
-            raise SystemExit("the instance died")  # after the create, before the ledger knew
-        return real_save(entry)
-
-    monkeypatch.setattr(crashing.ledger, "save", save_then_crash)
-    with pytest.raises(SystemExit):
-        crashing.sync(event, Deadline.unlimited())
+    crash_after_create(world, event, monkeypatch)
     assert len(world.fd.orders_tagged("bn:po_55")) == 1
     # The intent left behind says which event started it
     pending = world.ledger("po_55")
@@ -381,9 +369,11 @@ def crash_after_create(world: World, event: WebhookEvent, monkeypatch: pytest.Mo
             raise SystemExit("the instance died")
         return real_save(entry)
 
-    monkeypatch.setattr(crashing.ledger, "save", save_then_crash)
-    with pytest.raises(SystemExit):
-        crashing.sync(event, Deadline.unlimited())
+    # Only for this sync: what the test runs next saves as usual.
+    with monkeypatch.context() as patch:
+        patch.setattr(crashing.ledger, "save", save_then_crash)
+        with pytest.raises(SystemExit):
+            crashing.sync(event, Deadline.unlimited())
 
 
 def test_an_order_found_after_a_lost_answer_whose_update_is_refused_is_never_created_again(
@@ -393,7 +383,6 @@ def test_an_order_found_after_a_lost_answer_whose_update_is_refused_is_never_cre
     # FacturaDirecta refused the update (400) and the ledger forgot the order: the next version created another.
     event = world.event("08_purchase_order_created.json")
     crash_after_create(world, event, monkeypatch)
-    monkeypatch.undo()
     (order,) = world.fd.orders_tagged("bn:po_55")
     world.fd.inject_failures(400, code="INVALID_INPUT_DATA", method="PUT")
     later = world.exporter(clock=lambda: time.time() + 400)
@@ -629,7 +618,6 @@ def test_two_untagged_orders_with_our_number_leave_the_outcome_unknown_and_nothi
 ) -> None:
     event = world.event("08_purchase_order_created.json")
     crash_after_create(world, event, monkeypatch)
-    monkeypatch.undo()
     world.exporter().sync(world.event("08_purchase_order_created.json", id="po_twin"), Deadline.unlimited())
     for order in world.fd.state.orders.values():
         order.tags.clear()
